@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine (E-3):
+#   make app   — venv, install, serve the admin app on the embedded default (SQLite + generated key)
+#   make test  — venv, install, system services for the tests, the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: app test system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,app,bench]'
+	touch $(STAMP)
+
+app: $(STAMP)
+	$(VENV)/bin/byok-nb serve
+
+system-deps:
+	bash scripts/system_deps.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

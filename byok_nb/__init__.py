@@ -1,0 +1,63 @@
+"""byok_nb — bring-your-own-key LLM models for notebooks (SPEC §1).
+
+>>> import byok_nb
+>>> reg = byok_nb.open_registry("sqlite://", master_key=byok_nb.generate_master_key())  # doctest: +SKIP
+
+Importing this package is light: pandas, SQLAlchemy, boto3 and ipywidgets load when first used.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
+
+__version__ = "0.1.0"
+
+# Public names served lazily: name -> module that defines it.
+_LAZY = {
+    "CustomModel": ".domain",
+    "Completion": ".domain",
+    "ConnectionTest": ".domain",
+    "DeleteResult": ".domain",
+    "LLMField": ".domain",
+    "ModelDraft": ".domain",
+    "Org": ".domain",
+    "PickerEntry": ".domain",
+    "PlatformModel": ".domain",
+    "Project": ".domain",
+    "Registry": ".registry",
+    "RegistryWarning": ".registry",
+    "Session": ".registry",
+    "Workflow": ".domain",
+    "generate_master_key": ".secrets",
+    "open_registry": ".registry",
+}
+
+__all__ = sorted([
+    "Conflict", "Forbidden", "InvalidRequest", "NotFound", "ProviderError", "RegistryError",
+    "__version__", *_LAZY,
+])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'byok_nb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .domain import (
+        Completion, ConnectionTest, CustomModel, DeleteResult, LLMField, ModelDraft, Org, PickerEntry,
+        PlatformModel, Project, Workflow,
+    )
+    from .registry import Registry, RegistryWarning, Session, open_registry
+    from .secrets import generate_master_key

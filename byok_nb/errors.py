@@ -1,0 +1,61 @@
+"""One error hierarchy for every public call (SPEC §1).
+
+Each error carries the HTTP status the product page names, so the same object can be shown in a
+notebook, in a widget and (one day) returned by an HTTP API without translation.
+"""
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of every error a public byok_nb call raises for bad input or a failing provider."""
+
+    status_code: int = 400
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code}, message={self.message!r})"
+
+
+class InvalidRequest(RegistryError):
+    """The request is malformed or breaks a rule (422)."""
+
+    status_code = 422
+
+
+class Forbidden(RegistryError):
+    """The acting user lacks the role for this call (403)."""
+
+    status_code = 403
+
+
+class NotFound(RegistryError):
+    """The org, project, model or workflow does not exist or is not visible (404)."""
+
+    status_code = 404
+
+
+class Conflict(RegistryError):
+    """The request collides with existing state, e.g. a taken slug (409)."""
+
+    status_code = 409
+
+
+class ProviderError(RegistryError):
+    """A provider call failed. ``status_code`` is the provider's HTTP status, or 502 when there was
+    none (transport failure); ``provider_message`` is the provider's own text, secrets scrubbed."""
+
+    status_code = 502
+
+    def __init__(self, message: str, *, status_code: int | None = None,
+                 provider_message: str | None = None, provider: str | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.provider_message = provider_message if provider_message is not None else message
+        self.provider = provider

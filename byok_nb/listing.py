@@ -1,0 +1,45 @@
+"""The Models table (SPEC §1 list_models, U-2): platform and custom models in one DataFrame."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .domain import CustomModel, PlatformModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+MODEL_COLUMNS = [
+    "ref", "label", "type", "provider", "provider_model_id", "max_tokens",
+    "supports_json_mode", "supports_vision", "supports_tool_use", "supports_reasoning",
+    "reasoning_parameter", "input_cost_per_token", "output_cost_per_token", "price_source",
+    "secret_masked", "active",
+]
+
+
+def _platform_row(m: PlatformModel) -> dict:
+    return {"ref": m.id, "label": m.label, "type": "platform", "provider": "openrouter",
+            "provider_model_id": m.id, "max_tokens": m.max_tokens,
+            "supports_json_mode": m.supports_json_mode, "supports_vision": m.supports_vision,
+            "supports_tool_use": m.supports_tool_use, "supports_reasoning": m.supports_reasoning,
+            "reasoning_parameter": m.reasoning_parameter,
+            "input_cost_per_token": m.input_cost_per_token, "output_cost_per_token": m.output_cost_per_token,
+            "price_source": "platform catalogue", "secret_masked": None, "active": True}
+
+
+def _custom_row(m: CustomModel) -> dict:
+    return {"ref": m.slug, "label": m.label, "type": "custom", "provider": m.provider,
+            "provider_model_id": m.provider_model_id, "max_tokens": m.max_tokens,
+            "supports_json_mode": m.supports_json_mode, "supports_vision": m.supports_vision,
+            "supports_tool_use": m.supports_tool_use, "supports_reasoning": m.supports_reasoning,
+            "reasoning_parameter": m.reasoning_parameter,
+            "input_cost_per_token": m.input_cost_per_token, "output_cost_per_token": m.output_cost_per_token,
+            "price_source": m.price_source, "secret_masked": m.secret_masked, "active": m.active}
+
+
+def models_frame(platform: Sequence[PlatformModel], custom: Sequence[CustomModel]) -> "pd.DataFrame":
+    """One row a model. Prices stay exact ``Decimal`` objects (None = unpriced, 0 = free)."""
+    import pandas as pd
+
+    rows = [_platform_row(m) for m in platform] + [_custom_row(m) for m in custom]
+    return pd.DataFrame(rows, columns=MODEL_COLUMNS)

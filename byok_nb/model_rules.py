@@ -1,0 +1,239 @@
+"""Pure rules about a custom model's fields (M-2 … M-10, M-15, C-1): no I/O, no database.
+
+The registry calls these for adds and patches; the UI's form models call the same functions to
+show the same messages before anything is submitted.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, ValidationError
+
+from .domain import PROVIDERS, ModelDraft
+from .errors import InvalidRequest
+
+SLUG_MAX_LENGTH = 128
+SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9\-_./:]{0,127}")
+SLUG_RULE = ("a slug is 1-128 characters of lower-case letters, digits and - _ . / :, "
+             "starting with a letter or digit")
+RECOGNIZED_REASONING_PARAMETERS = ("max_tokens", "effort")
+PER_MILLION_THRESHOLD = Decimal("0.001")
+BEDROCK_AUTH_METHODS = ("iam", "api_key")
+
+# Which credential fields each provider (and Bedrock auth method) takes, and which it requires.
+# The secret of every provider lives in ``api_key`` except Bedrock IAM's secret access key.
+_CREDENTIALS: dict[tuple[str, str | None], tuple[frozenset[str], frozenset[str]]] = {
+    ("fireworks", None): (frozenset({"api_key"}), frozenset({"api_key"})),
+    ("together", None): (frozenset({"api_key"}), frozenset({"api_key"})),
+    ("huggingface", None): (frozenset({"api_key", "endpoint_url"}), frozenset({"api_key", "endpoint_url"})),
+    ("openai_compatible", None): (frozenset({"api_key", "base_url"}), frozenset({"base_url"})),
+    ("bedrock", "iam"): (frozenset({"aws_region", "auth_method", "aws_access_key_id", "aws_secret_access_key"}),
+                         frozenset({"aws_region", "aws_access_key_id", "aws_secret_access_key"})),
+    ("bedrock", "api_key"): (frozenset({"aws_region", "auth_method", "api_key"}),
+                             frozenset({"aws_region", "api_key"})),
+}
+ALL_CREDENTIAL_FIELDS = frozenset().union(*(allowed for allowed, _ in _CREDENTIALS.values()))
+FIELD_LABELS = {
+    "api_key": "API Key", "base_url": "Base URL", "endpoint_url": "Inference Endpoint URL",
+    "aws_region": "AWS Region", "auth_method": "Authentication Method",
+    "aws_access_key_id": "Access Key ID", "aws_secret_access_key": "Secret Access Key",
+}
+
+
+def coerce_draft(draft: Any = None, fields: dict[str, Any] | None = None) -> ModelDraft:
+    """A ModelDraft from a ModelDraft, a dict or keyword fields; bad shapes -> InvalidRequest."""
+    fields = dict(fields or {})
+    if draft is None:
+        data = fields
+    elif isinstance(draft, ModelDraft):
+        data = {**draft.model_dump(exclude_unset=True), **fields}
+    elif isinstance(draft, dict):
+        data = {**draft, **fields}
+    else:
+        raise InvalidRequest(f"a draft is a ModelDraft, a dict or keyword fields, not {type(draft).__name__}")
+    try:
+        return ModelDraft(**data)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc) from None
+    except TypeError as exc:  # e.g. non-string keys
+        raise InvalidRequest(f"invalid model fields: {exc}") from None
+
+
+def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
+    """An InvalidRequest naming every bad field, without echoing the input (it may be a secret)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in error.get("loc", ())) or "input"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return InvalidRequest("invalid model fields — " + "; ".join(parts))
+
+
+def derive_slug(display_name: str | None) -> str:
+    """M-3: lower-case, runs outside a-z0-9 become one '-', trimmed, cut to 128.
+
+    >>> derive_slug("Llama 3.1 8B (internal v4)")
+    'llama-3-1-8b-internal-v4'
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", (display_name or "").lower()).strip("-")
+    if not slug:
+        raise InvalidRequest("slug: cannot derive a slug from the display name; give a Display Name "
+                             "with letters or digits, or a Model Slug")
+    return slug[:SLUG_MAX_LENGTH].rstrip("-")
+
+
+def check_slug(slug: str) -> str:
+    """M-4: the form of a given (not derived) slug."""
+    if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
+        raise InvalidRequest(f"slug: {slug!r} is not a valid slug — {SLUG_RULE}")
+    return slug
+
+
+def resolve_slug(slug: str | None, display_name: str | None) -> str:
+    if slug is None or slug == "":
+        return derive_slug(display_name)
+    return check_slug(slug)
+
+
+def check_required_text(name: str, value: str | None) -> str:
+    if value is None or not str(value).strip():
+        raise InvalidRequest(f"{name} is required")
+    return str(value).strip()
+
+
+def check_max_tokens(value: Any) -> int:
+    """M-7: an integer >= 1, never clamped."""
+    if value is None:
+        raise InvalidRequest("max_tokens is required")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest(f"max_tokens must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_cost(name: str, value: Any) -> Decimal | None:
+    """M-8: USD per token, Decimal >= 0, or blank (None) to disable cost tracking."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        cost = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise InvalidRequest(f"{name} must be a number of USD per token, e.g. 0.0000003") from None
+    if not cost.is_finite() or cost < 0:
+        raise InvalidRequest(f"{name} must be a finite number >= 0 (USD per token)")
+    return cost
+
+
+def cost_warnings(input_cost: Decimal | None, output_cost: Decimal | None) -> list[str]:
+    """M-8: a price above $0.001 per token is probably a per-1M-token price typed in the wrong unit."""
+    out = []
+    for label, cost in (("Input cost/token (USD)", input_cost), ("Output cost/token (USD)", output_cost)):
+        if cost is not None and cost > PER_MILLION_THRESHOLD:
+            out.append(f"{label} {format_cost(cost)} looks like a per-1M-token price; "
+                       f"enter USD per token (e.g. 0.0000003 for $0.30 per 1M)")
+    return out
+
+
+def format_cost(cost: Decimal | None) -> str | None:
+    """Plain positional notation (0.0000003, not 3E-7), exact."""
+    if cost is None:
+        return None
+    text = format(cost, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".") or "0"
+    return text
+
+
+def effective_reasoning_parameter(name: str | None) -> str:
+    """M-10: only exactly 'max_tokens' and 'effort' are recognized; anything else acts as max_tokens."""
+    return name if name in RECOGNIZED_REASONING_PARAMETERS else "max_tokens"
+
+
+def reasoning_parameter_warning(name: str | None, supports_reasoning: bool) -> str | None:
+    if supports_reasoning and name not in RECOGNIZED_REASONING_PARAMETERS:
+        return (f"Reasoning parameter name {name!r} is not recognized; only 'max_tokens' and 'effort' "
+                f"are — it will behave as 'max_tokens'")
+    return None
+
+
+def check_provider(provider: str | None) -> str:
+    if provider is None or not str(provider).strip():
+        raise InvalidRequest("provider is required")
+    if provider not in PROVIDERS:
+        raise InvalidRequest(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}")
+    return provider
+
+
+def check_auth_method(provider: str, auth_method: str | None) -> str | None:
+    if provider != "bedrock":
+        if auth_method not in (None, ""):
+            raise InvalidRequest(f"auth_method is only for Bedrock, not {provider}")
+        return None
+    method = auth_method or "iam"
+    if method not in BEDROCK_AUTH_METHODS:
+        raise InvalidRequest(f"auth_method must be 'iam' or 'api_key', got {auth_method!r}")
+    return method
+
+
+def credential_fields(provider: str, auth_method: str | None) -> tuple[frozenset[str], frozenset[str]]:
+    """(allowed, required) credential fields for a provider and Bedrock auth method (C-1)."""
+    return _CREDENTIALS[(provider, auth_method if provider == "bedrock" else None)]
+
+
+def secret_field_of(provider: str, auth_method: str | None) -> str:
+    """The field holding the model's one secret."""
+    return "aws_secret_access_key" if provider == "bedrock" and auth_method == "iam" else "api_key"
+
+
+def is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return isinstance(value, str) and not value.strip()
+
+
+def refuse_foreign_credentials(provider: str, auth_method: str | None, given: dict[str, Any]) -> None:
+    """C-1: fields of other providers (or the other Bedrock method) are refused, not kept."""
+    allowed, _ = credential_fields(provider, auth_method)
+    foreign = sorted(name for name, value in given.items()
+                     if name in ALL_CREDENTIAL_FIELDS and name not in allowed and not is_blank(value))
+    if foreign:
+        where = f"Bedrock with auth_method={auth_method!r}" if provider == "bedrock" else provider
+        raise InvalidRequest(f"{', '.join(foreign)} not accepted for {where}")
+
+
+def check_http_url(name: str, url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"{name} must be a full http(s) URL such as https://my-vllm.example.com/v1, "
+                             f"got {url!r}")
+    if parts.username or parts.password:
+        # Credentials belong in the API Key field, where they are encrypted, not in a URL.
+        raise InvalidRequest(f"{name} must not contain credentials; put the key in API Key")
+    return url
+
+
+def check_base_url(url: str | None) -> str:
+    """M-15: OpenAI-compatible models always have a base URL."""
+    if is_blank(url):
+        raise InvalidRequest("base_url is required for OpenAI-compatible models "
+                             "(so requests never go to an unintended endpoint)")
+    return check_http_url("base_url", url).rstrip("/")
+
+
+def check_endpoint_url(url: str | None) -> str:
+    """P-3: a full https:// URL, not a bare Hub repo path."""
+    if is_blank(url):
+        raise InvalidRequest("endpoint_url (Inference Endpoint URL) is required for HuggingFace")
+    from .providers.huggingface import validate_endpoint_url
+
+    return validate_endpoint_url(url.strip())
+
+
+def check_region(region: str | None) -> str:
+    if is_blank(region):
+        raise InvalidRequest("aws_region (AWS Region) is required for Bedrock")
+    return region.strip()

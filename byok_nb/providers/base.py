@@ -1,0 +1,79 @@
+"""The one small interface every provider adapter implements.
+
+A call is described by a :class:`Target` (where to send it and with which decrypted credentials —
+built by the registry at call time, never stored) and a :class:`ChatRequest` (what to ask, in the
+OpenAI chat shape plus a canonical reasoning setting, SPEC P-1).  An adapter turns those into the
+provider's wire format and returns a :class:`ChatResult`, or raises ``ProviderError``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to call one model. Secrets stay ``SecretStr`` until the wire."""
+
+    provider: str                      # fireworks | together | bedrock | huggingface | openai_compatible | openrouter
+    provider_model_id: str
+    api_key: SecretStr | None = None   # provider key / HF token / Bedrock API key / OpenRouter key
+    base_url: str | None = None        # OpenAI-compatible
+    endpoint_url: str | None = None    # HuggingFace
+    aws_region: str | None = None
+    auth_method: str | None = None     # bedrock: iam | api_key
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+
+    def secrets(self) -> list[str]:
+        """Plain secret values, for scrubbing them out of provider messages and logs."""
+        out = []
+        for value in (self.api_key, self.aws_secret_access_key):
+            if value is not None and value.get_secret_value():
+                out.append(value.get_secret_value())
+        return out
+
+
+@dataclass
+class ChatRequest:
+    """One chat call in the OpenAI shape.
+
+    ``messages`` are OpenAI-style dicts (content a string or a list of ``text`` / ``image_url``
+    parts; ``image_url.url`` may be a data URL).  ``json_schema`` set means *native* structured
+    output (T-2); ``None`` means prompt instructions only.  ``reasoning`` is the canonical payload
+    of P-1 — ``{"max_tokens": N}`` or ``{"effort": "low|medium|high"}`` — or ``None`` for none.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    json_schema: dict[str, Any] | None = None
+    json_schema_name: str = "response"
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: Any = None
+    reasoning: dict[str, Any] | None = None
+
+
+@dataclass
+class ChatResult:
+    text: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape: {id, type, function:{name, arguments}}
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def replace(self, **changes: Any) -> "ChatResult":
+        return dataclasses.replace(self, **changes)
+
+
+class Adapter(Protocol):
+    """One API shape. ``chat`` returns a result or raises ``ProviderError``; ``preview`` returns
+    the request that ``chat`` would send (URL, headers, body) with every secret redacted."""
+
+    def chat(self, request: ChatRequest) -> ChatResult: ...
+
+    def preview(self, request: ChatRequest) -> dict[str, Any]: ...

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What the test suite needs from the machine beyond Python packages: Debian's Chromium (browser
+# tests) and a PostgreSQL server on 127.0.0.1:5432 (the registry suite runs on it too).
+# Idempotent; installs with apt-get only when something is missing and we may (root).
+set -euo pipefail
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1 || need+=(postgresql)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "system_deps: installing ${need[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "system_deps: missing ${need[*]} and not root; the tests that need them will say they are skipped" >&2
+  fi
+fi
+
+# Start PostgreSQL (the machine image ships it stopped) and make the test role and database.
+if command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if ! pg_lsclusters -h 2>/dev/null | awk -v v="$version" '$1==v && $2=="main" {print $4}' | grep -q online; then
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || echo "system_deps: could not start PostgreSQL" >&2
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='byok_nb'\"" 2>/dev/null | grep -q 1 \
+      || su postgres -c "psql -qc \"CREATE ROLE byok_nb LOGIN PASSWORD 'byok_nb' CREATEDB\"" >/dev/null
+    su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='byok_nb_test'\"" 2>/dev/null | grep -q 1 \
+      || su postgres -c "createdb -O byok_nb byok_nb_test" >/dev/null
+  fi
+fi
