@@ -129,7 +129,7 @@ def _load(path: str | os.PathLike[str] | None) -> _Catalog:
         raise CatalogError(f"platform catalogue {file}{hint} does not exist") from None
     except OSError as exc:
         raise CatalogError(f"platform catalogue {file} cannot be read: {exc}") from None
-    key = (str(file.resolve()), st.st_mtime_ns, st.st_size)
+    key = (str(file), st.st_mtime_ns, st.st_size)
     cached = _cache.get(key)
     if cached is not None:
         return cached
