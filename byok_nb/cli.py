@@ -7,21 +7,123 @@ from collections.abc import Sequence
 
 
 def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    """C-5. The current key is found as open_registry finds it (BYOK_NB_MASTER_KEY, else the key
+    file), but a missing key file is an error here, never silently created. See docs/security.md."""
     import os
 
-    from .registry import open_registry
+    from .registry import byok_home, default_database_url, open_registry
+    from .secrets import KEY_FILE_NAME, decode_master_key, key_id_of, load_or_create_key_file
 
     new_key = args.new_key or os.environ.get("BYOK_NB_NEW_MASTER_KEY")
     if not new_key:
-        print("give the new key with --new-key or BYOK_NB_NEW_MASTER_KEY", file=sys.stderr)
+        print("error: give the new key in BYOK_NB_NEW_MASTER_KEY (or --new-key); make one with\n"
+              "  python -c 'import byok_nb; print(byok_nb.generate_master_key())'", file=sys.stderr)
         return 2
-    with open_registry(args.database_url) as reg:
-        report = reg.rotate_master_key(new_key, dry_run=args.dry_run)
-    verb = "would re-encrypt" if report.dry_run else "re-encrypted"
-    print(f"{verb} {report.secrets} secret(s): key {report.old_key_id} -> {report.new_key_id}")
-    if not report.dry_run:
-        print("Store the new key now (BYOK_NB_MASTER_KEY or master.key); the old key no longer decrypts.")
+    new_raw = decode_master_key(new_key)
+    home = byok_home()
+    key_file = home / KEY_FILE_NAME
+    from_env = bool(os.environ.get("BYOK_NB_MASTER_KEY"))
+    if from_env:
+        current = decode_master_key(os.environ["BYOK_NB_MASTER_KEY"])
+        source = "BYOK_NB_MASTER_KEY"
+    elif key_file.exists():
+        current = load_or_create_key_file(home)   # refuses a key file readable by others
+        source = str(key_file)
+    else:
+        print(f"error: no current master key: BYOK_NB_MASTER_KEY is not set and {key_file} does not "
+              f"exist (BYOK_NB_HOME={home})", file=sys.stderr)
+        return 2
+    if args.write_key_file and from_env:
+        print("error: --write-key-file: the current key comes from BYOK_NB_MASTER_KEY, which takes "
+              "precedence over the key file; set BYOK_NB_MASTER_KEY to the new key instead",
+              file=sys.stderr)
+        return 2
+    url = args.database_url or default_database_url()
+    missing = _missing_sqlite_file(url)
+    if missing:
+        print(f"error: no registry database at {missing}", file=sys.stderr)
+        return 2
+
+    staged = key_file.with_name(KEY_FILE_NAME + ".new")
+    if args.write_key_file and staged.exists():
+        print(f"error: {staged} exists: an earlier rotation stopped between its commit and installing "
+              f"the key file. See docs/security.md, 'If a rotation is interrupted'; nothing was changed",
+              file=sys.stderr)
+        return 2
+    wrote_stage = committed = False
+    if args.write_key_file and not args.dry_run:
+        # Written before the commit, so a crash between commit and rename still leaves the new
+        # key on disk beside the old one (docs/security.md, "If a rotation is interrupted").
+        _write_private(staged, new_key.strip())
+        wrote_stage = True
+    try:
+        with open_registry(url, master_key=current) as reg:
+            report = reg.rotate_master_key(new_raw, dry_run=args.dry_run)
+            committed = not args.dry_run
+    finally:
+        if wrote_stage and not committed:
+            staged.unlink(missing_ok=True)   # nothing was committed: the old key stays the key
+    old_id, new_id = key_id_of(current), key_id_of(new_raw)
+    if report.dry_run:
+        print(f"dry run: would re-encrypt {report.secrets} secret(s) from key {old_id} to key {new_id}; "
+              f"every stored secret decrypts with the current key ({source}); nothing was changed")
+        return 0
+    print(f"re-encrypted {report.secrets} secret(s) from key {old_id} to key {new_id} in one transaction; "
+          f"the old key no longer decrypts any of them")
+    if args.write_key_file:
+        os.replace(staged, key_file)
+        _fsync_dir(key_file.parent)
+        print(f"{key_file} now holds the new key. Restart every kernel and Voila app that uses this "
+              f"registry.")
+    else:
+        where = "BYOK_NB_MASTER_KEY" if from_env else f"{key_file} (mode 600)"
+        print(f"Install the new key now: put it in {where} wherever this registry is opened, then "
+              f"restart every kernel and Voila app that uses it. Until then they cannot decrypt "
+              f"credentials, and a process still running with the old key would store new "
+              f"credentials the new key cannot read (run rotate-key again to fix those).")
+    print("Database backups taken before this rotation still need the old key.")
     return 0
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a file-based SQLite URL whose file does not exist (rotation must not create it)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - open_registry reports a bad URL properly
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    path = Path(parsed.database).expanduser()
+    return None if path.exists() else str(path)
+
+
+def _write_private(path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte, durably."""
+    import os
+
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(directory) -> None:
+    import os
+
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _cmd_platform_sync(args: argparse.Namespace) -> int:
@@ -73,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(func=_cmd_scan)
 
     rotate = sub.add_parser("rotate-key", help="re-encrypt every stored secret under a new master key")
-    rotate.add_argument("--new-key", default=None, help="the new key (prefer BYOK_NB_NEW_MASTER_KEY)")
-    rotate.add_argument("--dry-run", action="store_true")
-    rotate.add_argument("--database-url", default=None)
+    rotate.add_argument("--new-key", default=None,
+                        help="the new key (prefer BYOK_NB_NEW_MASTER_KEY: a command line is visible to other users)")
+    rotate.add_argument("--dry-run", action="store_true",
+                        help="check every secret decrypts and report the count; change nothing")
+    rotate.add_argument("--write-key-file", action="store_true",
+                        help="when the current key is the key file, replace it with the new key after the commit")
+    rotate.add_argument("--database-url", default=None, help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
     rotate.set_defaults(func=_cmd_rotate_key)
 
     platform = sub.add_parser("platform", help="platform model catalogue")

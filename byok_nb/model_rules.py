@@ -21,6 +21,8 @@ SLUG_RULE = ("a slug is 1-128 characters of lower-case letters, digits and - _ .
              "starting with a letter or digit")
 RECOGNIZED_REASONING_PARAMETERS = ("max_tokens", "effort")
 PER_MILLION_THRESHOLD = Decimal("0.001")
+MAX_TOKENS_LIMIT = 2**31 - 1   # the widest value every store's max_tokens column holds
+COST_TEXT_LIMIT = 64           # costs are stored as exact text in a 64-character column
 BEDROCK_AUTH_METHODS = ("iam", "api_key")
 
 # Which credential fields each provider (and Bedrock auth method) takes, and which it requires.
@@ -54,12 +56,46 @@ def coerce_draft(draft: Any = None, fields: dict[str, Any] | None = None) -> Mod
         data = {**draft, **fields}
     else:
         raise InvalidRequest(f"a draft is a ModelDraft, a dict or keyword fields, not {type(draft).__name__}")
+    if isinstance(data.get("max_tokens"), bool):   # pydantic would read True as 1
+        raise InvalidRequest(f"max_tokens must be an integer >= 1, got {data['max_tokens']!r}")
     try:
-        return ModelDraft(**data)
+        result = ModelDraft(**data)
     except ValidationError as exc:
         raise invalid_from_validation(exc) from None
     except TypeError as exc:  # e.g. non-string keys
         raise InvalidRequest(f"invalid model fields: {exc}") from None
+    for name in ModelDraft.model_fields:
+        check_storable_text(name, getattr(result, name), TEXT_LIMITS.get(name))
+    return result
+
+
+# Longest text each field may hold: the column widths of store/schema.py (PostgreSQL enforces them).
+# (slug is checked by check_slug, whose message spells out the whole M-4 rule.)
+TEXT_LIMITS = {
+    "provider": 32, "provider_model_id": 512, "display_name": 512,
+    "reasoning_parameter": 128, "base_url": 2048, "endpoint_url": 2048, "aws_region": 64,
+    "auth_method": 16, "aws_access_key_id": 128, "reuse_credentials_from": 128,
+}
+
+
+def check_storable_text(name: str, value: Any, max_length: int | None = None) -> None:
+    """Text every store can hold: no NUL, no lone surrogates, within the column width.
+
+    The value is never echoed (it may be a secret).
+    """
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not isinstance(text, str):
+        return
+    if "\x00" in text:
+        raise InvalidRequest(f"{name} must not contain NUL characters")
+    if max_length is not None and len(text) > max_length:
+        raise InvalidRequest(f"{name} is too long: at most {max_length} characters")
+    try:
+        text.encode("utf-8")
+        return
+    except UnicodeEncodeError:
+        pass   # raised below, outside the handler, so no exception holding the text is chained
+    raise InvalidRequest(f"{name} must be valid text (it contains an unpaired surrogate character)")
 
 
 def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
@@ -97,9 +133,10 @@ def resolve_slug(slug: str | None, display_name: str | None) -> str:
     return check_slug(slug)
 
 
-def check_required_text(name: str, value: str | None) -> str:
+def check_required_text(name: str, value: str | None, max_length: int | None = None) -> str:
     if value is None or not str(value).strip():
         raise InvalidRequest(f"{name} is required")
+    check_storable_text(name, str(value).strip(), max_length)
     return str(value).strip()
 
 
@@ -109,6 +146,9 @@ def check_max_tokens(value: Any) -> int:
         raise InvalidRequest("max_tokens is required")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequest(f"max_tokens must be an integer >= 1, got {value!r}")
+    if value > MAX_TOKENS_LIMIT:
+        # Refused, not clamped: the column is a 32-bit integer on PostgreSQL.
+        raise InvalidRequest(f"max_tokens must be at most {MAX_TOKENS_LIMIT}, got {value}")
     return value
 
 
@@ -122,6 +162,16 @@ def check_cost(name: str, value: Any) -> Decimal | None:
         raise InvalidRequest(f"{name} must be a number of USD per token, e.g. 0.0000003") from None
     if not cost.is_finite() or cost < 0:
         raise InvalidRequest(f"{name} must be a finite number >= 0 (USD per token)")
+    if cost.is_zero():
+        return Decimal(0)   # "-0", "0E-999999": free, and cheap to format
+    # Size of the plain notation the store keeps (format_cost), computed without building it:
+    # "1e-999999999" would otherwise allocate a gigabyte.
+    _, digits, exponent = cost.as_tuple()
+    while exponent < 0 and len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    if max(len(digits) + exponent, 1) + max(-exponent, 0) + 1 > COST_TEXT_LIMIT:
+        raise InvalidRequest(f"{name} has too many digits for a USD-per-token price "
+                             f"(at most {COST_TEXT_LIMIT} characters in plain notation)")
     return cost
 
 

@@ -132,7 +132,7 @@ class Registry:
         from .store import schema, write_tx
         from sqlalchemy.exc import IntegrityError
 
-        name = rules.check_required_text("org name", name)
+        name = rules.check_required_text("org name", name, 128)
         try:
             with write_tx(self._engine) as conn:
                 org_id = conn.execute(schema.orgs.insert().values(name=name, created_at=_now())).inserted_primary_key[0]
@@ -144,7 +144,7 @@ class Registry:
         from .store import schema, write_tx
         from sqlalchemy.exc import IntegrityError
 
-        name = rules.check_required_text("project name", name)
+        name = rules.check_required_text("project name", name, 128)
         try:
             with write_tx(self._engine) as conn:
                 org_id = self._org_id(conn, org)
@@ -160,7 +160,7 @@ class Registry:
         from .store import schema, write_tx
         from sqlalchemy.exc import IntegrityError
 
-        user = rules.check_required_text("user", user)
+        user = rules.check_required_text("user", user, 256)
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if role == "org_admin" and project is not None:
@@ -181,6 +181,8 @@ class Registry:
         """A session acting as ``user`` in ``org``; every call is authorized as that user."""
         from .store import read_tx
 
+        rules.check_storable_text("org", org)
+        rules.check_storable_text("user", user)
         with read_tx(self._engine) as conn:
             org_id = self._org_id(conn, org)
         return Session(self, org=org, org_id=org_id, user=user)
@@ -358,7 +360,7 @@ class Session:
 
         self._require_admin()
         with write_tx(self._reg._engine) as conn:
-            row = self._active_row(slug, conn)
+            row = self._active_row(slug, conn, lock=True)
             values, secret, changed = self._patched_values(row, changes)
             if not changed:
                 return self._to_view(row)
@@ -379,7 +381,7 @@ class Session:
 
         self._require_admin()
         with write_tx(self._reg._engine) as conn:
-            row = self._active_row(slug, conn)
+            row = self._active_row(slug, conn, lock=True)
             conn.execute(schema.custom_models.update().where(schema.custom_models.c.id == row["id"])
                          .values(active=False, updated_at=_now()))
             count = self._referencing_workflows(conn, slug)
@@ -630,14 +632,21 @@ class Session:
         return out + ([reasoning] if reasoning else [])
 
     # -- internals: persistence ------------------------------------------------------------------
-    def _active_row(self, slug: str, conn: "Connection | None" = None):
+    def _active_row(self, slug: str, conn: "Connection | None" = None, *, lock: bool = False):
+        """The active row of ``slug``. ``lock=True`` (inside a write transaction) locks it until
+        the commit (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds
+        the one write lock), so a concurrent edit or delete is read after it, not before: no lost
+        update, and a row deleted meanwhile is NotFound."""
         from sqlalchemy import select
         from .store import read_tx, schema
 
         if not isinstance(slug, str):
             raise InvalidRequest(f"a model is named by its slug (a string), not {type(slug).__name__}")
+        rules.check_storable_text("slug", slug)
         cm = schema.custom_models
         query = select(cm).where(cm.c.org_id == self.org_id, cm.c.slug == slug, cm.c.active.is_(True))
+        if lock:
+            query = query.with_for_update()
         if conn is None:
             with read_tx(self._reg._engine) as c:
                 row = c.execute(query).mappings().first()
@@ -686,9 +695,13 @@ class Session:
         now = _now()
         try:
             with write_tx(self._reg._engine) as conn:
+                # FOR UPDATE: concurrent reactivations of one deleted row queue here, and each
+                # after the first sees it active (Conflict) — the partial unique index cannot
+                # tell them apart, as they update the same row (M-5 on PostgreSQL).
                 existing = conn.execute(select(cm.c.id, cm.c.provider, cm.c.active).where(
                     cm.c.org_id == self.org_id, cm.c.slug == slug).order_by(cm.c.active.desc(),
-                                                                            cm.c.updated_at.desc())).first()
+                                                                            cm.c.updated_at.desc())
+                                        .with_for_update()).first()
                 row_values = self._row_values(values)
                 if existing is not None and existing.active:
                     raise Conflict(f"slug {slug!r} is taken by an active custom model in org {self.org!r}")

@@ -1,39 +1,116 @@
-"""C-5: re-encrypt every stored secret under a new master key, in one transaction."""
+"""C-5: re-encrypt every stored secret under a new master key, in one transaction.
+
+The rotation reads and checks every secret first and writes only when all of them decrypted, so
+a secret the current key cannot read aborts it with nothing changed. The writes and the commit are
+one transaction: a rotation interrupted at any point (exception, SIGKILL, power loss) leaves every
+secret under the old key, and a committed one leaves every secret under the new key.
+
+A secret already under the new key (its key id is the new key's, and the new key decrypts it) is
+left as it is. That makes a rotation safe to run again: after a crash between the commit and
+installing the new key, or to re-encrypt secrets a process still holding the old key wrote after
+the rotation.
+"""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .domain import RotationReport
-from .secrets import SecretBox, decode_master_key
+from .errors import InvalidRequest
+from .secrets import SecretBox, UnreadableSecret, decode_master_key
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy import Connection
+
     from .registry import Registry
+
+WRITE_CHUNK = 256   # rows per executemany: fewer round trips than one UPDATE per row on PostgreSQL
+_MAX_NAMED = 20     # unreadable secrets named in the error; the rest are counted
 
 
 def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bool = False) -> RotationReport:
-    """Decrypt each secret with the current key and encrypt it under ``new_key``.
+    """Re-encrypt each stored secret (active and deleted models alike) under ``new_key``.
 
-    All rows change in one transaction, so an interruption leaves every secret readable by exactly
-    one key: the old one (nothing committed) or the new one (everything committed). A secret that
-    the current key cannot read aborts the rotation before anything is written.
+    ``dry_run=True`` decrypts every secret with the current key, reports how many would be
+    re-encrypted, and writes nothing. The registry keeps working with the new key afterwards;
+    other processes must be restarted with it (see docs/security.md).
     """
     from sqlalchemy import select
 
-    from .store import schema, write_tx
+    from .store import read_tx, schema, write_tx
 
     raw = new_key if isinstance(new_key, bytes) and len(new_key) == 32 else decode_master_key(new_key)
     old_box, new_box = registry._box, SecretBox(raw)
-    cm = schema.custom_models
-    with write_tx(registry._engine) as conn:
-        rows = conn.execute(select(cm.c.id, cm.c.secret_ciphertext, cm.c.secret_key_id)
-                            .where(cm.c.secret_ciphertext.is_not(None))).all()
-        for row in rows:
-            plain = old_box.decrypt(row.secret_ciphertext, record_id=row.id, field="secret",
-                                    key_id=row.secret_key_id)
-            if not dry_run:
-                conn.execute(cm.update().where(cm.c.id == row.id).values(
-                    secret_ciphertext=new_box.encrypt(plain, record_id=row.id, field="secret"),
-                    secret_key_id=new_box.key_id))
+    if new_box.key_id == old_box.key_id:
+        raise InvalidRequest("the new master key is the current key; generate a fresh one "
+                             "with byok_nb.generate_master_key()")
+    cm, orgs = schema.custom_models, schema.orgs
+    engine = registry._engine
+    with (read_tx(engine) if dry_run else write_tx(engine)) as conn:
+        if not dry_run and conn.dialect.name == "postgresql":
+            # Readers go on; writers wait, so no secret is added under the old key mid-rotation.
+            # (SQLite's BEGIN IMMEDIATE already holds the database's one write lock.)
+            conn.exec_driver_sql("LOCK TABLE custom_models IN EXCLUSIVE MODE")
+        rows = conn.execute(
+            select(cm.c.id, cm.c.slug, cm.c.active, cm.c.secret_ciphertext, cm.c.secret_key_id,
+                   orgs.c.name.label("org"))
+            .select_from(cm.join(orgs, orgs.c.id == cm.c.org_id))
+            .where(cm.c.secret_ciphertext.is_not(None)).order_by(cm.c.id)).all()
+        updates, unreadable = _reencrypt_all(rows, old_box, new_box, encrypt=not dry_run)
+        if unreadable:
+            raise UnreadableSecret(_unreadable_message(unreadable))
+        if not dry_run:
+            for start in range(0, len(updates), WRITE_CHUNK):
+                _write_chunk(conn, updates[start:start + WRITE_CHUNK])
     if not dry_run:
         registry._box = new_box
-    return RotationReport(dry_run=dry_run, secrets=len(rows), old_key_id=old_box.key_id, new_key_id=new_box.key_id)
+    return RotationReport(dry_run=dry_run, secrets=len(updates), old_key_id=old_box.key_id,
+                          new_key_id=new_box.key_id)
+
+
+def _reencrypt_all(rows: list[Any], old_box: SecretBox, new_box: SecretBox, *, encrypt: bool
+                   ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Phase 1, no writes: the new ciphertext of every row, and the rows no key can read."""
+    updates: list[dict[str, Any]] = []
+    unreadable: list[Any] = []
+    for row in rows:
+        where = {"record_id": row.id, "field": "secret"}
+        if row.secret_key_id == new_box.key_id:
+            try:
+                new_box.decrypt(row.secret_ciphertext, key_id=row.secret_key_id, **where)
+            except UnreadableSecret:
+                unreadable.append(row)
+            continue   # already under the new key
+        try:
+            plain = old_box.decrypt(row.secret_ciphertext, key_id=row.secret_key_id, **where)
+        except UnreadableSecret:
+            unreadable.append(row)
+            continue
+        if encrypt:
+            updates.append({"_id": row.id, "_ct": new_box.encrypt(plain, **where), "_kid": new_box.key_id})
+        else:
+            updates.append({"_id": row.id})
+        del plain
+    return updates, unreadable
+
+
+def _write_chunk(conn: "Connection", chunk: list[dict[str, Any]]) -> None:
+    """Phase 2: one executemany of new ciphertexts (a module function so tests can interrupt it)."""
+    from sqlalchemy import bindparam
+
+    from .store import schema
+
+    if not chunk:
+        return
+    cm = schema.custom_models
+    stmt = (cm.update().where(cm.c.id == bindparam("_id"))
+            .values(secret_ciphertext=bindparam("_ct"), secret_key_id=bindparam("_kid")))
+    conn.execute(stmt, chunk)
+
+
+def _unreadable_message(rows: list[Any]) -> str:
+    named = ", ".join(f"{r.org}/{r.slug}{'' if r.active else ' (deleted)'}" for r in rows[:_MAX_NAMED])
+    more = f" and {len(rows) - _MAX_NAMED} more" if len(rows) > _MAX_NAMED else ""
+    return (f"key rotation aborted, nothing was changed: {len(rows)} stored secret(s) cannot be "
+            f"decrypted with the current master key: {named}{more}. Open the registry with the key "
+            f"that wrote them, or re-enter their credentials (a deleted model: add it again with "
+            f"fresh credentials, then delete it) and rotate again.")

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import InvalidRequest, RegistryError
+from .errors import Conflict, InvalidRequest
 
 NONCE_BYTES = 12
 KEY_FILE_NAME = "master.key"
@@ -25,8 +25,9 @@ MASK_MIN_LENGTH = 12  # shorter secrets show the mask alone: 4 of 8 characters w
 UNREADABLE_SECRET_MESSAGE = "credentials cannot be decrypted — re-enter them"
 
 
-class UnreadableSecret(RegistryError):
-    """A stored ciphertext failed to decrypt: wrong master key or tampering (C-4)."""
+class UnreadableSecret(Conflict):
+    """A stored ciphertext failed to decrypt: wrong master key or tampering (C-4). A Conflict
+    (409) — the stored state, not the request, is wrong — so it is one of SPEC §1's subclasses."""
 
     status_code = 409
 

@@ -97,7 +97,7 @@ class EgressPolicy:
                    if net.version == candidate.version):
                 return "a link-local or cloud-metadata address, which byok_nb never calls"
         if self.mode == PUBLIC_MODE:
-            for candidate in candidates:
+            for candidate in reversed(candidates):  # the embedded IPv4 names the real kind
                 if not candidate.is_global or candidate.is_multicast:
                     return (f"not a public address ({_address_kind(candidate)}), "
                             f"and {EGRESS_ENV}=public allows public addresses only")

@@ -5,15 +5,21 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from ..errors import InvalidRequest
-from .schema import SCHEMA_VERSION, metadata, schema_info
+from ..errors import InvalidRequest, RegistryError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreUnavailable(RegistryError):
+    """The registry database could not serve the call: a write lock held past the busy timeout,
+    a deadlock or serialization failure, an unreachable server (503; safe to try again)."""
+
+    status_code = 503
 
 
 def make_engine(url: str) -> Engine:
@@ -21,9 +27,17 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InvalidRequest(f"not a database URL: {exc}") from None
+    except ValueError:   # e.g. a non-numeric port; the URL is not echoed (it may hold a password)
+        raise InvalidRequest("not a database URL: check its host, port and database parts") from None
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return create_engine(parsed, pool_pre_ping=True, future=True)
+    try:
+        return create_engine(parsed, pool_pre_ping=True, future=True)
+    except ArgumentError as exc:   # NoSuchModuleError: an unknown dialect
+        raise InvalidRequest(f"unsupported database URL {parsed.drivername!r}: {exc}") from None
+    except ImportError as exc:     # a known dialect whose driver is not installed
+        raise InvalidRequest(f"the database driver for {parsed.drivername!r} is not installed "
+                             f"({exc}); for PostgreSQL: pip install 'byok_nb[postgres]'") from None
 
 
 def _sqlite_engine(parsed) -> Engine:
@@ -64,25 +78,37 @@ def _sqlite_engine(parsed) -> Engine:
 @contextlib.contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-    with engine.connect().execution_options(byok_write=True) as conn:
-        with conn.begin():
-            yield conn
+    try:
+        with engine.connect().execution_options(byok_write=True) as conn:
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        raise _unavailable(exc, engine) from None
 
 
 @contextlib.contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn:
-        with conn.begin():
-            yield conn
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        raise _unavailable(exc, engine) from None
+
+
+def _unavailable(exc: OperationalError, engine: Engine) -> StoreUnavailable:
+    """The driver's operational failure as a RegistryError (SPEC §1: nothing else escapes). Its
+    text is the driver's first line only: never the SQL or its parameters (ciphertexts)."""
+    detail = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    if engine.dialect.name == "sqlite" and ("locked" in detail or "busy" in detail):
+        return StoreUnavailable(
+            f"the registry database is busy: another process has held its write lock for more than "
+            f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s; try again ({detail})")
+    return StoreUnavailable(f"the registry database is unavailable; try again ({detail})")
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the tables on first use and record the schema version."""
-    with write_tx(engine) as conn:
-        metadata.create_all(conn)
-        row = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "schema_version")).first()
-        if row is None:
-            conn.execute(schema_info.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise InvalidRequest(f"the registry database has schema version {row[0]}, newer than this "
-                                 f"byok_nb understands ({SCHEMA_VERSION}); upgrade byok_nb")
+    """Create the tables on first use, upgrade an older schema, refuse a newer one (migrations)."""
+    from .migrations import migrate
+
+    migrate(engine)

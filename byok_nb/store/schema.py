@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-    Table, Text, UniqueConstraint, text,
+    JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+    String, Table, Text, UniqueConstraint, text,
 )
 
-SCHEMA_VERSION = 1
+# The schema version lives in store/migrations.py (the last Step): a table or column added here
+# after version 1 needs a Step there, or upgraded databases will not get it.
 
 metadata = MetaData()
 
@@ -119,3 +120,60 @@ workflow_fields = Table(
     UniqueConstraint("workflow_id", "name", name="uq_workflow_fields_name"),
 )
 Index("ix_workflow_fields_model_ref", workflow_fields.c.model_ref)
+
+
+# -- usage (A-1 .. A-3, W-9) ----------------------------------------------------------------------
+# One row per generate call, success or failure. Names (project, workflow, field, model) are copied
+# as they were at call time, and so are the per-token prices (exact decimal text, NULL = unpriced),
+# so editing a model's price later never rewrites past costs. Dimensions a row does not have are
+# "" (not NULL) so they can take part in the rollup's unique key.
+_BigIntPK = BigInteger().with_variant(Integer, "sqlite")  # INTEGER PRIMARY KEY = SQLite rowid
+
+usage_log = Table(
+    "usage_log", metadata,
+    Column("id", _BigIntPK, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),         # microseconds since the epoch, UTC
+    Column("day", String(10), nullable=False),           # YYYY-MM-DD (UTC) of ts_us
+    Column("user_name", String(256), nullable=False, server_default=""),
+    Column("project", String(128), nullable=False, server_default=""),
+    Column("workflow", String(256), nullable=False, server_default=""),
+    Column("field", String(256), nullable=False, server_default=""),
+    Column("model", String(512), nullable=False),        # platform id or custom slug (W-4)
+    Column("model_type", String(16), nullable=False),    # platform | custom
+    Column("provider", String(32), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("latency_ms", Float),
+    Column("ok", Boolean, nullable=False),
+    Column("input_cost_per_token", String(64)),
+    Column("output_cost_per_token", String(64)),
+    Column("error", String(128)),                        # error class and status only, never text
+)
+Index("ix_usage_log_org_ts", usage_log.c.org_id, usage_log.c.ts_us)
+
+# Maintained in the same transaction as every usage_log insert (analytics.record_usage_batch), so
+# cost_report reads a few thousand rows however many calls were made (F-2). Keyed by the prices as
+# well: a group's cost is then sum(input_tokens) * price + sum(output_tokens) * price, exact, with
+# only integer token sums stored. "" as a price = unpriced (the calls count as untracked).
+usage_rollup = Table(
+    "usage_rollup", metadata,
+    Column("id", _BigIntPK, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("project", String(128), nullable=False),
+    Column("workflow", String(256), nullable=False),
+    Column("field", String(256), nullable=False),
+    Column("model", String(512), nullable=False),
+    Column("model_type", String(16), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("input_cost_per_token", String(64), nullable=False),
+    Column("output_cost_per_token", String(64), nullable=False),
+    Column("calls", BigInteger, nullable=False),
+    Column("failed_calls", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "day", "project", "workflow", "field", "model", "model_type",
+                     "provider", "input_cost_per_token", "output_cost_per_token",
+                     name="uq_usage_rollup_key"),
+)

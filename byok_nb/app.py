@@ -1,0 +1,233 @@
+"""The Voila admin app: who the user is, the first-run bootstrap, and serving it (SPEC E-1, E-2, E-4).
+
+``byok-nb serve`` runs Voila on 127.0.0.1 with tracebacks off and sources stripped, serving
+``admin_app.ipynb``. That notebook calls :func:`app_session`, which opens the embedded default
+registry and acts as the user named by ``BYOK_NB_USER`` or ``JUPYTERHUB_USER`` (else the OS user).
+On an empty registry the first user becomes org admin of ``BYOK_NB_ORG`` (default ``default``).
+"""
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import Registry, Session
+
+DEFAULT_ORG = "default"
+DEFAULT_PORT = 8866
+APP_NOTEBOOK = "admin_app.ipynb"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def current_user() -> str:
+    """The acting user: ``BYOK_NB_USER``, else ``JUPYTERHUB_USER``, else the OS user."""
+    for variable in ("BYOK_NB_USER", "JUPYTERHUB_USER"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (some containers)
+        return "user"
+
+
+def current_org() -> str:
+    return os.environ.get("BYOK_NB_ORG", "").strip() or DEFAULT_ORG
+
+
+def bootstrap(registry: "Registry", org: str, user: str) -> bool:
+    """First run: create ``org`` and make ``user`` its org admin when the org has no members yet.
+
+    Safe when several Voila kernels start at once: losing a race is a Conflict, which is ignored.
+    Returns True when ``user`` was made org admin here.
+    """
+    from sqlalchemy import func, select
+
+    from .errors import Conflict
+    from .store import read_tx, schema
+
+    with contextlib.suppress(Conflict):
+        registry.create_org(org)
+    with read_tx(registry._engine) as conn:
+        org_id = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).scalar_one()
+        members = conn.execute(select(func.count()).select_from(schema.members)
+                               .where(schema.members.c.org_id == org_id)).scalar_one()
+    if members:
+        return False
+    try:
+        registry.add_member(org, user, role="org_admin")
+    except Conflict:
+        return False
+    return True
+
+
+def app_session(registry: "Registry | None" = None, *, org: str | None = None,
+                user: str | None = None) -> "Session":
+    """The session the admin app acts in: the embedded default registry (E-2), the org of
+    ``BYOK_NB_ORG`` and the user of :func:`current_user`, bootstrapped on first run.
+
+    >>> from byok_nb.app import app_session
+    >>> s = app_session()          # doctest: +SKIP
+    """
+    from .registry import open_registry
+
+    registry = registry or open_registry()
+    org = org or current_org()
+    user = user or current_user()
+    bootstrap(registry, org, user)
+    return registry.session(org=org, user=user)
+
+
+def wait_for_visitor() -> None:
+    """In a preheated Voila kernel: load what the app needs, then wait for the browser's request.
+
+    Voila runs a preheated kernel's notebook before anyone asks for the page; everything above this
+    call happens then, and everything after it (the session, the user's models) at request time,
+    so the page shows fresh data without paying for the imports. Anywhere else (Jupyter, nbval, a
+    Voila without preheating) it returns at once.
+    """
+    if os.environ.get("VOILA_PREHEAT") != "True":
+        return
+    import pandas  # noqa: F401 — the Models table is a DataFrame
+    import sqlalchemy  # noqa: F401
+
+    from . import registry, store  # noqa: F401
+    from voila.utils import wait_for_request
+
+    wait_for_request()
+
+
+def app_notebook() -> Path:
+    """The admin app notebook: the repository's ``notebooks/`` copy in a source checkout, else the
+    copy shipped inside the package (a pip install)."""
+    in_repo = _PACKAGE_DIR.parent / "notebooks" / APP_NOTEBOOK
+    return in_repo if in_repo.is_file() else _PACKAGE_DIR / "notebooks" / APP_NOTEBOOK
+
+
+def voila_command(notebook: str | os.PathLike[str], port: int, *, open_browser: bool = False,
+                  preheat: bool = True, extra_args: Sequence[str] = ()) -> list[str]:
+    """The Voila command line: loopback only, no tracebacks, no sources, a fixed port.
+
+    ``notebook`` may be a directory (then each notebook is at ``/voila/render/<name>``).
+    ``preheat`` keeps one started kernel per notebook in reserve (Voila's preheated kernels); the
+    admin app uses it to do its imports before anyone asks (see :func:`wait_for_visitor`), which
+    is what brings the Models page under F-5's 3 seconds.
+    """
+    cmd = [sys.executable, "-m", "voila", str(notebook),
+           f"--port={int(port)}", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0",
+           "--show_tracebacks=False", "--strip_sources=True"]
+    if preheat:
+        cmd += ["--preheat_kernel=True", "--pool_size=1"]
+    if not open_browser:
+        cmd.append("--no-browser")
+    return [*cmd, *extra_args]
+
+
+def _prepare_registry() -> str:
+    """Open the configured registry once in the server process: it creates the home, the key file
+    and the schema before any kernel starts (kernels starting together would race for them) and
+    reports a bad URL or an unsafe key file here rather than in every browser tab."""
+    from .registry import default_database_url, open_registry
+
+    open_registry().close()
+    from sqlalchemy.engine import make_url
+
+    return make_url(default_database_url()).render_as_string(hide_password=True)
+
+
+def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: bool = False,
+          env: Mapping[str, str] | None = None) -> int:
+    """Serve the admin app (or ``notebook``) with Voila on 127.0.0.1 until interrupted.
+
+    Returns Voila's exit code (0 after Ctrl-C).
+    """
+    target = Path(notebook) if notebook else app_notebook()
+    if not target.exists():
+        print(f"error: no such notebook: {target}", file=sys.stderr)
+        return 2
+    database = _prepare_registry()
+    print(f"byok-nb: serving {target.name} at http://127.0.0.1:{port}/ as {current_user()!r} in org "
+          f"{current_org()!r} (registry {database})", flush=True)
+    proc = subprocess.Popen(voila_command(target, port, open_browser=open_browser),
+                            env=dict(env) if env is not None else None)
+    # A service manager stops us with SIGTERM: pass it on, so Voila shuts its kernels down
+    # and `demo` still removes its throwaway registry.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+# -- demo ----------------------------------------------------------------------------------------
+DEMO_MODELS: tuple[dict[str, Any], ...] = (
+    {"provider_model_id": "accounts/demo/models/llama-3-1-8b-ft-v4", "display_name": "Llama 3.1 8B (internal v4)",
+     "input_cost_per_token": "0.0000002", "output_cost_per_token": "0.0000002"},
+    {"provider_model_id": "accounts/demo/models/qwen2-vl-7b", "display_name": "Qwen2 VL 7B (vision)",
+     "supports_vision": True, "input_cost_per_token": "0.0000002", "output_cost_per_token": "0.0000002"},
+    {"provider_model_id": "accounts/demo/models/deepseek-r1-distill", "display_name": "DeepSeek R1 distill",
+     "supports_reasoning": True, "supports_tool_use": False},
+)
+
+
+def demo_api_key() -> str:
+    """An obviously fake Fireworks-shaped key for the loopback fake (built, never a literal)."""
+    return "fw_" + "demo" * 5
+
+
+@contextlib.contextmanager
+def demo_environment() -> Iterator[dict[str, str]]:
+    """A throwaway home, master key and loopback fake Fireworks with a few demo models registered;
+    yields the environment to run the app in and removes everything afterwards."""
+    from .registry import open_registry
+    from .secrets import generate_master_key
+    from .testing.fake_providers import FakeOpenAIProvider
+
+    home = tempfile.mkdtemp(prefix="byok_nb_demo_")
+    saved = {k: os.environ.get(k) for k in ("BYOK_NB_HOME", "BYOK_NB_MASTER_KEY", "BYOK_NB_DATABASE_URL",
+                                            "BYOK_NB_FIREWORKS_BASE_URL")}
+    try:
+        with FakeOpenAIProvider("fireworks", api_key=demo_api_key()) as fake:
+            os.environ.update(BYOK_NB_HOME=home, BYOK_NB_MASTER_KEY=generate_master_key(),
+                              BYOK_NB_FIREWORKS_BASE_URL=fake.base_url)
+            os.environ.pop("BYOK_NB_DATABASE_URL", None)
+            with open_registry() as registry:
+                session = app_session(registry)
+                for model in DEMO_MODELS:
+                    session.add_model(provider="fireworks", api_key=demo_api_key(), test=False, **model)
+            yield dict(os.environ)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def demo(port: int = DEFAULT_PORT) -> int:
+    """Serve the admin app on a throwaway registry with a loopback fake Fireworks and demo models."""
+    with demo_environment() as env:
+        print(f"byok-nb demo: throwaway registry in {env['BYOK_NB_HOME']}; fake Fireworks at "
+              f"{env['BYOK_NB_FIREWORKS_BASE_URL']} accepts the API key {demo_api_key()}", flush=True)
+        return serve(port=port, env=env)

@@ -1,0 +1,200 @@
+"""Generate with a workflow field's model (SPEC W-7, W-9, P-1, P-4, C-4).
+
+``generate(session, workflow, field, messages)`` looks up the field's model reference and routes
+the call: platform models through OpenRouter with the operator's key, custom models straight to
+their provider with the model's decrypted credentials. It applies the model's ``max_tokens``, the
+field's structured output (native ``json_schema`` — the model must support JSON mode), its tool
+bindings, images (the model must support vision) and its reasoning setting, translated by
+:func:`~byok_nb.providers.reasoning.canonical_reasoning` (P-1, M-10).
+
+Every call that reaches the point of calling a provider records exactly one usage row, whether it
+succeeds or fails (a provider error, a transport error, an egress refusal, undecryptable
+credentials); the error is then re-raised. Calls refused before that — an unknown workflow or
+field, a deleted model (W-7), bad options — record nothing: no model was called.
+
+>>> s.generate("triage", "classify", "Which team owns this ticket?")            # doctest: +SKIP
+Completion(text='search', ...)
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .domain import Completion
+from .errors import Conflict, InvalidRequest, NotFound
+from .secrets import UnreadableSecret
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import Session
+    from .workflows import ModelInfo
+
+__all__ = ["GENERATE_OPTIONS", "generate"]
+
+GENERATE_OPTIONS = ("images", "tool_choice", "max_tokens")
+# structured_output=True (no schema given) asks for any JSON object.
+ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
+JSON_INSTRUCTION = "Respond with a single JSON object and nothing else."
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def deleted_model_message(ref: str, field: str) -> str:
+    """W-7's message, exactly."""
+    return f"model '{ref}' is deleted; assign another model to field '{field}'"
+
+
+def generate(session: "Session", workflow: Any, field: str, messages: Any, **options: Any) -> Completion:
+    """W-9: call the model of ``field`` in ``workflow`` and return a :class:`Completion`.
+
+    ``messages`` is a prompt string or OpenAI-style message dicts (content a string or parts;
+    image parts may be data URLs or bytes). Options: ``images`` (a list of image bytes / data URLs
+    added to the last user message), ``tool_choice`` (OpenAI form, with the field's tools) and
+    ``max_tokens`` (a lower cap for this call; default the model's Max Tokens).
+
+    Raises ``Conflict`` when the field's model is deleted or unknown (W-7), ``InvalidRequest`` when
+    the model lacks a capability the field or the messages need, and ``ProviderError`` when the
+    provider fails (after recording the failed call).
+    """
+    from . import workflows
+    from .providers.messages import has_images, normalize_messages
+    from .providers.reasoning import canonical_reasoning
+    from .store import read_tx
+
+    session._require_member()
+    opts = _check_options(options)
+    with read_tx(session._reg._engine) as conn:
+        wf, f = workflows.resolve_field(session, conn, workflow, field)
+        ref = f.model
+        if not ref:
+            raise InvalidRequest(f"field '{f.name}' of workflow '{wf.name}' has no model; assign one "
+                                 f"with assign_model")
+        model = workflows.lookup_model(session, ref, conn)
+    if model is None or not model.active:
+        raise Conflict(deleted_model_message(ref, f.name))
+    missing = workflows.missing_capabilities(f, model)
+    if missing:
+        flags = ", ".join(f"{flag} ({workflows.CAPABILITY_LABELS[flag]}: {why})" for flag, why in missing)
+        raise InvalidRequest(f"model '{ref}' cannot serve field '{f.name}' any more: it lacks {flags}; "
+                             f"its flags changed after it was assigned — assign another model")
+    msgs = normalize_messages(_with_images(messages, opts.get("images")))
+    if has_images(msgs) and not model.supports_vision:
+        raise InvalidRequest(f"model '{ref}' does not take images (supports_vision is off); remove the "
+                             f"images or assign a vision model to field '{f.name}'")
+    max_tokens = opts.get("max_tokens", model.max_tokens)
+    schema = None
+    if f.structured_output is not False:
+        schema = f.structured_output if isinstance(f.structured_output, dict) else ANY_JSON_OBJECT
+        if f.structured_output is True:
+            msgs = [{"role": "system", "content": JSON_INSTRUCTION}, *msgs]
+    reasoning = canonical_reasoning(model.supports_reasoning, model.reasoning_parameter, model.max_tokens,
+                                    f.reasoning_budget, f.reasoning_effort)
+    row = {"project": wf.project, "workflow": wf.name, "field": f.name, "model": ref,
+           "model_type": model.type, "provider": model.provider,
+           "input_cost_per_token": model.input_cost_per_token,
+           "output_cost_per_token": model.output_cost_per_token}
+    started = time.perf_counter()
+    try:
+        request = _request(session, model, msgs, max_tokens, schema, f, opts, reasoning)
+        result = request[0].chat(request[1])
+    except BaseException as exc:
+        _record(session, row, ok=False, latency_ms=(time.perf_counter() - started) * 1000, error=exc)
+        if isinstance(exc, NotFound) and model.type == "custom":
+            # Deleted between the look-up and the call.
+            raise Conflict(deleted_model_message(ref, f.name)) from None
+        if isinstance(exc, UnreadableSecret):   # C-4: name the model whose credentials are bad
+            raise UnreadableSecret(f"model '{ref}': {exc.message}") from None
+        raise
+    latency_ms = result.latency_ms or (time.perf_counter() - started) * 1000
+    _record(session, row, ok=True, latency_ms=latency_ms, input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens)
+    return Completion(text=result.text, json=_parse_json(result.text) if schema is not None else None,
+                      tool_calls=list(result.tool_calls), input_tokens=result.input_tokens,
+                      output_tokens=result.output_tokens, latency_ms=latency_ms, model=ref)
+
+
+def _request(session: "Session", model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
+             schema: dict[str, Any] | None, f: Any, opts: dict[str, Any], reasoning: dict | None):
+    """(adapter, ChatRequest) for the call; decrypts credentials (C-4 errors surface here)."""
+    from .providers.base import ChatRequest, Target
+
+    if model.type == "custom":
+        _, target = session.target_for(model.ref)
+    else:
+        target = Target(provider="openrouter", provider_model_id=model.ref)
+    adapter = session._reg.hub.adapter(target)
+    request = ChatRequest(model=target.provider_model_id, messages=msgs, max_tokens=max_tokens,
+                          json_schema=schema, json_schema_name=f.name, tools=[dict(t) for t in f.tools],
+                          tool_choice=opts.get("tool_choice"), reasoning=reasoning)
+    return adapter, request
+
+
+def _record(session: "Session", row: dict[str, Any], *, ok: bool, latency_ms: float,
+            input_tokens: int | None = None, output_tokens: int | None = None,
+            error: BaseException | None = None) -> None:
+    from .analytics import _record as record
+
+    full = dict(row, ok=ok, latency_ms=latency_ms, input_tokens=input_tokens or 0,
+                output_tokens=output_tokens or 0)
+    if error is not None:
+        # The class and status only: provider text may quote the request, never store it.
+        status = getattr(error, "status_code", None)
+        full["error"] = f"{type(error).__name__}{f' {status}' if status else ''}"
+    record(session._reg._engine, [full], fixed=(session.org, session.org_id), default_user=session.user)
+
+
+def _check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(GENERATE_OPTIONS))
+    if unknown:
+        raise InvalidRequest(f"unknown generate option(s) {', '.join(unknown)}; the options are "
+                             f"{', '.join(GENERATE_OPTIONS)}")
+    out = {k: v for k, v in options.items() if v is not None}
+    if "max_tokens" in out:
+        value = out["max_tokens"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequest(f"max_tokens must be an integer >= 1, got {value!r}")
+    if "images" in out:
+        images = out["images"]
+        if isinstance(images, (bytes, bytearray, str, Mapping)):
+            out["images"] = [images]
+        elif not isinstance(images, (list, tuple)):
+            raise InvalidRequest("images is a list of image bytes or data URLs")
+    return out
+
+
+def _with_images(messages: Any, images: list[Any] | None) -> Any:
+    """``messages`` with ``images`` appended to the last user message as image parts."""
+    if not images:
+        return messages
+    parts = []
+    for image in images:
+        if isinstance(image, (bytes, bytearray)):
+            parts.append(bytes(image))
+        elif isinstance(image, str):
+            parts.append({"type": "image_url", "image_url": {"url": image}})
+        elif isinstance(image, Mapping):
+            parts.append(dict(image))
+        else:
+            raise InvalidRequest(f"an image is bytes or a data URL, not {type(image).__name__}")
+    msgs = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages or [])
+    for i in range(len(msgs) - 1, -1, -1):
+        m = msgs[i]
+        if isinstance(m, Mapping) and m.get("role") == "user":
+            content = m.get("content")
+            content = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+            msgs[i] = {**m, "content": content + parts}
+            return msgs
+    return msgs + [{"role": "user", "content": parts}]
+
+
+def _parse_json(text: str) -> Any:
+    """The reply parsed as JSON (a fenced ```json block is unwrapped), or None when it is not JSON."""
+    candidate = text or ""
+    fenced = _FENCE.match(candidate)
+    if fenced:
+        candidate = fenced.group(1)
+    try:
+        return json.loads(candidate)
+    except ValueError:
+        return None

@@ -1,0 +1,154 @@
+"""Versioned schema migrations: a fresh database is created at the current version, an older one
+is upgraded step by step, a newer one is refused.
+
+``schema_info`` holds ``schema_version``. Version 1 is the first release's tables (orgs, projects,
+members, custom_models, audit_log, workflows, workflow_fields, schema_info); every later version is
+one :class:`Step` in :data:`STEPS`, in order. The rules a step follows:
+
+* it is **idempotent** — it checks before it creates or alters (``checkfirst``, column lookups),
+  so a step that meets its own work already done does nothing;
+* it runs inside the one write transaction of the upgrade (SQLite and PostgreSQL both have
+  transactional DDL), so an interrupted upgrade leaves the database at its old version;
+* it is **recorded**: ``schema_version`` moves to the step's version and a ``migration:NNNN`` row
+  says when and what.
+
+Concurrent openers are serialized: ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory
+lock on PostgreSQL; whoever comes second re-reads the version under the lock and finds nothing
+to do. Opening a database that is already current takes no write lock at all.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, inspect, select
+
+from ..errors import Conflict
+from . import schema
+
+# The tables of schema version 1, as released. Anything added to schema.py later needs a Step.
+V1_TABLES: tuple[str, ...] = (
+    "schema_info", "orgs", "projects", "members", "custom_models", "audit_log", "workflows",
+    "workflow_fields",
+)
+VERSION_KEY = "schema_version"
+# pg_advisory_xact_lock key: any constant no other application on the server is likely to use.
+_PG_LOCK_KEY = 0x6279_6F6B_6E62  # "byoknb"
+
+
+class SchemaVersionError(Conflict):
+    """The database's schema cannot be used by this byok_nb (newer, or not a byok_nb database)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One schema upgrade: from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_tables(*names: str) -> Callable[[Connection], None]:
+    """A step that creates tables (with their indexes) from schema.py when they are missing."""
+
+    def apply(conn: Connection) -> None:
+        schema.metadata.create_all(conn, tables=[schema.metadata.tables[n] for n in names],
+                                   checkfirst=True)
+
+    apply.tables = names  # type: ignore[attr-defined]
+    return apply
+
+
+STEPS: tuple[Step, ...] = (
+    Step(2, "usage_log and usage_rollup: one row per generate call and its rollup (A-1, A-2, W-9)",
+         _create_tables("usage_log", "usage_rollup")),
+)
+
+SCHEMA_VERSION: int = STEPS[-1].version if STEPS else 1
+
+
+def tables_of_version(version: int) -> set[str]:
+    """The table names a database of ``version`` has (for tests and diagnostics)."""
+    names = set(V1_TABLES)
+    for step in STEPS:
+        if step.version <= version:
+            names |= set(getattr(step.apply, "tables", ()))
+    return names
+
+
+def _read_version(conn: Connection) -> int | None:
+    """The recorded version; None for a database with no byok_nb tables at all."""
+    # One catalog query, so one snapshot: on PostgreSQL (READ COMMITTED) separate has_table()
+    # calls could straddle another opener's commit and see its tables without schema_info.
+    tables = set(inspect(conn).get_table_names())
+    if "schema_info" not in tables:
+        if tables & set(V1_TABLES):
+            raise SchemaVersionError(
+                "the database has byok_nb tables but no schema_info table; it was not made by "
+                "byok_nb (or was edited by hand) and will not be changed")
+        return None
+    row = conn.execute(select(schema.schema_info.c.value)
+                       .where(schema.schema_info.c.key == VERSION_KEY)).first()
+    if row is None:
+        raise SchemaVersionError("the database's schema_info table has no schema_version; "
+                                 "it will not be changed")
+    try:
+        return int(row[0])
+    except ValueError:
+        raise SchemaVersionError(f"the database's schema_version {row[0]!r} is not a number") from None
+
+
+def _refuse_newer(version: int, url: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the registry database {url} has schema version {version}, newer than this byok_nb "
+            f"understands ({SCHEMA_VERSION}); upgrade byok_nb (pip install -U byok_nb) — the "
+            f"database was left unchanged")
+
+
+def _set(conn: Connection, key: str, value: str) -> None:
+    si = schema.schema_info
+    if conn.execute(select(si.c.key).where(si.c.key == key)).first() is None:
+        conn.execute(si.insert().values(key=key, value=value))
+    else:
+        conn.execute(si.update().where(si.c.key == key).values(value=value))
+
+
+def _stamp(now: dt.datetime, text: str) -> str:
+    return f"{now.isoformat(timespec='seconds')} {text}"[:256]
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Bring the database to :data:`SCHEMA_VERSION`; returns the versions of the steps applied
+    (``[]`` when it was current, ``[SCHEMA_VERSION]`` for a fresh database)."""
+    from .engine import read_tx, write_tx
+
+    url = engine.url.render_as_string(hide_password=True)
+    with read_tx(engine) as conn:
+        version = _read_version(conn)
+    if version is not None:
+        _refuse_newer(version, url)
+        if version == SCHEMA_VERSION:
+            return []   # the common case: no write lock taken
+    with write_tx(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+        version = _read_version(conn)   # again, under the lock: another opener may have won
+        now = dt.datetime.now(dt.timezone.utc)
+        if version is None:
+            schema.metadata.create_all(conn, checkfirst=True)
+            _set(conn, VERSION_KEY, str(SCHEMA_VERSION))
+            _set(conn, f"migration:{SCHEMA_VERSION:04d}", _stamp(now, "created at this version"))
+            return [SCHEMA_VERSION]
+        _refuse_newer(version, url)
+        applied = []
+        for step in STEPS:
+            if step.version <= version:
+                continue
+            step.apply(conn)
+            _set(conn, VERSION_KEY, str(step.version))
+            _set(conn, f"migration:{step.version:04d}", _stamp(now, step.description))
+            applied.append(step.version)
+        return applied

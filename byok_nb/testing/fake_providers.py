@@ -1,0 +1,832 @@
+"""Loopback fake providers that check what the real ones check and answer with their real bodies.
+
+* :class:`FakeOpenAIProvider` — the OpenAI chat-completions shape, with a profile per vendor
+  (``fireworks``, ``together``, ``openai``, ``hf_tgi``, ``hf_router``, ``openrouter``,
+  ``litellm``): bearer auth with each vendor's 401 body, unknown models with each vendor's error,
+  body-shape validation (``response_format`` forms, tools, reasoning fields), a context limit
+  that ``max_tokens`` can exceed, and failure switches (delay, malformed or huge body, 5xx, 429
+  with ``Retry-After``, redirects).
+* :class:`FakeBedrock` — ``POST /model/{modelId}/converse`` verifying SigV4 with botocore's own
+  ``SigV4Auth`` (or a Bedrock API key as bearer), validating the converse body, and answering
+  with Bedrock's error types in ``x-amzn-ErrorType``.
+
+Each fake is a ``ThreadingHTTPServer`` on ``127.0.0.1`` (port 0), speaking HTTP/1.1 keep-alive
+with Nagle's algorithm off (else every reply waits ~40 ms for a delayed ACK). Use as a context
+manager or ``start()``/``stop()``; ``.url`` is its root, ``.requests`` the log of what it got.
+Failure switches are plain attributes, so a test can flip them on a running fake. Extra
+endpoints: ``fake.add_route("GET", "/api/v1/models", handler)`` where ``handler(request) -> Reply``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hmac
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+JSONish = dict | list | str | bytes | None
+
+
+@dataclass
+class RecordedRequest:
+    """One request a fake received. Unpacks as ``path, headers, json``."""
+
+    path: str
+    headers: dict[str, str]     # names lower-cased
+    json: Any                   # parsed body, or None when it was not JSON
+    method: str = "POST"
+    raw: bytes = b""
+
+    def __iter__(self):
+        return iter((self.path, self.headers, self.json))
+
+
+@dataclass
+class Reply:
+    """What a fake answers: status, body (dict/list -> JSON, str/bytes as is) and headers."""
+
+    status: int = 200
+    body: JSONish = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> tuple[bytes, dict[str, str]]:
+        headers = dict(self.headers)
+        if isinstance(self.body, (dict, list)):
+            payload = json.dumps(self.body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        elif isinstance(self.body, str):
+            payload = self.body.encode()
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        else:
+            payload = self.body or b""
+        return payload, headers
+
+
+Route = Callable[[RecordedRequest], Reply]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024   # many concurrent connects (benchmarks) must not overflow the backlog
+
+    def __init__(self, fake: FakeServer) -> None:
+        self.fake = fake
+        self.connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conn_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        # A client that gave up (timeout tests) leaves a broken pipe: expected, not worth a trace.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        with self._conn_lock:
+            live = list(self.connections)
+        for sock in live:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"      # keep-alive, like real providers
+    disable_nagle_algorithm = True     # see module doc
+    server_version = "byok-nb-fake/1"
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        request = RecordedRequest(path=self.path, headers={k.lower(): v for k, v in self.headers.items()},
+                                  json=body, method=self.command, raw=raw)
+        fake = self.server.fake
+        fake.requests.append(request)
+        try:
+            reply = fake.dispatch(request)
+        except Exception as exc:  # a bug in a fake must show up as a 500, not a hung client
+            reply = Reply(500, {"error": {"message": f"fake server error: {exc!r}"}})
+        payload, headers = reply.encode()
+        self.send_response(reply.status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read .requests instead
+        pass
+
+
+class FakeServer:
+    """A loopback HTTP server; subclasses implement :meth:`handle`. Routes added with
+    :meth:`add_route` are answered first."""
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> FakeServer:
+        if self._server is None:
+            self._server = _Server(self)
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.01},  # stop() waits one poll
+                                            name=f"{type(self).__name__}-{self.port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.close_connections()   # idle keep-alive connections would linger otherwise
+            server.server_close()
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("fake server is not started")
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (no trailing slash)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- routing ---------------------------------------------------------------------------------
+    def add_route(self, method: str, path: str, handler: Route) -> None:
+        """Answer ``method path`` (query string ignored) with ``handler(request) -> Reply``."""
+        self._routes[(method.upper(), path)] = handler
+
+    def dispatch(self, request: RecordedRequest) -> Reply:
+        route = self._routes.get((request.method, urlsplit(request.path).path))
+        if route is not None:
+            return route(request)
+        return self.handle(request)
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        return Reply(404, {"error": {"message": f"no route for {request.method} {request.path}"}})
+
+    @property
+    def last(self) -> RecordedRequest:
+        """The most recent request received."""
+        return self.requests[-1]
+
+
+# ==================================================================================================
+# OpenAI chat-completions shape
+# ==================================================================================================
+OPENAI_PROFILES = ("fireworks", "together", "openai", "hf_tgi", "hf_router", "openrouter", "litellm")
+# Where each vendor serves its API (the value to put in the matching base-URL override).
+_BASE_PATHS = {"fireworks": "/inference/v1", "together": "/v1", "openai": "/v1", "hf_tgi": "",
+               "hf_router": "/v1", "openrouter": "/api/v1", "litellm": ""}
+_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_EFFORTS = ("low", "medium", "high")
+DEFAULT_REPLY = '{"status":"ok"}'
+
+
+def openai_error(status: int, message: str, *, type: str = "invalid_request_error",
+                 param: str | None = None, code: Any = None, **extra: Any) -> Reply:
+    """An error in the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``."""
+    return Reply(status, {"error": {"message": message, "type": type, "param": param,
+                                    "code": code, **extra}})
+
+
+def tgi_error(status: int, message: str, error_type: str = "validation") -> Reply:
+    """A TGI error: ``{"error": "...", "error_type": "..."}``."""
+    return Reply(status, {"error": message, "error_type": error_type})
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def count_tokens(messages: Iterable[dict[str, Any]]) -> int:
+    """A rough token count (about 4 characters a token, plus per-message overhead)."""
+    return sum(4 + len(_text_of(m.get("content"))) // 4 for m in messages if isinstance(m, dict))
+
+
+class FakeOpenAIProvider(FakeServer):
+    """A fake OpenAI-shaped provider. See the module doc; the arguments:
+
+    ``profile``: which vendor to imitate. ``api_key``: the bearer token accepted (None: no auth,
+    as a local vLLM). ``models``: accepted model ids (None: any; ``hf_tgi`` ignores the model
+    like TGI does). ``context_limit``: prompt + ``max_tokens`` above it is the vendor's 400/422.
+    ``reply``: the assistant text (or ``callable(request) -> str``); ``tool_call``: answer with a
+    tool call ``{"name": ..., "arguments": {...}}`` when the request has tools.
+    ``reject_native_json``: refuse any native ``response_format`` as an unsupported parameter.
+    Failure switches: ``delay`` (seconds before answering), ``malformed`` (200 with a broken
+    body), ``huge_body`` (500 with a 1 MB HTML body), ``fail_status`` (e.g. 503),
+    ``rate_limit`` (429 with ``Retry-After: retry_after``), ``redirect_to`` (302 to it).
+    """
+
+    def __init__(self, profile: str = "openai", *, api_key: str | None = "sk-test-key-0001",
+                 models: Iterable[str] | None = None, context_limit: int = 131072,
+                 reply: str | Callable[[RecordedRequest], str] = DEFAULT_REPLY,
+                 tool_call: dict[str, Any] | None = None, reject_native_json: bool = False,
+                 delay: float = 0.0, malformed: bool = False, huge_body: bool = False,
+                 fail_status: int | None = None, rate_limit: bool = False, retry_after: int = 7,
+                 redirect_to: str | None = None) -> None:
+        if profile not in OPENAI_PROFILES:
+            raise ValueError(f"profile must be one of {OPENAI_PROFILES}, not {profile!r}")
+        super().__init__()
+        self.profile = profile
+        self.api_key = api_key
+        self.models = None if models is None else set(models)
+        self.context_limit = context_limit
+        self.reply = reply
+        self.tool_call = tool_call
+        self.reject_native_json = reject_native_json
+        self.delay = delay
+        self.malformed = malformed
+        self.huge_body = huge_body
+        self.fail_status = fail_status
+        self.rate_limit = rate_limit
+        self.retry_after = retry_after
+        self.redirect_to = redirect_to
+
+    @property
+    def base_url(self) -> str:
+        """The API base to configure (e.g. ``.../inference/v1`` for Fireworks)."""
+        return self.url + _BASE_PATHS[self.profile]
+
+    @property
+    def chat_path(self) -> str:
+        return _BASE_PATHS[self.profile] + "/v1/chat/completions" if self.profile == "hf_tgi" \
+            else _BASE_PATHS[self.profile] + "/chat/completions"
+
+    # -- request handling ------------------------------------------------------------------------
+    def handle(self, request: RecordedRequest) -> Reply:
+        if self.delay:
+            time.sleep(self.delay)
+        path = urlsplit(request.path).path
+        chat_paths = {self.chat_path} | ({"/v1/chat/completions"} if self.profile == "litellm" else set())
+        if request.method != "POST" or path not in chat_paths:
+            return self._not_found(request)
+        if self.redirect_to:
+            return Reply(302, "", {"Location": self.redirect_to})
+        auth_error = self._check_auth(request.headers.get("authorization"))
+        if auth_error is not None:
+            return auth_error
+        if self.rate_limit:
+            return Reply(429, openai_error(429, "Rate limit reached for requests", type="requests",
+                                           code="rate_limit_exceeded").body,
+                         {"Retry-After": str(self.retry_after)})
+        if self.fail_status:
+            return openai_error(self.fail_status, "The server had an error while processing your "
+                                "request. Sorry about that!", type="server_error")
+        if self.huge_body:
+            return Reply(500, "<html><body>" + "upstream exploded " * 60000 + "</body></html>",
+                         {"Content-Type": "text/html"})
+        body = request.json
+        if not isinstance(body, dict):
+            return self._invalid("We could not parse the JSON body of your request.", None)
+        problem = self._check_body(body)
+        if problem is not None:
+            return problem
+        if self.malformed:
+            return Reply(200, '{"id": "chatcmpl-broken", "choices": [', {"Content-Type": "application/json"})
+        return Reply(200, self._completion(request, body))
+
+    def _not_found(self, request: RecordedRequest) -> Reply:
+        if self.profile == "hf_tgi":
+            return Reply(404, "", {})
+        return openai_error(404, f"Invalid URL ({request.method} {urlsplit(request.path).path})",
+                            code=None)
+
+    def _check_auth(self, header: str | None) -> Reply | None:
+        if self.api_key is None:
+            return None
+        token = header[7:] if header and header.startswith("Bearer ") else None
+        if token == self.api_key:
+            return None
+        p = self.profile
+        if p == "together":
+            return openai_error(401, "Invalid API key provided. You can find your API key at "
+                                "https://api.together.ai/settings/api-keys.", code="invalid_api_key")
+        if p == "hf_router":
+            return Reply(401, {"error": "Invalid credentials in Authorization header"})
+        if p == "hf_tgi":
+            return Reply(401, {"error": "Authorization header is correct, but the token seems invalid"})
+        if p == "fireworks":
+            return Reply(401, {"error": {"object": "error", "type": "invalid_request_error",
+                                         "message": "The API key you provided is invalid."}})
+        if p == "openrouter":
+            return Reply(401, {"error": {"message": "No auth credentials found" if token is None
+                                         else "User not found.", "code": 401}})
+        if p == "litellm":
+            # LiteLLM echoes the key it received: byok_nb must scrub it from what it shows.
+            return openai_error(401, f"Authentication Error, Invalid proxy server token passed. "
+                                f"Received API Key = {token}, Key Hash (Token) =unknown. Unable to "
+                                f"find token in cache or `LiteLLM_VerificationTokenTable`",
+                                type="auth_error", param="None", code="401")
+        if token is None:
+            return openai_error(401, "You didn't provide an API key. You need to provide your API "
+                                "key in an Authorization header using Bearer auth (i.e. "
+                                "Authorization: Bearer YOUR_KEY).", code=None)
+        shown = f"{token[:3]}{'*' * 8}{token[-4:]}" if len(token) > 8 else "****"
+        return openai_error(401, f"Incorrect API key provided: {shown}. You can find your API key "
+                            f"at https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+
+    def _invalid(self, message: str, param: str | None) -> Reply:
+        if self.profile == "hf_tgi":
+            return tgi_error(422, message)
+        return openai_error(400, message, param=param)
+
+    def _unknown_model(self, model: str) -> Reply:
+        p = self.profile
+        if p == "fireworks":
+            return Reply(404, {"error": {"object": "error", "type": "invalid_request_error",
+                                         "code": "NOT_FOUND",
+                                         "message": "Model not found, inaccessible, and/or not deployed"}})
+        if p == "together":
+            return openai_error(404, f"Unable to access model {model}. Please visit "
+                                f"https://api.together.ai/models to view the list of supported "
+                                f"models.", code="model_not_available")
+        if p == "hf_router":
+            return openai_error(400, f"The requested model '{model}' does not exist.",
+                                param="model", code="model_not_found")
+        if p == "openrouter":
+            return Reply(400, {"error": {"message": f"{model} is not a valid model ID", "code": 400}})
+        if p == "litellm":
+            return openai_error(400, f"/chat/completions: Invalid model name passed in "
+                                f"model={model}. Call `/v1/models` to view available models for "
+                                f"your key.", param="model", code="400")
+        return openai_error(404, f"The model `{model}` does not exist or you do not have access "
+                            f"to it.", code="model_not_found")
+
+    def _check_body(self, body: dict[str, Any]) -> Reply | None:
+        model = body.get("model")
+        if self.profile != "hf_tgi":
+            if not isinstance(model, str) or not model:
+                return self._invalid("you must provide a model parameter", "model")
+            if self.models is not None and model not in self.models:
+                return self._unknown_model(model)
+        for check in (self._check_messages, self._check_max_tokens, self._check_response_format,
+                      self._check_tools, self._check_reasoning):
+            problem = check(body)
+            if problem is not None:
+                return problem
+        return None
+
+    def _check_messages(self, body: dict[str, Any]) -> Reply | None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._invalid("'messages' must be a non-empty array", "messages")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in (
+                    "system", "developer", "user", "assistant", "tool"):
+                return self._invalid(f"Invalid value for 'messages[{i}].role'", f"messages[{i}].role")
+            content = message.get("content")
+            if content is None and message.get("role") == "assistant" and message.get("tool_calls"):
+                continue
+            if isinstance(content, str):
+                continue
+            if not isinstance(content, list):
+                return self._invalid(f"Invalid type for 'messages[{i}].content'", f"messages[{i}].content")
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "text" and isinstance(part.get("text"), str):
+                    continue
+                url = (part.get("image_url") or {}).get("url") if kind == "image_url" else None
+                if isinstance(url, str) and (url.startswith(("http://", "https://"))
+                                             or re.match(r"^data:image/[a-z]+;base64,", url)):
+                    continue
+                return self._invalid(f"Invalid content part 'messages[{i}].content[{j}]'",
+                                     f"messages[{i}].content[{j}]")
+        return None
+
+    def _check_max_tokens(self, body: dict[str, Any]) -> Reply | None:
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            return None
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            if self.profile == "hf_tgi":
+                return tgi_error(422, "Input validation error: `max_new_tokens` must be strictly positive")
+            return self._invalid(f"Invalid 'max_tokens': integer below minimum value. Expected a "
+                                 f"value >= 1, but got {max_tokens!r} instead.", "max_tokens")
+        prompt = count_tokens(body["messages"])
+        if prompt + max_tokens <= self.context_limit:
+            return None
+        if self.profile in ("hf_tgi", "together"):  # TGI's wording (Together serves the same text)
+            message = (f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
+                       f"{self.context_limit}. Given: {prompt} `inputs` tokens and {max_tokens} "
+                       f"`max_new_tokens`")
+            return tgi_error(422, message) if self.profile == "hf_tgi" else self._invalid(message, None)
+        return openai_error(400, f"This model's maximum context length is {self.context_limit} "
+                            f"tokens. However, you requested {prompt + max_tokens} tokens ({prompt} "
+                            f"in the messages, {max_tokens} in the completion). Please reduce the "
+                            f"length of the messages or completion.", param="messages",
+                            code="context_length_exceeded")
+
+    def _check_response_format(self, body: dict[str, Any]) -> Reply | None:
+        fmt = body.get("response_format")
+        if fmt is None:
+            return None
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if self.profile == "hf_tgi":
+            if kind not in ("json", "json_object", "regex"):
+                return tgi_error(422, f"Failed to deserialize the JSON body into the target type: "
+                                 f"response_format: unknown variant `{kind}`, expected one of "
+                                 f"`json`, `regex`, `json_object`")
+            if "value" not in fmt:
+                return tgi_error(422, "Failed to deserialize the JSON body into the target type: "
+                                 "response_format: missing field `value`")
+            if body.get("tools"):
+                return tgi_error(422, "Tool error: Grammar and tools are mutually exclusive", "tool_error")
+            if self.reject_native_json:
+                return tgi_error(422, "Input validation error: grammar is not supported", "validation")
+            return None
+        allowed = ("text", "json_object", "json_schema") + (("grammar",) if self.profile == "fireworks" else ())
+        if kind not in allowed:
+            return self._invalid(f"Invalid value: '{kind}'. Supported values are: "
+                                 f"{', '.join(repr(a) for a in allowed)}.", "response_format.type")
+        if self.reject_native_json and kind != "text":
+            return openai_error(400, f"response_format of type '{kind}' is not supported by this "
+                                f"model.", param="response_format", code="unsupported_parameter")
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                return self._invalid("Missing required parameter: 'response_format.json_schema.schema'.",
+                                     "response_format.json_schema")
+            if not isinstance(spec.get("name"), str) or not _SCHEMA_NAME.match(spec["name"]):
+                return self._invalid("Invalid 'response_format.json_schema.name': string does not "
+                                     "match pattern. Expected a string that matches the pattern "
+                                     "'^[a-zA-Z0-9_-]+$'.", "response_format.json_schema.name")
+        return None
+
+    def _check_tools(self, body: dict[str, Any]) -> Reply | None:
+        tools = body.get("tools")
+        if tools is None:
+            return None
+        if not isinstance(tools, list):
+            return self._invalid("Invalid type for 'tools': expected an array", "tools")
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if tool.get("type") != "function" or not isinstance(function, dict) \
+                    or not _TOOL_NAME.match(str(function.get("name", ""))):
+                return self._invalid(f"Invalid 'tools[{i}]': expected a function tool with a "
+                                     f"name matching '^[a-zA-Z0-9_-]+$'", f"tools[{i}]")
+        return None
+
+    def _check_reasoning(self, body: dict[str, Any]) -> Reply | None:
+        effort = body.get("reasoning_effort")
+        allowed_efforts = _EFFORTS + (("none",) if self.profile == "fireworks" else ("minimal",))
+        if effort is not None and effort not in allowed_efforts:
+            return self._invalid(f"Invalid value for 'reasoning_effort': {effort!r}", "reasoning_effort")
+        if self.profile == "fireworks" and "thinking" in body:
+            thinking = body["thinking"]
+            if effort is not None:
+                return self._invalid("Only one of 'thinking' and 'reasoning_effort' may be set.", "thinking")
+            if not isinstance(thinking, dict) or thinking.get("type") != "enabled" \
+                    or not isinstance(thinking.get("budget_tokens"), int) or thinking["budget_tokens"] < 1024:
+                return self._invalid("'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
+                                     "with N >= 1024", "thinking")
+        reasoning = body.get("reasoning")
+        if reasoning is None:
+            return None
+        if not isinstance(reasoning, dict):
+            return self._invalid("Invalid type for 'reasoning': expected an object", "reasoning")
+        if self.profile == "together":
+            if set(reasoning) - {"enabled"} or not isinstance(reasoning.get("enabled"), bool):
+                return self._invalid("'reasoning' accepts only {\"enabled\": true|false}", "reasoning")
+        elif "effort" in reasoning and "max_tokens" in reasoning:
+            return self._invalid("Only one of 'reasoning.effort' and 'reasoning.max_tokens' may be set.",
+                                 "reasoning")
+        elif "max_tokens" in reasoning and (not isinstance(reasoning["max_tokens"], int)
+                                            or reasoning["max_tokens"] < 1):
+            return self._invalid("'reasoning.max_tokens' must be a positive integer", "reasoning.max_tokens")
+        elif "effort" in reasoning and reasoning["effort"] not in _EFFORTS + ("minimal",):
+            return self._invalid(f"Invalid value for 'reasoning.effort': {reasoning['effort']!r}",
+                                 "reasoning.effort")
+        return None
+
+    # -- the answer ------------------------------------------------------------------------------
+    def _completion(self, request: RecordedRequest, body: dict[str, Any]) -> dict[str, Any]:
+        prompt = count_tokens(body["messages"])
+        if self.tool_call is not None and body.get("tools"):
+            message: dict[str, Any] = {
+                "role": "assistant", "content": None,
+                "tool_calls": [{"id": "call_fake_1", "type": "function",
+                                "function": {"name": self.tool_call["name"],
+                                             "arguments": json.dumps(self.tool_call.get("arguments", {}))}}]}
+            finish, completion = "tool_calls", 12
+        else:
+            text = self.reply(request) if callable(self.reply) else self.reply
+            message = {"role": "assistant", "content": text}
+            finish, completion = "stop", max(1, len(text) // 4)
+        completion = min(completion, body.get("max_tokens") or completion)
+        return {"id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion",
+                "created": int(time.time()), "model": body.get("model") or "tgi",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion}}
+
+
+# ==================================================================================================
+# Bedrock converse
+# ==================================================================================================
+INVALID_TOKEN = "The security token included in the request is invalid."
+BAD_SIGNATURE = ("The request signature we calculated does not match the signature you provided. "
+                 "Check your AWS Secret Access Key and signing method. Consult the service "
+                 "documentation for details.")
+INVALID_MODEL = "The provided model identifier is invalid."
+_AUTH_HEADER = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
+                          r"\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})$")
+_CONVERSE_PATH = re.compile(r"^/model/(?P<model>[^/]+)/converse$")
+_BLOCK_KINDS = {"text", "image", "document", "video", "toolUse", "toolResult", "guardContent",
+                "cachePoint", "reasoningContent"}
+DEFAULT_BEDROCK_MODELS = {
+    "anthropic.claude-3-haiku-20240307-v1:0": 4096,
+    "anthropic.claude-3-7-sonnet-20250219-v1:0": 64000,
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0": 64000,
+    "meta.llama3-1-8b-instruct-v1:0": 2048,
+}
+
+
+def bedrock_error(status: int, error_type: str, message: str) -> Reply:
+    """A Bedrock error on the wire: type in ``x-amzn-ErrorType``, body ``{"message": ...}``."""
+    return Reply(status, {"message": message},
+                 {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+                  "x-amzn-RequestId": "00000000-fake-0000-0000-000000000000",
+                  "Content-Type": "application/json"})
+
+
+def _validation(message: str) -> Reply:
+    return bedrock_error(400, "ValidationException", message)
+
+
+class FakeBedrock(FakeServer):
+    """A Bedrock runtime emulator for ``converse``; give its ``.url`` as the client's endpoint.
+
+    ``credentials``: access key id -> secret accepted for SigV4. ``api_keys``: accepted Bedrock
+    API keys (bearer). ``models``: model id -> maximum output tokens (None: a few real ids,
+    ``DEFAULT_BEDROCK_MODELS``); any other id is Bedrock's "model identifier is invalid".
+    ``region``: when set, a signature scoped to another region is refused.
+    ``reply`` / ``tool_call`` / ``delay`` as for :class:`FakeOpenAIProvider`.
+    """
+
+    def __init__(self, *, credentials: dict[str, str] | None = None,
+                 api_keys: Iterable[str] = ("ABSKZmFrZS1iZWRyb2NrLWFwaS1rZXk=",),
+                 models: dict[str, int] | None = None, region: str | None = None,
+                 reply: str | Callable[[RecordedRequest], str] = DEFAULT_REPLY,
+                 tool_call: dict[str, Any] | None = None, delay: float = 0.0) -> None:
+        super().__init__()
+        self.credentials = dict(credentials if credentials is not None
+                                else {"AKIAFAKEBEDROCK00001": "fake/secret/key/0123456789abcdefghijklmn"})
+        self.api_keys = set(api_keys)
+        self.models = dict(DEFAULT_BEDROCK_MODELS if models is None else models)
+        self.region = region
+        self.reply = reply
+        self.tool_call = tool_call
+        self.delay = delay
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        if self.delay:
+            time.sleep(self.delay)
+        match = _CONVERSE_PATH.match(urlsplit(request.path).path)
+        if request.method != "POST" or match is None:
+            return bedrock_error(404, "UnknownOperationException", "")
+        auth_problem = self._check_auth(request)
+        if auth_problem is not None:
+            return auth_problem
+        model = unquote(match.group("model"))
+        if model not in self.models:
+            return _validation(INVALID_MODEL)
+        body = request.json
+        if not isinstance(body, dict):
+            return bedrock_error(400, "SerializationException", "Unable to parse the request body")
+        problem = self._check_body(model, body)
+        if problem is not None:
+            return problem
+        return Reply(200, self._converse_response(request, body),
+                     {"x-amzn-RequestId": "00000000-fake-0000-0000-000000000001"})
+
+    # -- authentication --------------------------------------------------------------------------
+    def _check_auth(self, request: RecordedRequest) -> Reply | None:
+        header = request.headers.get("authorization")
+        if not header:
+            return bedrock_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        if header.startswith("Bearer "):
+            if header[7:] in self.api_keys:
+                return None
+            return bedrock_error(403, "UnrecognizedClientException", INVALID_TOKEN)
+        parsed = _AUTH_HEADER.match(header)
+        if parsed is None:
+            return bedrock_error(403, "IncompleteSignatureException",
+                                 "Authorization header requires 'Credential', 'SignedHeaders' and "
+                                 "'Signature' parameters.")
+        akid, date, region, service, signed, signature = parsed.groups()
+        if akid not in self.credentials:
+            return bedrock_error(403, "UnrecognizedClientException", INVALID_TOKEN)
+        if service != "bedrock":
+            return bedrock_error(403, "InvalidSignatureException",
+                                 f"Credential should be scoped to correct service: 'bedrock'.")
+        if self.region is not None and region != self.region:
+            return bedrock_error(403, "InvalidSignatureException",
+                                 f"Credential should be scoped to a valid region. ")
+        expected = sigv4_signature(request, akid, self.credentials[akid], region, service,
+                                   signed.split(";"))
+        if expected is None or not hmac.compare_digest(expected, signature):
+            return bedrock_error(403, "InvalidSignatureException", BAD_SIGNATURE)
+        return None
+
+    # -- body validation -------------------------------------------------------------------------
+    def _check_body(self, model: str, body: dict[str, Any]) -> Reply | None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _validation("A conversation must start with a user message. Try again with a "
+                               "conversation that starts with a user message.")
+        if messages[0].get("role") != "user":
+            return _validation("A conversation must start with a user message. Try again with a "
+                               "conversation that starts with a user message.")
+        for i, message in enumerate(messages):
+            if message.get("role") not in ("user", "assistant"):
+                return _validation(f"1 validation error detected: Value at 'messages.{i + 1}.member.role' "
+                                   f"failed to satisfy constraint: Member must satisfy enum value set: "
+                                   f"[user, assistant]")
+            if i and message["role"] == messages[i - 1]["role"]:
+                return _validation("A conversation must alternate between user and assistant roles. "
+                                   "Make sure the conversation alternates between user and assistant "
+                                   "roles and try again.")
+            for j, block in enumerate(message.get("content") or []):
+                problem = _check_block(block, f"messages.{i}.content.{j}")
+                if problem is not None:
+                    return problem
+        for block in body.get("system") or []:
+            if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+                return _validation("The system field must be a list of text blocks.")
+        limit = self.models[model]
+        max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+        if max_tokens is not None and max_tokens > limit:
+            return _validation(f"The maximum tokens you requested exceeds the model limit of {limit}. "
+                               f"Try again with a maximum tokens value that is lower than {limit}.")
+        tool_problem = _check_tool_config(body.get("toolConfig"))
+        if tool_problem is not None:
+            return tool_problem
+        return self._check_model_fields(model, body, max_tokens)
+
+    def _check_model_fields(self, model: str, body: dict[str, Any], max_tokens: int | None) -> Reply | None:
+        extra = body.get("additionalModelRequestFields") or {}
+        thinking = extra.get("thinking")
+        if thinking is None or "claude" not in model:
+            return None
+        if thinking.get("type") == "enabled":
+            budget = thinking.get("budget_tokens")
+            if not isinstance(budget, int) or budget < 1024:
+                return _validation("The model returned the following errors: thinking.enabled."
+                                   "budget_tokens: Input should be greater than or equal to 1024")
+            if max_tokens is not None and budget >= max_tokens:
+                return _validation("The model returned the following errors: `max_tokens` must be "
+                                   "greater than `thinking.budget_tokens`.")
+        choice = (body.get("toolConfig") or {}).get("toolChoice") or {}
+        if "tool" in choice or "any" in choice:
+            return _validation("The model returned the following errors: Thinking may not be "
+                               "enabled when tool_choice forces tool use.")
+        return None
+
+    # -- the answer ------------------------------------------------------------------------------
+    def _converse_response(self, request: RecordedRequest, body: dict[str, Any]) -> dict[str, Any]:
+        tool_config = body.get("toolConfig") or {}
+        forced = (tool_config.get("toolChoice") or {}).get("tool", {}).get("name")
+        text = self.reply(request) if callable(self.reply) else self.reply
+        if forced is not None or (self.tool_call is not None and tool_config.get("tools")):
+            if forced is not None and (self.tool_call is None or self.tool_call["name"] != forced):
+                try:
+                    tool_input = json.loads(text)
+                except ValueError:
+                    tool_input = {"text": text}
+                name = forced
+            else:
+                name, tool_input = self.tool_call["name"], self.tool_call.get("arguments", {})  # type: ignore[index]
+            content = [{"toolUse": {"toolUseId": "tooluse_fake_1", "name": name, "input": tool_input}}]
+            stop, output_tokens = "tool_use", 12
+        else:
+            content = [{"text": text}]
+            stop, output_tokens = "end_turn", max(1, len(text) // 4)
+        input_tokens = sum(4 + sum(len(b.get("text", "")) // 4 for b in m.get("content", []))
+                           for m in body["messages"])
+        return {"output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": stop,
+                "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens,
+                          "totalTokens": input_tokens + output_tokens},
+                "metrics": {"latencyMs": int(self.delay * 1000) + 1}}
+
+
+def _check_block(block: Any, where: str) -> Reply | None:
+    if not isinstance(block, dict) or len(block) != 1 or next(iter(block)) not in _BLOCK_KINDS:
+        return _validation(f"The content block at {where} must have exactly one member of "
+                           f"{sorted(_BLOCK_KINDS)}.")
+    kind, value = next(iter(block.items()))
+    if kind == "text" and (not isinstance(value, str) or not value.strip()):
+        return _validation(f"The text field in the ContentBlock object at {where} is blank. Add text "
+                           f"to the text field, and try again.")
+    if kind == "image":
+        if value.get("format") not in ("png", "jpeg", "gif", "webp"):
+            return _validation(f"The image format at {where} must be png, jpeg, gif or webp.")
+        try:
+            base64.b64decode((value.get("source") or {}).get("bytes", ""), validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            return bedrock_error(400, "SerializationException", "Invalid base64 in image bytes")
+    if kind == "toolUse" and not {"toolUseId", "name", "input"} <= set(value):
+        return _validation(f"The toolUse block at {where} needs toolUseId, name and input.")
+    return None
+
+
+def _check_tool_config(config: Any) -> Reply | None:
+    if config is None:
+        return None
+    tools = config.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return _validation("The toolConfig field must be defined when using toolUse and toolResult "
+                           "content blocks.")
+    names = set()
+    for tool in tools:
+        spec = tool.get("toolSpec") if isinstance(tool, dict) else None
+        if not isinstance(spec, dict) or not _TOOL_NAME.match(str(spec.get("name", ""))) \
+                or not isinstance((spec.get("inputSchema") or {}).get("json"), dict):
+            return _validation("Each tool needs a toolSpec with a name matching [a-zA-Z0-9_-]+ and "
+                               "inputSchema.json.")
+        names.add(spec["name"])
+    choice = config.get("toolChoice")
+    if choice is not None:
+        if not isinstance(choice, dict) or len(choice) != 1 or next(iter(choice)) not in ("auto", "any", "tool"):
+            return _validation("toolChoice must be one of auto, any or tool.")
+        if "tool" in choice and choice["tool"].get("name") not in names:
+            return _validation(f"The tool {choice['tool'].get('name')!r} named in toolChoice is not "
+                               f"in the tools list.")
+    return None
+
+
+def sigv4_signature(request: RecordedRequest, access_key: str, secret_key: str, region: str,
+                    service: str, signed_headers: list[str]) -> str | None:
+    """The SigV4 signature the request should carry, computed with botocore's own ``SigV4Auth``
+    over exactly the headers the client says it signed; None when a signed header is missing."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {}
+    for name in signed_headers:
+        if name not in request.headers:
+            return None
+        headers[name] = request.headers[name]
+    timestamp = request.headers.get("x-amz-date")
+    if not timestamp:
+        return None
+    try:
+        signed_at = dt.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+    if abs((dt.datetime.now(dt.timezone.utc) - signed_at).total_seconds()) > 15 * 60:
+        return None  # AWS refuses signatures more than 15 minutes off
+    aws_request = AWSRequest(method=request.method, url=f"http://{request.headers['host']}{request.path}",
+                             data=request.raw, headers=headers)
+    aws_request.context["timestamp"] = timestamp
+    auth = SigV4Auth(Credentials(access_key, secret_key), service, region)
+    canonical = auth.canonical_request(aws_request)
+    return auth.signature(auth.string_to_sign(aws_request, canonical), aws_request)

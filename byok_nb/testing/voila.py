@@ -1,0 +1,137 @@
+"""Voila and headless Chromium for the browser tests and the F-5 benchmark.
+
+>>> with VoilaServer(app_notebook(), env=env, log_path=tmp / "voila.log") as server:   # doctest: +SKIP
+...     page.goto(server.url)
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..app import voila_command
+
+CHROMIUM = "/usr/bin/chromium"
+# No sandbox (containers run as root), no GPU, and nothing that phones home: the tests are offline.
+CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+def chromium_missing_reason() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (Debian's chromium package; `make test` installs it as root)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is missing (pip install -e '.[test]')"
+    return None
+
+
+def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
+    """Headless Debian Chromium through Playwright (never Playwright's own downloaded browsers)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS),
+                                      **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sandbox_env(home: str | os.PathLike[str], **settings: str) -> dict[str, str]:
+    """This process's environment without the developer's byok_nb settings, with ``BYOK_NB_HOME``
+    and Jupyter's runtime files in ``home`` and ``settings`` added."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BYOK_NB_", "OPENROUTER_", "JUPYTERHUB_"))}
+    env["BYOK_NB_HOME"] = str(home)
+    env["JUPYTER_RUNTIME_DIR"] = str(Path(home) / "jupyter_runtime")
+    env.update(settings)
+    return env
+
+
+class VoilaServer:
+    """``byok-nb serve``'s Voila command on a free loopback port, output captured to ``log_path``;
+    started (and waited for) on enter, stopped on exit."""
+
+    def __init__(self, notebook: str | os.PathLike[str], *, env: Mapping[str, str],
+                 log_path: str | os.PathLike[str], port: int | None = None,
+                 startup_timeout: float = 60.0, preheat: bool = True,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.notebook = Path(notebook)
+        self.env = dict(env)
+        self.log_path = Path(log_path)
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.preheat = preheat
+        self.extra_args = tuple(extra_args)
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def render_url(self, name: str) -> str:
+        """URL of notebook ``name`` when a directory is served."""
+        return f"{self.url}voila/render/{name}"
+
+    def start(self) -> "VoilaServer":
+        self._log = open(self.log_path, "ab")
+        self._proc = subprocess.Popen(voila_command(self.notebook, self.port, preheat=self.preheat,
+                                                    extra_args=self.extra_args), env=self.env,
+                                      stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, cwd=self.env.get("BYOK_NB_HOME"))
+        self._wait_until_listening()
+        return self
+
+    def _wait_until_listening(self) -> None:
+        # Any HTTP answer on a path that starts no kernel means tornado is serving.
+        probe = f"{self.url}voila/static/__ready__"
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"Voila exited with {self._proc.returncode}:\n{self.log_text()[-4000:]}")
+            try:
+                urllib.request.urlopen(probe, timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"Voila did not start within {self.startup_timeout} s:\n{self.log_text()[-4000:]}")
+
+    def log_text(self) -> str:
+        if self._log is not None:
+            self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "VoilaServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,117 @@
+"""Notebook widgets and the Voila admin app (SPEC §8, U-1 … U-7).
+
+Entry points (stable; the Voila notebooks and browser tests import these)::
+
+    from byok_nb.ui import AdminApp, AddModelDialog, ModelsPage, DetailPage, PickerWidget, AnalyticsView
+    AdminApp(session)                       # Models / detail / Analytics with navigation
+    AddModelDialog(session, on_saved=None)  # the Add Custom Model dialog (U-1)
+    ModelsPage(session, on_open=None)       # the Models table with the type filter (U-2)
+    DetailPage(session, slug)               # masked secret, Edit / Test / Delete (U-3)
+    PickerWidget(session, workflow, field)  # grouped Platform / Custom picker (U-4)
+    AnalyticsView(session)                  # cost tables, charts, estimate (U-5)
+
+    from byok_nb.ui.forms import AddModelForm, EditModelForm   # the pure-Python form models
+
+Layering: ``forms.py`` holds state and rules with traitlets and imports no widgets; the other
+modules are thin ipywidgets views bound to it (``link`` / ``observe``). Importing this package is
+cheap: every name loads its module (and ipywidgets) on first use.
+
+Stable CSS classes (``widget.add_class``), for browser tests:
+
+=================================  ==============================================================
+``byok-app``                       AdminApp; ``byok-nav`` its Models / Analytics toggle,
+                                   ``byok-whoami`` user · org · role, ``byok-app-status``
+``byok-models-page``               Models page; ``byok-status`` its (only) status line
+``byok-type-filter``               All / Platform / Custom toggle
+``byok-models-table``              the HTML table (inner ``<table class="byok-models-table-html">``,
+                                   rows ``tr.byok-row-platform`` / ``tr.byok-row-custom`` with
+                                   ``data-ref``)
+``byok-refresh``                   Refresh button of the Models page
+``byok-add-model``                 Add Custom Model button (org admins only)
+``byok-custom-models``             the row of open buttons; each ``byok-open-model`` and
+                                   ``byok-open-<slug>`` (slug lower-cased, chars outside
+                                   ``a-z0-9_-`` -> ``-``)
+``byok-add-dialog``                the dialog; ``byok-dialog-status`` its error/status line
+``byok-model-form``                the field block inside the dialog and the Edit mode
+``byok-<field>``                   each input, field name with ``-``: ``byok-provider``,
+                                   ``byok-reuse-credentials-from``, ``byok-auth-method``,
+                                   ``byok-aws-region``, ``byok-aws-access-key-id``,
+                                   ``byok-aws-secret-access-key``, ``byok-base-url``,
+                                   ``byok-api-key``, ``byok-endpoint-url``,
+                                   ``byok-provider-model-id``, ``byok-display-name``,
+                                   ``byok-slug``, ``byok-max-tokens``,
+                                   ``byok-supports-json-mode``, ``byok-supports-vision``,
+                                   ``byok-supports-tool-use``, ``byok-supports-reasoning``,
+                                   ``byok-reasoning-parameter``, ``byok-input-cost-per-token``,
+                                   ``byok-output-cost-per-token``
+``byok-test-connection``           Test Connection button
+``byok-save-model``                Save Model button (disabled until a test passes, T-6)
+``byok-cancel``                    Cancel of the dialog
+``byok-test-message``              "Connection test passed." or the exact error
+``byok-test-hint``                 a hint under a failed test (e.g. turn JSON mode off)
+``byok-pricing-warning``           yellow "Cost tracking requires per-token pricing"
+``byok-warnings``                  yellow M-8 / M-10 warnings
+``byok-detail``                    detail page; ``byok-detail-status`` its status line,
+                                   ``byok-back`` back to Models, ``byok-detail-info`` the facts
+``byok-secret-masked``             "<secret label>: ****abcd" (C-3)
+``byok-access-key-id``             Bedrock IAM Access Key ID, in full
+``byok-endpoint-note``             HuggingFace legacy-URL note (P-3)
+``byok-edit`` / ``byok-test`` /    Edit, Test, Delete (org admins only)
+``byok-delete``
+``byok-edit-area``                 Edit mode; ``byok-save-edit`` Save, ``byok-cancel-edit`` Cancel
+``byok-delete-confirmation``       the confirmation box; ``byok-delete-question`` its text,
+                                   ``byok-confirm-delete`` / ``byok-cancel-delete`` its buttons
+``byok-picker``                    picker; ``byok-picker-group-platform`` /
+                                   ``byok-picker-group-custom`` group headings,
+                                   ``byok-picker-platform`` / ``byok-picker-custom`` the choices,
+                                   ``byok-picker-empty``, ``byok-picker-hidden`` (why hidden),
+                                   ``byok-picker-assign``, ``byok-picker-status``
+``byok-analytics``                 analytics; ``byok-report-by``, ``byok-cost-table``,
+                                   ``byok-charts``, ``byok-chart-cost-per-day``,
+                                   ``byok-chart-tokens-per-model``, ``byok-estimate-model``,
+                                   ``byok-estimate-input-tokens``, ``byok-estimate-output-tokens``,
+                                   ``byok-estimate``, ``byok-estimate-result``,
+                                   ``byok-what-if-table``, ``byok-analytics-status``
+``byok-error-text``                the span of any U-7 error message
+=================================  ==============================================================
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "AddModelDialog": ".add_dialog",
+    "AddModelForm": ".forms",
+    "AdminApp": ".app",
+    "AnalyticsView": ".analytics_view",
+    "DetailPage": ".detail_page",
+    "EditModelForm": ".forms",
+    "ModelsPage": ".models_page",
+    "PickerWidget": ".picker",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'byok_nb.ui' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .add_dialog import AddModelDialog
+    from .analytics_view import AnalyticsView
+    from .app import AdminApp
+    from .detail_page import DetailPage
+    from .forms import AddModelForm, EditModelForm
+    from .models_page import ModelsPage
+    from .picker import PickerWidget

@@ -1,0 +1,252 @@
+"""The Add Custom Model dialog (U-1): thin ipywidgets bound to :class:`~byok_nb.ui.forms.AddModelForm`.
+
+The widgets only build children and ``link`` them to the form model; visibility, gating (T-6),
+slug derivation and warnings are decided in ``forms.py``.
+
+Secrets (C-7): API keys and secret access keys are typed into ``widgets.Password`` inputs that are
+*not* linked to the form. When Test Connection or Save Model is clicked the typed value is handed
+to the form and the Password's value is cleared at once, so saving the notebook's widget state
+never writes it; the input then shows "(entered and hidden; type to replace)".
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from .errors import ERROR_STYLE, OK_STYLE, WARNING_STYLE, guarded, set_message, styled
+from .forms import (
+    AUTH_METHOD_OPTIONS, FIELD_ORDER, MESSAGES, PROVIDER_OPTIONS, SECRET_FIELDS, AddModelForm,
+    _ModelForm,
+)
+
+DESCRIPTION_STYLE = {"description_width": "210px"}
+FIELD_LAYOUT = {"width": "640px"}
+CHECKBOX_FIELDS = ("supports_json_mode", "supports_vision", "supports_tool_use", "supports_reasoning")
+
+
+def css_class(field: str) -> str:
+    """The stable CSS class of a field's widget: ``byok-`` + the field name with dashes
+    (``api_key`` -> ``byok-api-key``, ``supports_json_mode`` -> ``byok-supports-json-mode``)."""
+    return "byok-" + field.replace("_", "-")
+
+
+def _hidden(widget: widgets.Widget, hidden: bool) -> None:
+    widget.layout.display = "none" if hidden else None
+
+
+class ModelFormView(widgets.VBox):
+    """One widget per form field, linked to an add or edit form model.
+
+    ``read_only`` fields (provider and slug in Edit mode, M-13) are shown disabled and only follow
+    the model (``dlink``).
+    """
+
+    def __init__(self, form: _ModelForm, read_only: tuple[str, ...] = (), **kwargs: Any) -> None:
+        self.form = form
+        self.read_only = read_only
+        self.fields: dict[str, widgets.Widget] = {}
+        self._links: list[Any] = []
+        for name in FIELD_ORDER:
+            if name == "reuse_credentials_from" and not hasattr(form, "reuse_options"):
+                continue
+            self.fields[name] = self._build(name)
+        super().__init__(children=list(self.fields.values()), **kwargs)
+        self.add_class("byok-model-form")
+        form.observe(self._on_layout, names=["visible_fields", "provider"])
+        form.observe(self._on_disabled, names=["disabled_fields"])
+        for name in SECRET_FIELDS:
+            form.observe(self._on_secret, names=[name])
+        if "reuse_credentials_from" in self.fields:
+            form.observe(self._on_reuse_options, names=["reuse_options"])
+        self._on_layout()
+        self._on_disabled()
+
+    # -- building --------------------------------------------------------------------------------
+    def _build(self, name: str) -> widgets.Widget:
+        form = self.form
+        common = {"description": form.label(name), "style": DESCRIPTION_STYLE,
+                  "layout": widgets.Layout(**FIELD_LAYOUT)}
+        if name == "provider":
+            w: widgets.Widget = widgets.Dropdown(options=PROVIDER_OPTIONS, value=form.provider, **common)
+        elif name == "auth_method":
+            w = widgets.Dropdown(options=AUTH_METHOD_OPTIONS, value=form.auth_method, **common)
+        elif name == "reuse_credentials_from":
+            w = widgets.Dropdown(options=self._reuse_choices(), value=form.reuse_credentials_from, **common)
+        elif name in SECRET_FIELDS:
+            # Not linked: the value travels to the form only on submit (see submit_secrets).
+            w = widgets.Password(value="", placeholder=form.placeholder(name), **common)
+        elif name in CHECKBOX_FIELDS:
+            # indent=True lines the box up with the text inputs above (same description width).
+            w = widgets.Checkbox(value=getattr(form, name), description=form.label(name), indent=True,
+                                 style=DESCRIPTION_STYLE, layout=widgets.Layout(**FIELD_LAYOUT))
+        elif name == "max_tokens":
+            # IntText, not BoundedIntText: M-7 says never clamp; the registry refuses values < 1.
+            w = widgets.IntText(value=form.max_tokens, **common)
+        else:
+            w = widgets.Text(value=getattr(form, name), placeholder=form.placeholder(name),
+                             continuous_update=True, **common)
+        w.add_class(css_class(name))
+        if name not in SECRET_FIELDS:
+            if name in self.read_only:
+                w.disabled = True
+                self._links.append(widgets.dlink((form, name), (w, "value")))
+            else:
+                self._links.append(widgets.link((form, name), (w, "value")))
+        return w
+
+    def _reuse_choices(self) -> list[tuple[str, str]]:
+        return [(MESSAGES["no_reuse"], ""), *[tuple(o) for o in getattr(self.form, "reuse_options", [])]]
+
+    # -- following the model ---------------------------------------------------------------------
+    def _on_layout(self, change: Any = None) -> None:
+        visible = set(self.form.visible_fields)
+        for name, w in self.fields.items():
+            _hidden(w, name not in visible)
+        self.fields["api_key"].description = self.form.label("api_key")
+        self._refresh_placeholders()
+
+    def _on_disabled(self, change: Any = None) -> None:
+        disabled = set(self.form.disabled_fields)
+        for name, w in self.fields.items():
+            if name in self.read_only:
+                continue
+            if name in SECRET_FIELDS or name in ("base_url", "aws_access_key_id"):
+                w.disabled = name in disabled
+                if name in disabled and name in SECRET_FIELDS:
+                    w.value = ""
+        self._refresh_placeholders()
+
+    def _on_secret(self, change: Any = None) -> None:
+        self._refresh_placeholders()
+
+    def _on_reuse_options(self, change: Any = None) -> None:
+        w = self.fields["reuse_credentials_from"]
+        # Setting options resets the value to the first choice (and, through the link, the
+        # model's); restore the choice the model kept.
+        keep = self.form.reuse_credentials_from
+        w.options = self._reuse_choices()
+        w.value = keep
+
+    def _refresh_placeholders(self) -> None:
+        for name, w in self.fields.items():
+            if hasattr(w, "placeholder"):
+                w.placeholder = self.form.placeholder(name)
+
+    # -- secrets (C-7) ---------------------------------------------------------------------------
+    def submit_secrets(self) -> None:
+        """Hand typed secrets to the form and clear the Password widgets right away (C-7)."""
+        for name in SECRET_FIELDS:
+            w = self.fields[name]
+            if w.value:
+                if name not in self.form.disabled_fields:
+                    setattr(self.form, name, w.value)
+                w.value = ""
+        self._refresh_placeholders()
+
+    def typed_secrets(self) -> list[str]:
+        return [self.fields[n].value for n in SECRET_FIELDS if self.fields[n].value]
+
+
+class TestResultView(widgets.VBox):
+    """Test message (``byok-test-message``), hint and the yellow pricing warning."""
+
+    def __init__(self, form: _ModelForm) -> None:
+        self.form = form
+        self.message = widgets.HTML()
+        self.message.add_class("byok-test-message")
+        self.hint = widgets.HTML()
+        self.hint.add_class("byok-test-hint")
+        self.pricing_warning = widgets.HTML()
+        self.pricing_warning.add_class("byok-pricing-warning")
+        self.warnings = widgets.HTML()
+        self.warnings.add_class("byok-warnings")
+        super().__init__(children=[self.warnings, self.message, self.hint, self.pricing_warning])
+        form.observe(self._render, names=["test_message", "test_ok", "test_hint", "pricing_warning",
+                                          "warnings"])
+        self._render()
+
+    def _render(self, change: Any = None) -> None:
+        form = self.form
+        style = OK_STYLE if form.test_ok else ERROR_STYLE
+        self.message.value = styled(form.test_message, style, "byok-test-message-text")
+        self.hint.value = styled(form.test_hint, "color:#555", "byok-test-hint-text")
+        self.pricing_warning.value = styled(form.pricing_warning, WARNING_STYLE, "byok-pricing-warning-text")
+        self.warnings.value = "".join(
+            f"<div>{styled(text, WARNING_STYLE, 'byok-warning-text')}</div>" for text in form.warnings)
+
+
+class AddModelDialog(widgets.VBox):
+    """The Add Custom Model dialog.
+
+    >>> dialog = AddModelDialog(session, on_saved=lambda model: print(model.slug))   # doctest: +SKIP
+    >>> dialog                                                                        # doctest: +SKIP
+
+    ``dialog.form`` is the :class:`AddModelForm`; ``dialog.view.fields[name]`` the input of a
+    field; ``dialog.test_button`` / ``dialog.save_button`` the two actions.
+    """
+
+    def __init__(self, session: Any, on_saved: Callable[[Any], Any] | None = None,
+                 on_cancel: Callable[[], Any] | None = None, form: AddModelForm | None = None) -> None:
+        self.session = session
+        self.form = form if form is not None else AddModelForm(session)
+        self.on_saved = on_saved
+        self.on_cancel = on_cancel
+        self.title = widgets.HTML(f"<h3>{MESSAGES['add_title']}</h3>")
+        self.view = ModelFormView(self.form)
+        self.test_button = widgets.Button(description=MESSAGES["test_connection"], icon="plug")
+        self.test_button.add_class("byok-test-connection")
+        self.save_button = widgets.Button(description=MESSAGES["save_model"], button_style="primary",
+                                          disabled=True)
+        self.save_button.add_class("byok-save-model")
+        self.cancel_button = widgets.Button(description="Cancel")
+        self.cancel_button.add_class("byok-cancel")
+        self.result = TestResultView(self.form)
+        self.message = widgets.HTML()
+        self.message.add_class("byok-dialog-status")
+        # T-6: Save Model follows the form's gate; Test is off while a test or save runs.
+        self._links = [
+            widgets.dlink((self.form, "can_save"), (self.save_button, "disabled"), transform=lambda ok: not ok),
+            widgets.dlink((self.form, "testing"), (self.test_button, "disabled")),
+        ]
+        self.test_button.on_click(self._on_test)
+        self.save_button.on_click(self._on_save)
+        self.cancel_button.on_click(self._on_cancel)
+        buttons = widgets.HBox([self.test_button, self.save_button, self.cancel_button])
+        super().__init__(children=[self.title, self.view, buttons, self.result, self.message])
+        self.add_class("byok-add-dialog")
+        self.layout.border = "1px solid #ccc"
+        self.layout.padding = "8px"
+
+    def _known_secrets(self) -> list[str]:
+        return [*self.form.secret_values(), *self.view.typed_secrets()]
+
+    @guarded("message", where="Test Connection")
+    def _on_test(self, _button: Any = None) -> None:
+        self.message.value = ""
+        self.view.submit_secrets()
+        self.form.test()
+
+    @guarded("message", where="Save Model")
+    def _on_save(self, _button: Any = None) -> None:
+        self.message.value = ""
+        self.view.submit_secrets()
+        model = self.form.save()
+        set_message(self.message, self.form.status, OK_STYLE)
+        if self.on_saved is not None:
+            self.on_saved(model)
+
+    @guarded("message", where="Cancel")
+    def _on_cancel(self, _button: Any = None) -> None:
+        self.view.submit_secrets()
+        self.form.clear_secrets()
+        if self.on_cancel is not None:
+            self.on_cancel()
+
+    # Convenience for tests and notebooks: label of every visible input.
+    def visible_labels(self) -> list[str]:
+        return [self.view.fields[n].description for n in self.form.visible_fields]
+
+
+__all__ = ["AddModelDialog", "ModelFormView", "TestResultView", "css_class"]

@@ -1,0 +1,119 @@
+"""U-7: widget callbacks never show a raw traceback.
+
+Every button handler and observer of the widgets goes through :func:`run_guarded` (or the
+:func:`guarded` decorator). A failure becomes one short line in a message widget:
+
+* a :class:`~byok_nb.errors.RegistryError` (and so every ``ProviderError``) shows its own message —
+  the registry already wrote it for people and scrubbed secrets out of it;
+* anything else shows ``Unexpected error: <TypeName>``; the details (scrubbed message and the
+  stack, never local values) go to the ``byok_nb.ui`` logger, which has a ``NullHandler`` so nothing
+  reaches a notebook cell unless the operator configures logging.
+
+Why not let ipywidgets handle it: its ``CallbackDispatcher`` calls ``ip.showtraceback()``, which
+puts the whole traceback (and any secret in an exception message) in front of the user.
+
+No ``with output:`` block here on purpose: an exception escaping an ``Output`` context manager is
+rendered as a traceback inside that Output. Views compute first and only *display* inside one.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ..errors import RegistryError
+from ..secrets import scrub
+
+logger = logging.getLogger("byok_nb.ui")
+logger.addHandler(logging.NullHandler())
+
+T = TypeVar("T")
+
+ERROR_STYLE = "color:#b00020"
+OK_STYLE = "color:#1b5e20"
+WARNING_STYLE = ("background:#fff8c5;border:1px solid #d4a72c;color:#5c4400;"
+                 "padding:4px 8px;border-radius:4px;display:inline-block")
+
+
+def short_message(exc: BaseException, secrets: Iterable[str] = ()) -> str:
+    """The one line a user sees for ``exc``: a RegistryError's message, else its type only."""
+    if isinstance(exc, RegistryError):
+        return scrub(str(exc.message), secrets)
+    return f"Unexpected error: {type(exc).__name__}"
+
+
+def log_unexpected(exc: BaseException, where: str = "", secrets: Iterable[str] = ()) -> None:
+    """Log an unexpected failure: scrubbed message plus the stack frames (no local values)."""
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error("Unexpected error in %s: %s: %s\n%s", where or "widget callback",
+                 type(exc).__name__, scrub(str(exc), secrets), stack)
+
+
+def styled(text: str, style: str = ERROR_STYLE, css_class: str = "byok-message-text") -> str:
+    """``text`` escaped and wrapped in a styled span for an HTML widget."""
+    if not text:
+        return ""
+    return f'<span class="{css_class}" style="{style}">{html.escape(text)}</span>'
+
+
+def show_error(target: Any, exc: BaseException, where: str = "", secrets: Iterable[str] = ()) -> str:
+    """Put the short message for ``exc`` into ``target`` (an HTML/Label widget, or None)."""
+    if not isinstance(exc, RegistryError):
+        log_unexpected(exc, where, secrets)
+    message = short_message(exc, secrets)
+    set_message(target, message, ERROR_STYLE, css_class="byok-error-text")
+    return message
+
+
+def set_message(target: Any, text: str, style: str = OK_STYLE, css_class: str = "byok-message-text") -> None:
+    """Write ``text`` (escaped) into an HTML widget, a Label, or an Output (as plain text)."""
+    if target is None:
+        return
+    kind = type(target).__name__
+    if kind == "Output":
+        target.clear_output()
+        if text:
+            target.append_stdout(text + "\n")
+    elif kind == "HTML" or kind == "HTMLMath":
+        target.value = styled(text, style, css_class)
+    else:
+        target.value = text
+
+
+def run_guarded(fn: Callable[..., T], *args: Any, message: Any = None, where: str = "",
+                secrets: Callable[[], Iterable[str]] | None = None, **kwargs: Any
+                ) -> tuple[bool, T | None]:
+    """Call ``fn``; on any exception show a short message in ``message`` and return (False, None).
+
+    >>> ok, model = run_guarded(form.save, message=status_html, where="Save Model")  # doctest: +SKIP
+    """
+    try:
+        return True, fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 — U-7: every failure becomes a short message
+        try:
+            known = list(secrets()) if secrets is not None else []
+        except Exception:  # noqa: BLE001
+            known = []
+        show_error(message, exc, where or getattr(fn, "__qualname__", ""), known)
+        return False, None
+
+
+def guarded(message_attr: str = "message", where: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator for widget handlers defined as methods: failures go to ``self.<message_attr>``.
+
+    >>> class View:
+    ...     @guarded("status")
+    ...     def _on_click(self, _button): ...
+    """
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def handler(self: Any, *args: Any, **kwargs: Any) -> Any:
+            secrets = getattr(self, "_known_secrets", None)
+            ok, value = run_guarded(method, self, *args, message=getattr(self, message_attr, None),
+                                    where=where or method.__qualname__, secrets=secrets, **kwargs)
+            return value
+        return handler
+    return wrap

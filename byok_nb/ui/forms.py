@@ -1,0 +1,601 @@
+"""Pure-Python form models behind the Add Custom Model dialog and the detail page's Edit mode.
+
+No ipywidgets here (traitlets is not ipywidgets): the widgets in ``add_dialog.py`` and
+``detail_page.py`` only build children and ``link`` them to these traits, so every rule of U-1,
+T-6 and T-7 is testable in plain pytest, without a kernel or a browser.
+
+The forms *ask* the session and :mod:`byok_nb.model_rules`; they decide nothing the registry
+decides (slug collisions, credential rules, reuse checks all come back as ``RegistryError``).
+
+>>> form = AddModelForm(session)                                    # doctest: +SKIP
+>>> form.provider = "fireworks"; form.api_key = "fw_..."            # doctest: +SKIP
+>>> form.provider_model_id = "accounts/acme/models/x"               # doctest: +SKIP
+>>> form.display_name = "Llama 3.1 8B (internal v4)"                # slug auto-fills
+>>> form.test().ok, form.can_save                                   # doctest: +SKIP
+(True, True)
+>>> form.save()                                                     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import warnings
+from decimal import Decimal
+from typing import Any
+
+from pydantic import SecretStr
+from traitlets import Any as AnyTrait
+from traitlets import Bool, Enum, HasTraits, Int, List, TraitType, Tuple, Unicode, observe
+
+from .. import model_rules as rules
+from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS, PROVIDERS, ConnectionTest, CustomModel
+from ..errors import InvalidRequest, RegistryError
+from .errors import log_unexpected
+
+__all__ = [
+    "AUTH_METHOD_LABELS", "AddModelForm", "EditModelForm", "LABELS", "MESSAGES", "PLACEHOLDERS",
+    "credential_layout", "label_for", "reused_fields",
+]
+
+# --- words of the product page (SPEC §8), one home for every label the widgets show -------------
+LABELS: dict[str, str] = {
+    "provider": "Provider",
+    "reuse_credentials_from": "Reuse saved credentials",
+    "provider_model_id": "Provider Model ID",
+    "display_name": "Display Name",
+    "slug": "Model Slug",
+    "max_tokens": "Max Tokens",
+    "supports_json_mode": "Supports JSON mode",
+    "supports_vision": "Supports vision / image inputs",
+    "supports_tool_use": "Supports tool use",
+    "supports_reasoning": "Supports extended reasoning",
+    "reasoning_parameter": "Reasoning parameter name",
+    "input_cost_per_token": "Input cost/token (USD)",
+    "output_cost_per_token": "Output cost/token (USD)",
+    **rules.FIELD_LABELS,   # API Key, Base URL, Inference Endpoint URL, AWS Region, Authentication
+                            # Method, Access Key ID, Secret Access Key
+}
+# The one secret of HuggingFace is its token; of Bedrock's bearer method, the Bedrock API key.
+API_KEY_LABELS: dict[str, str] = {"huggingface": "API Token", "bedrock": "Bedrock API Key"}
+AUTH_METHOD_LABELS: dict[str, str] = {
+    "iam": "IAM Key Pair (Access Key + Secret Key)",
+    "api_key": "Bedrock API Key (Bearer Token)",
+}
+MESSAGES: dict[str, str] = {
+    "add_title": "Add Custom Model",
+    "test_connection": "Test Connection",
+    "save_model": "Save Model",
+    "edit": "Edit",
+    "test": "Test",
+    "delete": "Delete",
+    "keep_existing": "Leave blank to keep existing",
+    "using_saved": "(Using saved credentials)",
+    "test_passed": "Connection test passed.",
+    "pricing_warning": "Cost tracking requires per-token pricing",
+    "secret_held": "(entered and hidden; type to replace)",
+    "no_reuse": "(enter new credentials)",
+    "save_needs_test": "Run Test Connection first: Save Model is enabled once the test passes",
+}
+
+# --- per-provider placeholder examples (U-1) ------------------------------------------------------
+PLACEHOLDERS: dict[str, dict[str, str]] = {
+    "provider_model_id": {
+        "fireworks": "accounts/acme/models/llama-ft-v2",
+        "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        "bedrock": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "huggingface": "tgi",
+        "openai_compatible": "meta-llama/Llama-3.1-8B-Instruct",
+    },
+    "api_key": {
+        "fireworks": "fw_...",
+        "together": "Together AI API key",
+        "bedrock": "ABSK...",
+        "huggingface": "hf_...",
+        "openai_compatible": "sk-... (optional)",
+    },
+}
+COMMON_PLACEHOLDERS: dict[str, str] = {
+    "display_name": "Llama 3.1 8B (internal v4)",
+    "slug": "derived from Display Name",
+    "reasoning_parameter": "max_tokens or effort",
+    "input_cost_per_token": "0.0000003 (blank = no cost tracking)",
+    "output_cost_per_token": "0.0000006 (blank = no cost tracking)",
+    "base_url": "https://my-vllm.example.com/v1",
+    "endpoint_url": "https://xxxx.us-east-1.aws.endpoints.huggingface.cloud",
+    "aws_region": "us-west-2",
+    "aws_access_key_id": "AKIA...",
+    "aws_secret_access_key": "IAM secret access key",
+}
+
+SECRET_FIELDS: tuple[str, ...] = ("api_key", "aws_secret_access_key")
+COST_FIELDS: tuple[str, ...] = ("input_cost_per_token", "output_cost_per_token")
+TEXT_CREDENTIALS: tuple[str, ...] = ("base_url", "endpoint_url", "aws_region", "aws_access_key_id")
+COMMON_FIELDS: tuple[str, ...] = (
+    "provider_model_id", "display_name", "slug", "max_tokens", *CAPABILITY_FLAGS,
+    "reasoning_parameter", *COST_FIELDS,
+)
+# Every field a form can show, in the order the dialog shows them. The order is fixed so one list
+# of children serves every provider (OpenAI-compatible: Base URL then API Key; HuggingFace: API
+# Token then Inference Endpoint URL).
+FIELD_ORDER: tuple[str, ...] = (
+    "provider", "reuse_credentials_from", "auth_method", "aws_region", "aws_access_key_id",
+    "aws_secret_access_key", "base_url", "api_key", "endpoint_url", *COMMON_FIELDS,
+)
+
+
+def credential_layout(provider: str, auth_method: str | None) -> tuple[str, ...]:
+    """The credential inputs shown for a provider (and Bedrock auth method), in display order.
+
+    The set is :func:`byok_nb.model_rules.credential_fields` (C-1); only the order is the UI's.
+    """
+    allowed, _ = rules.credential_fields(provider, auth_method if provider == "bedrock" else None)
+    return tuple(name for name in FIELD_ORDER if name in allowed)
+
+
+def reused_fields(provider: str, auth_method: str | None) -> tuple[str, ...]:
+    """C-6: what ``reuse_credentials_from`` copies — the secret, plus Bedrock IAM's access key id
+    and OpenAI-compatible's base URL. These inputs are disabled while a source is chosen."""
+    out = [rules.secret_field_of(provider, auth_method)]
+    if provider == "bedrock" and auth_method == "iam":
+        out.append("aws_access_key_id")
+    if provider == "openai_compatible":
+        out.append("base_url")
+    return tuple(out)
+
+
+def label_for(field: str, provider: str | None = None) -> str:
+    """The product page's label of ``field`` (``api_key`` depends on the provider)."""
+    if field == "api_key":
+        return API_KEY_LABELS.get(provider or "", LABELS["api_key"])
+    return LABELS[field]
+
+
+class Secret(TraitType):
+    """A secret held by a form: set it with a ``str``, read a ``SecretStr`` (None when blank).
+
+    The form is the only place a typed secret rests between Test Connection and Save Model; the
+    Password widget that delivered it is cleared right away (C-7), and the form clears it after a
+    successful save.
+    """
+
+    default_value = None
+    allow_none = True
+    info_text = "a secret (str or SecretStr)"
+
+    def validate(self, obj: Any, value: Any) -> SecretStr | None:
+        if value is None:
+            return None
+        if isinstance(value, SecretStr):
+            return value if value.get_secret_value().strip() else None
+        if isinstance(value, str):
+            return SecretStr(value) if value.strip() else None
+        self.error(obj, value)
+        return None  # pragma: no cover
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _cost_text(value: Decimal | None) -> str:
+    return rules.format_cost(value) or ""
+
+
+class _ModelForm(HasTraits):
+    """Fields shared by the add and edit forms (the ModelDraft fields, as the UI holds them)."""
+
+    provider = Enum(PROVIDERS, default_value="fireworks")
+    auth_method = Enum(rules.BEDROCK_AUTH_METHODS, default_value="iam")
+    provider_model_id = Unicode("")
+    display_name = Unicode("")
+    slug = Unicode("")
+    max_tokens = Int(4096)
+    supports_json_mode = Bool(True)
+    supports_vision = Bool(False)
+    supports_tool_use = Bool(True)
+    supports_reasoning = Bool(False)
+    reasoning_parameter = Unicode("max_tokens")
+    # Costs are text so "blank" (no cost tracking) and exact decimals survive the round trip.
+    input_cost_per_token = Unicode("")
+    output_cost_per_token = Unicode("")
+    base_url = Unicode("")
+    endpoint_url = Unicode("")
+    aws_region = Unicode("")
+    aws_access_key_id = Unicode("")
+    api_key = Secret()
+    aws_secret_access_key = Secret()
+
+    # Derived state the views render.
+    visible_fields = Tuple()
+    disabled_fields = Tuple()
+    warnings = List(Unicode())            # M-8 per-1M cost, M-10 unrecognized reasoning parameter
+    pricing_warning = Unicode("")         # T-4, shown in yellow
+    test_message = Unicode("")            # exactly "Connection test passed." or the exact error
+    test_hint = Unicode("")               # e.g. "turn JSON mode off" (T-2)
+    test_ok = Bool(None, allow_none=True)  # None: no test yet
+    last_test = AnyTrait(None)            # the last ConnectionTest
+    testing = Bool(False)
+    saving = Bool(False)
+    can_save = Bool(False)
+    status = Unicode("")                  # a short line after Save (e.g. "Saved model 'x'.")
+
+    def __init__(self, session: Any, **kwargs: Any) -> None:
+        self._session = session
+        super().__init__(**kwargs)
+
+    # -- what the views ask ----------------------------------------------------------------------
+    @property
+    def session(self) -> Any:
+        return self._session
+
+    @property
+    def effective_auth_method(self) -> str | None:
+        return self.auth_method if self.provider == "bedrock" else None
+
+    def label(self, field: str) -> str:
+        return label_for(field, self.provider)
+
+    def placeholder(self, field: str) -> str:
+        """Placeholder text for ``field`` right now (provider example, reuse or held-secret note)."""
+        if field in self.disabled_fields:
+            return MESSAGES["using_saved"]
+        if field in SECRET_FIELDS and getattr(self, field) is not None:
+            return MESSAGES["secret_held"]
+        if field in PLACEHOLDERS:
+            return PLACEHOLDERS[field].get(self.provider, "")
+        return COMMON_PLACEHOLDERS.get(field, "")
+
+    def secret_values(self) -> list[str]:
+        """Held secrets in plain text — only for scrubbing them out of error messages."""
+        return [s.get_secret_value() for s in (self.api_key, self.aws_secret_access_key) if s is not None]
+
+    def clear_secrets(self) -> None:
+        """C-7: forget every secret the form holds."""
+        self.api_key = None
+        self.aws_secret_access_key = None
+
+    def parsed_cost(self, field: str) -> Decimal | None:
+        """The Decimal of a cost field (None when blank); InvalidRequest when it is not a number."""
+        return rules.check_cost(field, getattr(self, field))
+
+    # -- derived state ---------------------------------------------------------------------------
+    def _credential_fields(self) -> tuple[str, ...]:
+        return credential_layout(self.provider, self.effective_auth_method)
+
+    def _show_reuse(self) -> bool:
+        return False
+
+    def _compute_visible(self) -> tuple[str, ...]:
+        shown = {"provider", *self._credential_fields(), *COMMON_FIELDS}
+        if self._show_reuse():
+            shown.add("reuse_credentials_from")
+        if not self.supports_reasoning:
+            shown.discard("reasoning_parameter")   # the product page: revealed by the toggle
+        return tuple(name for name in FIELD_ORDER if name in shown)
+
+    def _refresh_visible(self) -> None:
+        self.visible_fields = self._compute_visible()
+
+    def _refresh_warnings(self) -> None:
+        out: list[str] = []
+        costs: list[Decimal | None] = []
+        for field in COST_FIELDS:
+            try:
+                costs.append(self.parsed_cost(field))
+            except InvalidRequest as exc:
+                out.append(f"{LABELS[field]}: {exc.message.split(' ', 1)[1]}")
+                costs.append(None)
+        out.extend(rules.cost_warnings(*costs))
+        reasoning = rules.reasoning_parameter_warning(self.reasoning_parameter, self.supports_reasoning)
+        if reasoning:
+            out.append(reasoning)
+        self.warnings = out
+
+    @observe("input_cost_per_token", "output_cost_per_token", "reasoning_parameter", "supports_reasoning")
+    def _on_warning_inputs(self, change: dict[str, Any]) -> None:
+        self._refresh_warnings()
+
+    @observe("provider", "auth_method", "supports_reasoning")
+    def _on_layout_inputs(self, change: dict[str, Any]) -> None:
+        self._refresh_visible()
+
+    # -- Test Connection -------------------------------------------------------------------------
+    def _run_test(self, call: Any) -> ConnectionTest:
+        """Run ``call()`` -> ConnectionTest; a RegistryError (bad field, 403, ...) is a failed test
+        with its message. Other exceptions propagate to the view's U-7 guard."""
+        self.testing = True
+        try:
+            try:
+                result = call()
+            except RegistryError as exc:
+                result = ConnectionTest(ok=False, message=exc.message, status_code=exc.status_code)
+        finally:
+            self.testing = False
+        self._apply_test(result)
+        return result
+
+    def _apply_test(self, result: ConnectionTest) -> None:
+        self.last_test = result
+        self.test_message = result.message
+        self.test_hint = result.hint or ""
+        if result.ok:
+            # T-4: fill a cost only where the field is still empty; a typed price is never replaced.
+            for field in COST_FIELDS:
+                suggested = getattr(result, field)
+                if not getattr(self, field).strip() and suggested is not None:
+                    setattr(self, field, _cost_text(suggested))
+            self.pricing_warning = result.warning or ""
+        else:
+            self.pricing_warning = ""
+        self.test_ok = result.ok
+
+
+class AddModelForm(_ModelForm):
+    """State and rules of the Add Custom Model dialog (U-1, T-6).
+
+    ``session`` is anything with ``reuse_sources(provider, auth_method)``,
+    ``test_connection(draft)`` and ``add_model(draft, test=False)`` — a :class:`byok_nb.Session`
+    or a small fake in tests.
+
+    Gating (T-6): ``can_save`` is False until :meth:`test` succeeds. Changing ``provider``,
+    ``max_tokens`` or any ``supports_*`` toggle clears the success; edits to credentials,
+    ``provider_model_id``, ``reasoning_parameter`` or the costs do not (re-test yourself).
+    """
+
+    reuse_credentials_from = Unicode("")   # "" = type new credentials
+    reuse_options = List()                 # [(label, slug), ...] from session.reuse_sources
+    show_reuse = Bool(False)
+    slug_edited = Bool(False)
+    test_passed = Bool(False)
+    saved = AnyTrait(None)                 # the CustomModel once saved
+
+    def __init__(self, session: Any, **kwargs: Any) -> None:
+        self._auto_slug = False
+        super().__init__(session, **kwargs)
+        self._refresh_reuse()
+        self._refresh_visible()
+        self._refresh_warnings()
+
+    # -- derived state ---------------------------------------------------------------------------
+    def _show_reuse(self) -> bool:
+        return bool(self.reuse_options)
+
+    def _refresh_reuse(self) -> None:
+        """C-6: the reuse dropdown lists sources only for this provider (and Bedrock method)."""
+        try:
+            sources = list(self._session.reuse_sources(self.provider, self.effective_auth_method))
+        except RegistryError:
+            sources = []          # e.g. a non-admin: no reuse, the test/save will say why
+        except Exception as exc:  # noqa: BLE001 — an observer must never raise into a widget
+            log_unexpected(exc, "reuse_sources")
+            sources = []
+        options = []
+        for source in sources:
+            slug = getattr(source, "slug", None) or str(source)
+            label = getattr(source, "label", None) or slug
+            masked = getattr(source, "secret_masked", None)
+            text = label if label == slug else f"{label} ({slug})"
+            options.append((f"{text} {masked}" if masked else text, slug))
+        if self.reuse_credentials_from not in {slug for _, slug in options}:
+            self.reuse_credentials_from = ""
+        self.reuse_options = options
+        self.show_reuse = bool(options)
+        self._refresh_visible()
+
+    def _refresh_disabled(self) -> None:
+        self.disabled_fields = (reused_fields(self.provider, self.effective_auth_method)
+                                if self.reuse_credentials_from else ())
+
+    # -- observers -------------------------------------------------------------------------------
+    @observe("provider", "max_tokens", *CAPABILITY_FLAGS)
+    def _on_test_relevant(self, change: dict[str, Any]) -> None:
+        """T-6: these change what the test proved, so its success no longer holds."""
+        self.test_passed = False
+
+    @observe("provider")
+    def _on_provider(self, change: dict[str, Any]) -> None:
+        # A key typed for one provider is not sent to another's endpoint: forget it.
+        self.clear_secrets()
+        self._refresh_reuse()
+        self._refresh_disabled()
+
+    @observe("auth_method")
+    def _on_auth_method(self, change: dict[str, Any]) -> None:
+        if self.provider == "bedrock":
+            self._refresh_reuse()
+            self._refresh_disabled()
+
+    @observe("reuse_credentials_from")
+    def _on_reuse(self, change: dict[str, Any]) -> None:
+        self._refresh_disabled()
+        if self.reuse_credentials_from:
+            # The copied inputs show "(Using saved credentials)": empty them, the server copies.
+            for field in self.disabled_fields:
+                if field in SECRET_FIELDS:
+                    setattr(self, field, None)
+                else:
+                    setattr(self, field, "")
+
+    @observe("display_name")
+    def _on_display_name(self, change: dict[str, Any]) -> None:
+        """U-1: the slug follows the display name (M-3) until the user edits the slug."""
+        if self.slug_edited:
+            return
+        try:
+            derived = rules.derive_slug(self.display_name)
+        except InvalidRequest:
+            derived = ""
+        self._auto_slug = True
+        try:
+            self.slug = derived
+        finally:
+            self._auto_slug = False
+
+    @observe("slug")
+    def _on_slug(self, change: dict[str, Any]) -> None:
+        if not self._auto_slug:
+            self.slug_edited = True
+
+    @observe("test_passed", "testing", "saving")
+    def _on_gate(self, change: dict[str, Any]) -> None:
+        self.can_save = self.test_passed and not self.testing and not self.saving
+
+    # -- actions ---------------------------------------------------------------------------------
+    def draft(self) -> Any:
+        """The ModelDraft the form describes: only the current provider's (and method's) visible
+        credentials, minus the ones a chosen reuse source supplies. Blank optional fields are
+        omitted; a blank slug means "derive it" (M-2)."""
+        data: dict[str, Any] = {
+            "provider": self.provider,
+            "provider_model_id": self.provider_model_id.strip() or None,
+            "display_name": self.display_name,
+            "slug": self.slug.strip() or None,
+            "max_tokens": self.max_tokens,
+            "reasoning_parameter": self.reasoning_parameter,
+            **{flag: getattr(self, flag) for flag in CAPABILITY_FLAGS},
+        }
+        for field in COST_FIELDS:
+            data[field] = self.parsed_cost(field)
+        if self.provider == "bedrock":
+            data["auth_method"] = self.auth_method
+        for field in self._credential_fields():
+            if field == "auth_method" or field in self.disabled_fields:
+                continue
+            value = getattr(self, field)
+            if not rules.is_blank(value):
+                data[field] = value if field in SECRET_FIELDS else value.strip()
+        if self.reuse_credentials_from:
+            data["reuse_credentials_from"] = self.reuse_credentials_from
+        return rules.coerce_draft(None, data)
+
+    def test(self) -> ConnectionTest:
+        """Test Connection: ``session.test_connection(draft)``. On success ``can_save`` turns on,
+        empty cost fields are filled from the result and its pricing warning is shown."""
+        self.test_passed = False   # a new test replaces the last outcome
+        result = self._run_test(lambda: self._session.test_connection(self.draft()))
+        self.test_passed = result.ok
+        return result
+
+    def save(self) -> CustomModel:
+        """Save Model: ``session.add_model(draft, test=False)``.
+
+        ``test=False`` because the dialog's own Test Connection already ran and passed (T-6 gates
+        this call); running it again would double the provider calls and the audit entries. On
+        success the form forgets its secrets (C-7) and can no longer save (the model exists).
+        Raises InvalidRequest when the test has not passed, and any RegistryError of the add.
+        """
+        if not self.can_save:
+            raise InvalidRequest(MESSAGES["save_needs_test"])
+        draft = self.draft()
+        self.saving = True
+        try:
+            from ..registry import RegistryWarning
+
+            with warnings.catch_warnings():
+                # The same M-8/M-10 warnings are already on screen (``warnings``).
+                warnings.simplefilter("ignore", RegistryWarning)
+                model = self._session.add_model(draft, test=False)
+        finally:
+            self.saving = False
+        self.clear_secrets()
+        self.test_passed = False
+        self.saved = model
+        self.status = f"Saved model '{model.slug}'."
+        return model
+
+
+class EditModelForm(_ModelForm):
+    """State of the detail page's Edit mode (U-3, T-5, T-7, M-13 … M-16).
+
+    Loads the masked view ``session.get_model(slug)``; ``provider`` and ``slug`` are read-only
+    (M-13); secret inputs start empty ("Leave blank to keep existing"). :meth:`changes` is the
+    PATCH: only fields that differ from the stored model, blank secrets omitted. Save is never
+    gated on a test (T-7): ``can_save`` is True whenever no save is running.
+    """
+
+    provider = Enum(PROVIDERS, default_value="fireworks", read_only=True)
+    slug = Unicode("", read_only=True)
+    model = AnyTrait(None)   # the masked CustomModel as last loaded
+
+    def __init__(self, session: Any, slug: str, view: CustomModel | None = None) -> None:
+        super().__init__(session)
+        self._original: dict[str, Any] = {}
+        self.load(view if view is not None else session.get_model(slug))
+        self.can_save = True
+
+    def load(self, view: CustomModel) -> None:
+        """Fill the form from a masked view (after opening, and after each save)."""
+        self.set_trait("provider", view.provider)
+        self.set_trait("slug", view.slug)
+        values: dict[str, Any] = {
+            "auth_method": view.auth_method or "iam",
+            "provider_model_id": _text(view.provider_model_id),
+            "display_name": _text(view.display_name),
+            "max_tokens": view.max_tokens,
+            "reasoning_parameter": _text(view.reasoning_parameter),
+            **{flag: bool(getattr(view, flag)) for flag in CAPABILITY_FLAGS},
+            **{field: _cost_text(getattr(view, field)) for field in COST_FIELDS},
+            **{field: _text(getattr(view, field)) for field in TEXT_CREDENTIALS},
+        }
+        self._original = dict(values)
+        with self.hold_trait_notifications():
+            for name, value in values.items():
+                setattr(self, name, value)
+        self.clear_secrets()
+        self.model = view
+        self._refresh_visible()
+        self._refresh_warnings()
+
+    def placeholder(self, field: str) -> str:
+        if field in SECRET_FIELDS and getattr(self, field) is None:
+            return MESSAGES["keep_existing"]
+        return super().placeholder(field)
+
+    @observe("saving")
+    def _on_saving(self, change: dict[str, Any]) -> None:
+        self.can_save = not self.saving   # T-7: never gated on a test
+
+    def changes(self) -> dict[str, Any]:
+        """The PATCH for ``update_model``: changed fields only; blank secrets omitted (M-14)."""
+        out: dict[str, Any] = {}
+        for name in ("provider_model_id", "display_name", "max_tokens", "reasoning_parameter",
+                     *CAPABILITY_FLAGS):
+            if getattr(self, name) != self._original[name]:
+                out[name] = getattr(self, name)
+        for field in COST_FIELDS:
+            value = self.parsed_cost(field)
+            if value != rules.check_cost(field, self._original[field]):
+                out[field] = value
+        credentials = self._credential_fields()
+        if self.provider == "bedrock" and self.auth_method != self._original["auth_method"]:
+            out["auth_method"] = self.auth_method   # M-16: the new method's fields come along
+        for field in TEXT_CREDENTIALS:
+            if field in credentials and getattr(self, field).strip() != self._original[field]:
+                out[field] = getattr(self, field).strip()
+        for field in SECRET_FIELDS:
+            if field in credentials and getattr(self, field) is not None:
+                out[field] = getattr(self, field)
+        return out
+
+    def test(self) -> ConnectionTest:
+        """Test: ``session.test_connection(slug, **changes())`` — the saved values with the edited
+        ones on top; a blank credential uses the stored one (T-5). Never gates Save (T-7)."""
+        return self._run_test(lambda: self._session.test_connection(self.slug, **self.changes()))
+
+    def save(self) -> CustomModel:
+        """Save: ``session.update_model(slug, **changes())``; then reload and forget secrets (C-7)."""
+        patch = self.changes()
+        self.saving = True
+        try:
+            from ..registry import RegistryWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RegistryWarning)
+                view = self._session.update_model(self.slug, **patch)
+        finally:
+            self.saving = False
+        self.load(view)
+        self.status = f"Saved changes to '{view.slug}'." if patch else "No changes to save."
+        return view
+
+
+PROVIDER_OPTIONS: list[tuple[str, str]] = [(PROVIDER_LABELS[p], p) for p in PROVIDERS]
+AUTH_METHOD_OPTIONS: list[tuple[str, str]] = [(AUTH_METHOD_LABELS[m], m) for m in rules.BEDROCK_AUTH_METHODS]

@@ -1,0 +1,126 @@
+"""Schema version 1, frozen: the tables exactly as byok_nb 0.1 created them (commit a354c0c,
+byok_nb/store/schema.py). The migration tests build a "database from the previous release" with
+these, so later edits to byok_nb/store/schema.py cannot make the old database look new.
+
+Do not edit: a change here is a change to history.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+    Table, Text, UniqueConstraint, text,
+)
+
+VERSION = 1
+
+metadata = MetaData()
+
+schema_info = Table(
+    "schema_info", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+orgs = Table(
+    "orgs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+projects = Table(
+    "projects", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_projects_org_name"),
+)
+
+members = Table(
+    "members", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("user_name", String(256), nullable=False),
+    Column("role", String(32), nullable=False),
+    # 0 = the whole org (org admins); otherwise the project the role applies to.  A plain integer
+    # rather than NULL so the unique constraint below also holds for org-wide rows.
+    Column("project_id", Integer, nullable=False, server_default=text("0")),
+    UniqueConstraint("org_id", "user_name", "project_id", name="uq_members_scope"),
+)
+
+custom_models = Table(
+    "custom_models", metadata,
+    Column("id", String(32), primary_key=True),  # uuid hex; part of each secret's associated data
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("slug", String(128), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("provider_model_id", String(512), nullable=False),
+    Column("display_name", String(512), nullable=False, server_default=""),
+    Column("max_tokens", Integer, nullable=False),
+    Column("supports_json_mode", Boolean, nullable=False),
+    Column("supports_vision", Boolean, nullable=False),
+    Column("supports_tool_use", Boolean, nullable=False),
+    Column("supports_reasoning", Boolean, nullable=False),
+    Column("reasoning_parameter", String(128), nullable=False),
+    # Decimal prices as exact text: SQLite has no exact decimal type and floats would drift.
+    Column("input_cost_per_token", String(64)),
+    Column("output_cost_per_token", String(64)),
+    Column("price_source", String(128)),
+    Column("base_url", String(2048)),
+    Column("endpoint_url", String(2048)),
+    Column("aws_region", String(64)),
+    Column("auth_method", String(16)),
+    Column("aws_access_key_id", String(128)),
+    # The one secret of the active auth method: API key / HF token / Bedrock API key / AWS secret.
+    Column("secret_ciphertext", LargeBinary),
+    Column("secret_key_id", String(32)),
+    Column("secret_masked", String(16)),  # computed at write time so listing never decrypts (C-3)
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+)
+# M-5: one *active* model per (org, slug), enforced by the database so concurrent adds cannot race.
+Index("uq_custom_models_active_slug", custom_models.c.org_id, custom_models.c.slug, unique=True,
+      sqlite_where=custom_models.c.active, postgresql_where=custom_models.c.active)
+Index("ix_custom_models_org_slug", custom_models.c.org_id, custom_models.c.slug)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("slug", String(128)),
+    Column("model_id", String(32)),
+    Column("changes", JSON, nullable=False),
+)
+Index("ix_audit_log_org_ts", audit_log.c.org_id, audit_log.c.ts)
+
+workflows = Table(
+    "workflows", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("org_id", "project_id", "name", name="uq_workflows_project_name"),
+)
+
+workflow_fields = Table(
+    "workflow_fields", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workflow_id", Integer, ForeignKey("workflows.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("model_ref", String(512)),  # W-4: the slug or platform id, never a row id
+    Column("tools", JSON, nullable=False),
+    Column("image_inputs", Boolean, nullable=False),
+    Column("structured_output", JSON, nullable=False),
+    Column("reasoning_budget", Integer),
+    Column("reasoning_effort", String(16)),
+    UniqueConstraint("workflow_id", "name", name="uq_workflow_fields_name"),
+)
+Index("ix_workflow_fields_model_ref", workflow_fields.c.model_ref)

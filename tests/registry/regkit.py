@@ -1,0 +1,138 @@
+"""Helpers for the registry tests: valid drafts per provider, raw store access, and the worker of
+the multi-process collision test (kept here so spawned children import only byok_nb)."""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+# Distinctive secrets: long enough to be masked as ****+last4, unlikely to occur by chance.
+FW_KEY = "fw_planted_Fireworks_Secret_7Qx9Zk2m"
+TOGETHER_KEY = "tg_planted_Together_Secret_4Hn8Rw1p"
+HF_TOKEN = "hf_planted_HuggingFace_Token_5Lk3Vb8d"
+OAI_KEY = "sk-planted-OpenAICompat-Secret-2Jd6Tq9s"
+AWS_SECRET = "planted/AwsSecretAccessKey+Uy7Gf3Pk0Wz5"
+BEDROCK_API_KEY = "ABSKplantedBedrockApiKey9Mc4Xn2Hs6"
+AWS_ACCESS_KEY_ID = "AKIAPLANTEDEXAMPLE01"
+
+HAS_HUGGINGFACE = importlib.util.find_spec("byok_nb.providers.huggingface") is not None
+HAS_CONNECTION_TEST = (importlib.util.find_spec("byok_nb.connection_test") is not None
+                       and importlib.util.find_spec("byok_nb.providers.hub") is not None)
+
+
+def fireworks(**overrides: Any) -> dict[str, Any]:
+    return {"provider": "fireworks", "api_key": FW_KEY,
+            "provider_model_id": "accounts/acme/models/llama-ft-v2",
+            "display_name": "Llama FT v2", **overrides}
+
+
+def together(**overrides: Any) -> dict[str, Any]:
+    return {"provider": "together", "api_key": TOGETHER_KEY,
+            "provider_model_id": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "display_name": "Together Llama", **overrides}
+
+
+def bedrock_iam(**overrides: Any) -> dict[str, Any]:
+    return {"provider": "bedrock", "auth_method": "iam", "aws_region": "us-west-2",
+            "aws_access_key_id": AWS_ACCESS_KEY_ID, "aws_secret_access_key": AWS_SECRET,
+            "provider_model_id": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "display_name": "Claude on Bedrock", **overrides}
+
+
+def bedrock_api_key(**overrides: Any) -> dict[str, Any]:
+    return {"provider": "bedrock", "auth_method": "api_key", "aws_region": "us-east-1",
+            "api_key": BEDROCK_API_KEY,
+            "provider_model_id": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "display_name": "Claude via Bedrock key", **overrides}
+
+
+def huggingface(**overrides: Any) -> dict[str, Any]:
+    return {"provider": "huggingface", "api_key": HF_TOKEN,
+            "endpoint_url": "https://xxxx.us-east-1.aws.endpoints.huggingface.cloud",
+            "provider_model_id": "tgi", "display_name": "HF endpoint", **overrides}
+
+
+def openai_compatible(**overrides: Any) -> dict[str, Any]:
+    return {"provider": "openai_compatible", "api_key": OAI_KEY,
+            "base_url": "https://my-vllm.example.com/v1",
+            "provider_model_id": "qwen2.5-7b", "display_name": "Self-hosted Qwen", **overrides}
+
+
+def raw_row(registry, slug: str, *, active: bool | None = True, org: str = "acme") -> dict[str, Any]:
+    """The stored custom_models row (one of the org's rows with ``slug``), straight from the store."""
+    from sqlalchemy import select
+
+    from byok_nb.store import schema
+
+    cm, orgs = schema.custom_models, schema.orgs
+    query = select(cm).select_from(cm.join(orgs, orgs.c.id == cm.c.org_id)).where(
+        orgs.c.name == org, cm.c.slug == slug)
+    if active is not None:
+        query = query.where(cm.c.active.is_(active))
+    with registry._engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    assert len(rows) == 1, rows
+    return dict(rows[0])
+
+
+def execute(registry, statement, **params: Any):
+    """Run one statement in its own committed transaction."""
+    from sqlalchemy import text
+
+    with registry._engine.begin() as conn:
+        if isinstance(statement, str):
+            statement = text(statement)
+        return conn.execute(statement, params)
+
+
+def add_same_slug_worker(db_url: str, master_key: str, slug: str, barrier, results) -> None:
+    """One contender of the M-5 race: open the registry, wait for everyone, add ``slug``."""
+    outcome = "no result"
+    try:
+        import byok_nb
+
+        reg = byok_nb.open_registry(db_url, master_key=master_key)
+        session = reg.session(org="acme", user="ana")
+        session.roles()   # warm up: connection open, schema checked, before the start line
+        barrier.wait(timeout=60)
+        try:
+            session.add_model(test=False, **fireworks(display_name="Race", slug=slug))
+            outcome = "ok"
+        except byok_nb.Conflict:
+            outcome = "conflict"
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+            outcome = f"{type(exc).__name__}: {exc}"
+        finally:
+            reg.close()
+    except Exception as exc:  # noqa: BLE001
+        outcome = f"setup {type(exc).__name__}: {exc}"
+    results.put(outcome)
+
+
+PG_SERVER = ("127.0.0.1", 5432, "byok_nb", "byok_nb", "byok_nb_test")   # scripts/system_deps.sh
+
+
+def pg_throwaway_database():
+    """(url, drop) for a fresh PostgreSQL database on the local test server, or None when there is
+    no server (the caller skips)."""
+    import secrets
+
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    host, port, user, password, dbname = PG_SERVER
+    try:
+        admin = psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
+                                connect_timeout=3, autocommit=True)
+    except psycopg.Error:
+        return None
+    name = f"byok_nb_reg_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
+                             autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgresql+psycopg://{user}:{password}@{host}:{port}/{name}", drop

@@ -1,0 +1,111 @@
+"""byok_nb.app: the acting user, the first-run bootstrap, the Voila command (E-1, E-2, E-4)."""
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import pytest
+
+import byok_nb
+from byok_nb import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clean_identity(monkeypatch):
+    for name in ("BYOK_NB_USER", "JUPYTERHUB_USER", "BYOK_NB_ORG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_e2_user_from_byok_nb_user_then_jupyterhub_then_os(clean_identity, monkeypatch):
+    import getpass
+
+    assert app.current_user() == getpass.getuser()
+    monkeypatch.setenv("JUPYTERHUB_USER", "hub-ana")
+    assert app.current_user() == "hub-ana"
+    monkeypatch.setenv("BYOK_NB_USER", "ana")
+    assert app.current_user() == "ana"
+
+
+def test_e2_first_run_makes_the_user_org_admin_of_the_default_org(clean_identity, monkeypatch, tmp_path):
+    monkeypatch.setenv("BYOK_NB_USER", "ana")
+    s = app.app_session()                       # embedded default in the test's BYOK_NB_HOME
+    assert (s.org, s.user, s.is_org_admin) == ("default", "ana", True)
+    assert (Path(byok_nb.registry.byok_home()) / "registry.db").exists()
+    # The second user of an org that already has members is not made admin.
+    monkeypatch.setenv("BYOK_NB_USER", "bo")
+    other = app.app_session()
+    assert other.user == "bo" and not other.is_org_admin
+    with pytest.raises(byok_nb.Forbidden):
+        other.list_models()
+    # ana is still admin on a later run, and nothing is created twice.
+    monkeypatch.setenv("BYOK_NB_USER", "ana")
+    assert app.app_session().is_org_admin
+
+
+def test_e2_org_from_byok_nb_org(clean_identity, monkeypatch, registry):
+    monkeypatch.setenv("BYOK_NB_ORG", "research")
+    s = app.app_session(registry, user="cy")
+    assert (s.org, s.is_org_admin) == ("research", True)
+
+
+def test_e2_bootstrap_is_idempotent(registry):
+    assert app.bootstrap(registry, "acme", "ana") is True
+    assert app.bootstrap(registry, "acme", "ana") is False
+    assert app.bootstrap(registry, "acme", "bo") is False
+    assert registry.session(org="acme", user="ana").is_org_admin
+
+
+def test_e1_voila_command_is_loopback_without_tracebacks_or_sources():
+    cmd = app.voila_command("admin_app.ipynb", 9999)
+    assert cmd[1:3] == ["-m", "voila"]
+    for flag in ("--Voila.ip=127.0.0.1", "--port=9999", "--show_tracebacks=False", "--strip_sources=True",
+                 "--no-browser", "--Voila.port_retries=0"):
+        assert flag in cmd
+    assert "--no-browser" not in app.voila_command("x.ipynb", 1, open_browser=True)
+    # F-5: preheated kernels by default (see docs/benchmarks.md), off on request.
+    assert "--preheat_kernel=True" in cmd
+    assert not any("preheat" in arg for arg in app.voila_command("x.ipynb", 1, preheat=False))
+
+
+def test_f5_wait_for_visitor_returns_at_once_outside_a_preheated_kernel(monkeypatch):
+    import sys
+    import time
+
+    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
+    monkeypatch.delitem(sys.modules, "voila.utils", raising=False)
+    started = time.perf_counter()
+    app.wait_for_visitor()
+    assert time.perf_counter() - started < 0.1
+    assert "voila.utils" not in sys.modules     # Voila's heavy imports stay out of plain kernels
+
+
+def test_e1_packaged_admin_app_matches_the_repository_copy():
+    """A pip install serves byok_nb/notebooks/admin_app.ipynb: it must be notebooks/'s copy."""
+    repo, packaged = ROOT / "notebooks" / app.APP_NOTEBOOK, ROOT / "byok_nb" / "notebooks" / app.APP_NOTEBOOK
+    assert filecmp.cmp(repo, packaged, shallow=False), "copy notebooks/admin_app.ipynb into byok_nb/notebooks/"
+    assert app.app_notebook() == repo
+
+
+def test_e1_serve_refuses_a_missing_notebook(tmp_path, capsys):
+    assert app.serve(port=1, notebook=str(tmp_path / "nope.ipynb")) == 2
+    assert "no such notebook" in capsys.readouterr().err
+
+
+def test_e4_binder_uses_a_throwaway_master_key():
+    start = (ROOT / "binder" / "start").read_text()
+    assert "BYOK_NB_MASTER_KEY" in start and "generate_master_key" in start
+    assert "mktemp" in start and 'exec "$@"' in start
+    assert "pip install" in (ROOT / "binder" / "postBuild").read_text()
+
+
+def test_e1_demo_environment_registers_demo_models_and_cleans_up():
+    with app.demo_environment() as env:
+        home = Path(env["BYOK_NB_HOME"])
+        s = app.app_session()
+        custom = s.list_models(type="custom")
+        assert len(custom) == len(app.DEMO_MODELS)
+        slug = custom.ref.iloc[0]
+        assert s.test_connection(slug).ok           # the loopback fake accepts the demo key
+    assert not home.exists()

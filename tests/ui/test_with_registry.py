@@ -1,0 +1,171 @@
+"""The forms and widgets against a real registry (SQLite, from tests/conftest.py) and a loopback
+OpenAI-compatible provider: the whole Add / Edit / Test / Delete flow without a kernel."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from byok_nb.domain import ConnectionTest
+from byok_nb.testing.fake_providers import FakeOpenAIProvider
+from byok_nb.ui import AddModelDialog, AdminApp, DetailPage, ModelsPage
+from byok_nb.ui.forms import AddModelForm, EditModelForm
+
+from .uikit import widget_state_text
+
+KEY = "sk-test-key-0001"
+
+
+@pytest.fixture
+def provider():
+    with FakeOpenAIProvider("openai", api_key=KEY) as server:
+        yield server
+
+
+def fill_openai(dialog: AddModelDialog, base_url: str, key: str = KEY) -> None:
+    f = dialog.view.fields
+    f["provider"].value = "openai_compatible"
+    f["base_url"].value = base_url
+    f["api_key"].value = key
+    f["provider_model_id"].value = "meta-llama/Llama-3.1-8B-Instruct"
+    f["display_name"].value = "Llama 3.1 8B (vLLM)"
+
+
+def test_u1_t6_c7_add_dialog_end_to_end(acme, provider):
+    s = acme.admin
+    dialog = AddModelDialog(s)
+    fill_openai(dialog, provider.base_url)
+    assert dialog.save_button.disabled
+    dialog.test_button.click()
+    assert dialog.form.test_message == "Connection test passed.", dialog.form.test_message
+    assert provider.last.headers["authorization"] == "Bearer " + KEY
+    assert dialog.form.pricing_warning == "Cost tracking requires per-token pricing"   # self-hosted: unpriced
+    assert not dialog.save_button.disabled
+    dialog.save_button.click()
+    model = s.get_model("llama-3-1-8b-vllm")
+    assert model.secret_masked == "****0001" and model.base_url == provider.base_url
+    assert KEY not in widget_state_text(dialog)
+    assert "llama-3-1-8b-vllm" in set(s.list_models(type="custom")["ref"])       # W-3
+
+
+def test_t3_wrong_key_shows_the_provider_error_and_keeps_save_disabled(acme, provider):
+    dialog = AddModelDialog(acme.admin)
+    fill_openai(dialog, provider.base_url, key="sk-wrong-key-9999")
+    dialog.test_button.click()
+    assert dialog.form.test_ok is False and dialog.save_button.disabled
+    assert "401" in dialog.form.test_message
+    assert "sk-wrong-key-9999" not in widget_state_text(dialog)
+
+
+def test_t4_typed_cost_kept_after_a_real_test(acme, provider):
+    form = AddModelForm(acme.admin, provider="openai_compatible")
+    form.base_url, form.api_key = provider.base_url, KEY
+    form.provider_model_id, form.display_name = "m", "M"
+    form.input_cost_per_token = "0.0000001"
+    form.test()
+    assert form.input_cost_per_token == "0.0000001" and form.can_save
+
+
+def test_c6_reuse_with_the_real_registry(acme, provider):
+    s = acme.admin
+    s.add_model(provider="openai_compatible", base_url=provider.base_url, api_key=KEY,
+                provider_model_id="m", display_name="Source", test=False)
+    form = AddModelForm(s, provider="openai_compatible")
+    assert [slug for _, slug in form.reuse_options] == ["source"]
+    form.reuse_credentials_from = "source"
+    form.provider_model_id, form.display_name = "m2", "Reused"
+    form.test()
+    assert form.test_message == "Connection test passed."
+    assert provider.last.headers["authorization"] == "Bearer " + KEY    # the copied key went out
+    saved = form.save()
+    assert saved.base_url == provider.base_url and saved.secret_masked == "****0001"
+    assert AddModelForm(s, provider="fireworks").show_reuse is False
+
+
+def test_t6_save_uses_add_model_test_false(acme, monkeypatch):
+    s = acme.admin
+    monkeypatch.setattr(s, "test_connection", lambda draft=None, **kw: ConnectionTest(
+        ok=True, message="Connection test passed.", input_cost_per_token=Decimal("0.0000002"),
+        output_cost_per_token=Decimal("0.0000008"), price_source="genai-prices"))
+    form = AddModelForm(s, provider="fireworks")
+    form.api_key, form.provider_model_id = "fw_abcdefghijklmnop", "accounts/acme/models/x"
+    form.display_name = "Llama 3.1 8B (internal v4)"
+    form.test()
+    model = form.save()                       # no provider is reachable: test=False saved it
+    assert model.slug == "llama-3-1-8b-internal-v4"
+    assert model.input_cost_per_token == Decimal("0.0000002") and form.api_key is None
+
+
+def test_t5_t7_edit_test_blank_key_uses_the_stored_one(acme, provider):
+    s = acme.admin
+    s.add_model(provider="openai_compatible", base_url=provider.base_url, api_key=KEY,
+                provider_model_id="m", display_name="Edit me", test=False)
+    form = EditModelForm(s, "edit-me")
+    assert form.placeholder("api_key") == "Leave blank to keep existing"
+    form.max_tokens = 128
+    form.test()
+    assert form.test_message == "Connection test passed."
+    assert provider.last.headers["authorization"] == "Bearer " + KEY
+    assert provider.last.json["max_tokens"] == 128
+    form.api_key = "sk-rotated-key-7777"
+    form.test()                                   # the edited key is what is tested
+    assert form.test_ok is False and form.can_save   # T-7: a failed test never gates Save
+    form.api_key = None
+    view = form.save()
+    assert view.max_tokens == 128 and view.secret_masked == "****0001"
+
+
+def test_m16_edit_bedrock_auth_switch_with_the_real_registry(acme):
+    s = acme.admin
+    s.add_model(provider="bedrock", aws_region="us-west-2", auth_method="iam",
+                aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                provider_model_id="anthropic.claude-3-5-sonnet-20240620-v1:0", display_name="Claude", test=False)
+    detail = DetailPage(s, "claude")
+    assert "AKIAIOSFODNN7EXAMPLE" in detail.access_key.value and "****EKEY" in detail.secret.value
+    detail.edit_button.click()
+    fields = detail.form_view.fields
+    fields["auth_method"].value = "api_key"
+    assert fields["api_key"].layout.display != "none" and fields["api_key"].description == "Bedrock API Key"
+    detail.save_button.click()                    # no new key: the registry refuses (M-16)
+    assert "switching auth_method" in detail.message.value
+    fields["api_key"].value = "ABSKbedrockbearerkey0042"
+    detail.save_button.click()
+    view = s.get_model("claude")
+    assert view.auth_method == "api_key" and view.secret_masked == "****0042" and view.aws_access_key_id is None
+    assert "ABSKbedrockbearerkey0042" not in widget_state_text(detail)
+
+
+def test_u2_u3_app_flow_and_delete_count(acme):
+    s = acme.admin
+    s.add_model(provider="fireworks", api_key="fw_abcdefghijklmnop", provider_model_id="x",
+                display_name="Used", test=False)
+    from byok_nb import LLMField
+
+    s.create_workflow("triage", "search", fields=[LLMField("reply", model="used")])
+    app = AdminApp(s)
+    assert "Used" in app.models_page.table.value
+    app.models_page.custom_buttons()[0].click()
+    detail = app.page
+    assert isinstance(detail, DetailPage) and "****mnop" in detail.secret.value
+    detail.delete_button.click()
+    assert "1 active workflow references this slug" in detail.confirm_area.children[0].value
+    detail.confirm_area.children[1].children[0].click()
+    assert isinstance(app.page, ModelsPage) and "Used" not in app.page.table.value
+
+
+def test_u6_contributor_app_has_no_management_controls(acme):
+    acme.admin.add_model(provider="fireworks", api_key="fw_abcdefghijklmnop", provider_model_id="x",
+                         display_name="Shared", test=False)
+    app = AdminApp(acme.contributor)
+    page = app.models_page
+    assert page.add_button is None and "Shared" in page.table.value
+    page.custom_buttons()[0].click()
+    detail = app.page
+    assert detail.edit_button is None and detail.delete_button is None
+    assert "****mnop" in detail.secret.value
+
+
+def test_u7_outsider_sees_a_short_message(acme):
+    app = AdminApp(acme.outsider)
+    state = widget_state_text(app)
+    assert "is not a member of org" in state and "Traceback" not in state
