@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
+from .errors import (
+    Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError, StoreUnavailable,
+)
 
 __version__ = "0.1.0"
 
@@ -34,7 +36,7 @@ _LAZY = {
 }
 
 __all__ = sorted([
-    "Conflict", "Forbidden", "InvalidRequest", "NotFound", "ProviderError", "RegistryError",
+    "Conflict", "Forbidden", "InvalidRequest", "NotFound", "ProviderError", "RegistryError", "StoreUnavailable",
     "__version__", *_LAZY,
 ])
 

@@ -55,6 +55,9 @@ class ModelDraft(BaseModel):
     aws_access_key_id: str | None = None
     aws_secret_access_key: SecretStr | None = None
     reuse_credentials_from: str | None = None
+    # Where the cost fields came from when a tool filled them from Test Connection's pricing
+    # lookup (P-8), e.g. the admin app's dialog; None means the prices were typed ("user").
+    price_source: str | None = None
 
     @field_validator("input_cost_per_token", "output_cost_per_token", mode="before")
     @classmethod

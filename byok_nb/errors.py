@@ -59,3 +59,10 @@ class ProviderError(RegistryError):
         super().__init__(message, status_code=status_code)
         self.provider_message = provider_message if provider_message is not None else message
         self.provider = provider
+
+
+class StoreUnavailable(RegistryError):
+    """The registry database could not serve the call: a write lock held past the busy timeout,
+    a deadlock or serialization failure, an unreachable server (503; safe to try again)."""
+
+    status_code = 503

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_HOME = "~/.byok_nb"
 CONNECTION_TEST_PASSED = "Connection test passed."
+PRICE_SOURCE_MAX = 128   # the price_source column width
 
 
 class RegistryWarning(UserWarning):
@@ -417,9 +418,9 @@ class Session:
         from . import generation
         return generation.generate(self, workflow, field, messages, **options)
 
-    def usage(self) -> "pd.DataFrame":
+    def usage(self, since: Any = None, until: Any = None) -> "pd.DataFrame":
         from . import analytics
-        return analytics.usage(self)
+        return analytics.usage(self, since=since, until=until)
 
     def cost_report(self, by: str = "model") -> "pd.DataFrame":
         from . import analytics
@@ -428,6 +429,12 @@ class Session:
     def estimate_cost(self, ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
         from . import analytics
         return analytics.estimate_cost(self, ref, input_tokens, output_tokens)
+
+    def what_if(self, input_tokens: int, output_tokens: int, workflow: str | None = None,
+                field: str | None = None) -> "pd.DataFrame":
+        """A-3 what-if table: this volume's cost on every model (or those one field may use)."""
+        from . import analytics
+        return analytics.what_if(self, input_tokens, output_tokens, workflow=workflow, field=field)
 
     # -- internals: validation -------------------------------------------------------------------
     def _validated_draft(self, d: ModelDraft, *, need_slug: bool = True
@@ -474,7 +481,7 @@ class Session:
         self._check_credentials(values, has_secret=not rules.is_blank(secret))
         if rules.is_blank(secret):
             secret = None
-        values["price_source"] = self._typed_price_source(values)
+        values["price_source"] = self._typed_price_source(values, d.price_source)
         return values, secret, reuse and {"reused_from": reuse["slug"]}
 
     def _validated_add(self, d: ModelDraft):
@@ -482,9 +489,18 @@ class Session:
         return values, secret, reuse_note
 
     @staticmethod
-    def _typed_price_source(values: dict[str, Any]) -> str | None:
+    def _typed_price_source(values: dict[str, Any], given: str | None = None) -> str | None:
+        """P-8: the recorded source of the prices — the one a caller names (prices it filled from
+        a lookup), else "user" for typed prices; None when the model is unpriced."""
         typed = [values["input_cost_per_token"], values["output_cost_per_token"]]
-        return "user" if any(c is not None for c in typed) else None
+        if all(c is None for c in typed):
+            return None
+        if given is None or rules.is_blank(given):
+            return "user"
+        if not isinstance(given, str):
+            raise InvalidRequest("price_source must be text")
+        rules.check_storable_text("price_source", given, max_length=PRICE_SOURCE_MAX)
+        return given.strip()
 
     @staticmethod
     def _check_credentials(values: dict[str, Any], *, has_secret: bool) -> None:
@@ -586,8 +602,8 @@ class Session:
         for cost in ("input_cost_per_token", "output_cost_per_token"):
             if cost in mentioned:
                 values[cost] = rules.check_cost(cost, getattr(patch, cost))
-        if {"input_cost_per_token", "output_cost_per_token"} & mentioned:
-            values["price_source"] = self._typed_price_source(values)
+        if {"input_cost_per_token", "output_cost_per_token", "price_source"} & mentioned:
+            values["price_source"] = self._typed_price_source(values, patch.price_source)
         given = {name: getattr(patch, name) for name in rules.ALL_CREDENTIAL_FIELDS if name in mentioned}
         given.pop("auth_method", None)
         rules.refuse_foreign_credentials(provider, values["auth_method"], given)

@@ -61,17 +61,34 @@ def load_or_create_key_file(home: Path) -> bytes:
 
     A key file that group or others can read is refused: the key protects every stored secret.
     """
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = home / KEY_FILE_NAME
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_master_key() + "\n")
+        _publish_new_key_file(path)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise InvalidRequest(f"master key file {path} is readable by group or others "
                              f"(mode {mode:o}); run: chmod 600 {path}")
     return decode_master_key(path.read_text())
+
+
+def _publish_new_key_file(path: Path) -> None:
+    """Write a fresh key beside ``path`` and hard-link it into place: the link either appears with
+    the whole key in it or fails because another process got there first — whose key then wins,
+    so two kernels starting together never read a half-written file or hold different keys."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_stdlib_secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_master_key() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_master_key(master_key: str | bytes | None, home: Path) -> bytes:

@@ -10,16 +10,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from ..errors import InvalidRequest, RegistryError
+from ..errors import InvalidRequest, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-class StoreUnavailable(RegistryError):
-    """The registry database could not serve the call: a write lock held past the busy timeout,
-    a deadlock or serialization failure, an unreachable server (503; safe to try again)."""
-
-    status_code = 503
 
 
 def make_engine(url: str) -> Engine:

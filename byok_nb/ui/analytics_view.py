@@ -157,12 +157,6 @@ class AnalyticsView(widgets.VBox):
         """A-3: the same token volume on every model of the org, cheapest first."""
         self.what_if.value = ""
         n_in, n_out = self.input_tokens.value, self.output_tokens.value
-        what_if = getattr(self.session, "what_if", None)
-        if what_if is None:
-            from ..analytics import what_if as analytics_what_if
-
-            frame = analytics_what_if(self.session, n_in, n_out)
-        else:
-            frame = what_if(n_in, n_out)
+        frame = self.session.what_if(n_in, n_out)
         self.what_if.value = ("<b>What if every call ran on each model</b>"
                               + report_table_html(frame, css="byok-what-if"))

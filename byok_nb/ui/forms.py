@@ -312,6 +312,18 @@ class _ModelForm(HasTraits):
         self._apply_test(result)
         return result
 
+    _priced_by_test: tuple[tuple[str, ...], str | None] | None = None
+
+    def _cost_texts(self) -> tuple[str, ...]:
+        return tuple(getattr(self, field).strip() for field in COST_FIELDS)
+
+    def price_source(self) -> str | None:
+        """The lookup source of the cost fields when they still hold what the last passing Test
+        Connection put there (P-8); None when they were typed or edited since (saved as "user")."""
+        if self._priced_by_test is None or self._priced_by_test[0] != self._cost_texts():
+            return None
+        return self._priced_by_test[1]
+
     def _apply_test(self, result: ConnectionTest) -> None:
         self.last_test = result
         self.test_message = result.message
@@ -322,6 +334,8 @@ class _ModelForm(HasTraits):
                 suggested = getattr(result, field)
                 if not getattr(self, field).strip() and suggested is not None:
                     setattr(self, field, _cost_text(suggested))
+            # P-8: remember where these prices came from, for as long as nobody edits them.
+            self._priced_by_test = (self._cost_texts(), result.price_source)
             self.pricing_warning = result.warning or ""
         else:
             self.pricing_warning = ""
@@ -454,6 +468,7 @@ class AddModelForm(_ModelForm):
         }
         for field in COST_FIELDS:
             data[field] = self.parsed_cost(field)
+        data["price_source"] = self.price_source()
         if self.provider == "bedrock":
             data["auth_method"] = self.auth_method
         for field in self._credential_fields():
@@ -564,6 +579,8 @@ class EditModelForm(_ModelForm):
             value = self.parsed_cost(field)
             if value != rules.check_cost(field, self._original[field]):
                 out[field] = value
+        if out.keys() & set(COST_FIELDS) and self.price_source() is not None:
+            out["price_source"] = self.price_source()
         credentials = self._credential_fields()
         if self.provider == "bedrock" and self.auth_method != self._original["auth_method"]:
             out["auth_method"] = self.auth_method   # M-16: the new method's fields come along

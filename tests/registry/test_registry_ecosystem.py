@@ -56,6 +56,34 @@ def test_e2_embedded_default(tmp_path, monkeypatch):
         assert reg.session(org="acme", user="ana").target_for("a")[1].api_key is not None
 
 
+def _first_key(home: str, barrier, out) -> None:
+    from byok_nb.secrets import key_id_of, load_or_create_key_file
+
+    barrier.wait()
+    out.put(key_id_of(load_or_create_key_file(Path(home))))
+
+
+@pytest.mark.slow
+def test_e2_kernels_starting_together_agree_on_one_master_key(tmp_path):
+    """Several first runs at once (Voila kernels on one host): one key file, the same key for all,
+    no half-written file read and no leftover temporary files."""
+    import multiprocessing
+
+    home = tmp_path / "fresh home"
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_first_key, args=(str(home), barrier, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    keys = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert len(set(keys)) == 1
+    assert sorted(f.name for f in home.iterdir()) == ["master.key"]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
 def test_e2_home_defaults_to_dot_byok_nb(monkeypatch, tmp_path):
     monkeypatch.delenv("BYOK_NB_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -115,7 +143,7 @@ def test_e2_reopen_keeps_data_and_schema(db_path, master_key):
 
 
 # -- public names and a light import (SPEC §1, F-4) -----------------------------------------------------
-def test_e2_import_is_light():
+def test_f4_import_loads_no_heavy_library():
     code = (
         "import sys, byok_nb\n"
         "heavy = ['pandas', 'sqlalchemy', 'boto3', 'botocore', 'ipywidgets', 'httpx', 'matplotlib']\n"

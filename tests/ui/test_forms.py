@@ -511,4 +511,5 @@ def test_t4_edit_test_fills_empty_costs_which_then_become_changes():
     form = EditModelForm(session, "llama-ft")
     form.test()
     assert form.changes() == {"input_cost_per_token": Decimal("0.0000002"),
-                              "output_cost_per_token": Decimal("0.0000008")}
+                              "output_cost_per_token": Decimal("0.0000008"),
+                              "price_source": "genai-prices"}     # P-8: the lookup's, recorded

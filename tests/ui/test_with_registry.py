@@ -169,3 +169,40 @@ def test_u7_outsider_sees_a_short_message(acme):
     app = AdminApp(acme.outsider)
     state = widget_state_text(app)
     assert "is not a member of org" in state and "Traceback" not in state
+
+
+@pytest.fixture
+def together(monkeypatch):
+    with FakeOpenAIProvider("together", api_key="tg-test-key-0002") as server:
+        monkeypatch.setenv("BYOK_NB_TOGETHER_BASE_URL", server.base_url)
+        yield server
+
+
+def _together_dialog(session) -> AddModelDialog:
+    dialog = AddModelDialog(session)
+    f = dialog.view.fields
+    f["provider"].value = "together"
+    f["api_key"].value = "tg-test-key-0002"
+    f["provider_model_id"].value = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    f["display_name"].value = "Llama 3.3 70B (Together)"
+    return dialog
+
+
+def test_t4_p8_prices_filled_by_the_dialog_keep_their_source(acme, together):
+    dialog = _together_dialog(acme.admin)
+    dialog.test_button.click()
+    assert dialog.form.input_cost_per_token == "0.00000088"          # filled from genai-prices
+    dialog.save_button.click()
+    model = acme.admin.get_model("llama-3-3-70b-together")
+    assert model.input_cost_per_token == Decimal("0.00000088")
+    assert model.price_source.startswith("genai-prices") and model.price_source.endswith("(together)")
+
+
+def test_p8_a_filled_price_edited_before_save_is_the_users(acme, together):
+    dialog = _together_dialog(acme.admin)
+    dialog.test_button.click()
+    dialog.view.fields["output_cost_per_token"].value = "0.000002"   # a price edit needs no new test
+    assert not dialog.save_button.disabled
+    dialog.save_button.click()
+    model = acme.admin.get_model("llama-3-3-70b-together")
+    assert model.output_cost_per_token == Decimal("0.000002") and model.price_source == "user"
