@@ -7,8 +7,9 @@ Importing this package is light: pandas, SQLAlchemy, boto3 and ipywidgets load w
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_attributes
 from .errors import (
     Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError, StoreUnavailable,
 )
@@ -41,19 +42,7 @@ __all__ = sorted([
 ])
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'byok_nb' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover

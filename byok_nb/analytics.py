@@ -220,20 +220,7 @@ class _Preparer:
 
     @staticmethod
     def _tokens(value: Any, name: str, where: str) -> int:
-        if value is None:
-            return 0
-        if type(value) is not int:
-            try:
-                import operator
-
-                if isinstance(value, bool):
-                    raise TypeError
-                value = operator.index(value)
-            except TypeError:
-                raise InvalidRequest(f"{where}: {name} must be a whole number >= 0") from None
-        if value < 0:
-            raise InvalidRequest(f"{where}: {name} must be a whole number >= 0")
-        return value
+        return 0 if value is None else _check_tokens(f"{where}: {name}", value)
 
     @staticmethod
     def _text(value: Any, name: str, where: str) -> str:
@@ -562,16 +549,18 @@ def _exact_cost(input_tokens: int, output_tokens: int, pin: Decimal | None, pout
 
 
 def _check_tokens(name: str, value: Any) -> int:
-    import operator
+    """A token count: a whole number >= 0 (an int, or anything with ``__index__`` but a bool)."""
+    if type(value) is not int:      # the common case stays cheap when recording large batches
+        import operator
 
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise InvalidRequest(f"{name} must be a whole number of tokens >= 0, not {value!r}") from None
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = operator.index(value)
+        except TypeError:
+            raise InvalidRequest(f"{name} must be a whole number of tokens >= 0") from None
     if value < 0:
-        raise InvalidRequest(f"{name} must be a whole number of tokens >= 0, not {value!r}")
+        raise InvalidRequest(f"{name} must be a whole number of tokens >= 0")
     return value
 
 
