@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 # Public names served lazily: name -> module that defines it.
 _LAZY = {
+    "CapabilityProbe": ".domain",
     "CustomModel": ".domain",
     "Completion": ".domain",
     "ConnectionTest": ".domain",
@@ -47,8 +48,8 @@ __getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .domain import (
-        Completion, ConnectionTest, CustomModel, DeleteResult, LLMField, ModelDraft, Org, PickerEntry,
-        PlatformModel, Project, Workflow,
+        CapabilityProbe, Completion, ConnectionTest, CustomModel, DeleteResult, LLMField, ModelDraft,
+        Org, PickerEntry, PlatformModel, Project, Workflow,
     )
     from .registry import Registry, RegistryWarning, Session, open_registry
     from .secrets import generate_master_key

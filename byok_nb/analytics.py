@@ -207,8 +207,8 @@ class _Preparer:
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
             return (value - _EPOCH) // dt.timedelta(microseconds=1)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return int(round(value * 1_000_000))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 2**63 / 1e6:
+            return int(round(value * 1_000_000))   # beyond that (or nan) the store cannot hold it
         if isinstance(value, str):
             try:
                 return self._ts(dt.datetime.fromisoformat(value.strip()), where, name)

@@ -157,6 +157,60 @@ class ConnectionTest(BaseModel):
     price_source: str | None = None
 
 
+class CapabilityFinding(BaseModel):
+    """What "Probe capabilities" (U-9) found about one capability flag.
+
+    ``suggested`` is True (the provider accepted the capability and answered with it), False (the
+    provider refused it: ``evidence`` quotes its error) or None (inconclusive: a timeout, a 5xx, a
+    rate limit, or an answer that proves nothing). ``current`` is the flag as stored (or as being
+    edited); the probe never changes it (M-9).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    flag: str
+    current: bool
+    suggested: bool | None = None
+    evidence: str
+    status_code: int | None = None
+
+    @property
+    def differs(self) -> bool:
+        """True when the probe suggests a value other than the current flag."""
+        return self.suggested is not None and self.suggested != self.current
+
+
+class CapabilityProbe(BaseModel):
+    """Outcome of ``Session.probe_capabilities`` (U-9): one :class:`CapabilityFinding` per flag.
+
+    Suggestions only: nothing here has been written to the model. ``ok`` is False when not even a
+    plain request got through (``message`` says why; every finding is then inconclusive).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    message: str
+    slug: str | None = None
+    supports_json_mode: CapabilityFinding
+    supports_tool_use: CapabilityFinding
+    supports_vision: CapabilityFinding
+    supports_reasoning: CapabilityFinding
+    latency_ms: float | None = None
+    # The requests sent, by flag (and "baseline"), secrets redacted and images shortened.
+    request_previews: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    def findings(self) -> list[CapabilityFinding]:
+        """The four findings: JSON mode, tool use, vision, reasoning."""
+        return [self.supports_json_mode, self.supports_tool_use, self.supports_vision,
+                self.supports_reasoning]
+
+    def suggested_changes(self) -> dict[str, bool]:
+        """``{flag: suggested}`` for each conclusive suggestion that differs from the current flag
+        (what an "Apply suggestions" would put into the Edit form; never saved by the probe)."""
+        return {f.flag: f.suggested for f in self.findings() if f.differs}  # type: ignore[misc]
+
+
 class DeleteResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 

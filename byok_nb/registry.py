@@ -18,8 +18,8 @@ from pydantic import SecretStr
 
 from . import model_rules as rules
 from .domain import (
-    CAPABILITY_FLAGS, ROLES, ConnectionTest, CustomModel, DeleteResult, Member, ModelDraft, Org,
-    PlatformModel, Project, RotationReport,
+    CAPABILITY_FLAGS, ROLES, CapabilityProbe, ConnectionTest, CustomModel, DeleteResult, Member,
+    ModelDraft, Org, PlatformModel, Project, RotationReport,
 )
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
 from .secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, resolve_master_key
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_HOME = "~/.byok_nb"
 CONNECTION_TEST_PASSED = "Connection test passed."
 PRICE_SOURCE_MAX = 128   # the price_source column width
+MAX_TIMEOUT = 86_400     # seconds; a socket timeout beyond ~1e9 s overflows the platform's time_t
 
 
 class RegistryWarning(UserWarning):
@@ -59,8 +60,10 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     """
     from .store import ensure_schema, make_engine
 
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise InvalidRequest(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+            or not 0 < timeout <= MAX_TIMEOUT):   # nan fails the comparison too
+        raise InvalidRequest(f"timeout must be a positive number of seconds up to {MAX_TIMEOUT} "
+                             f"(one day), got {timeout!r}")
     raw_key = resolve_master_key(master_key, byok_home())
     engine = make_engine(url or default_database_url())
     ensure_schema(engine)
@@ -200,6 +203,8 @@ class Registry:
         from sqlalchemy import select
         from .store import schema
 
+        if not isinstance(org, str):   # SQLite would match True to an org named "1"
+            raise InvalidRequest(f"an org is named by text, not {type(org).__name__}")
         row = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).first()
         if row is None:
             raise NotFound(f"org {org!r} not found")
@@ -210,6 +215,8 @@ class Registry:
         from sqlalchemy import select
         from .store import schema
 
+        if not isinstance(project, str):
+            raise InvalidRequest(f"a project is named by text, not {type(project).__name__}")
         row = conn.execute(select(schema.projects.c.id).where(
             schema.projects.c.org_id == org_id, schema.projects.c.name == project)).first()
         if row is None:
@@ -338,21 +345,66 @@ class Session:
         """Run Test Connection (T-1 … T-5) for a draft (ModelDraft, dict or keywords) or, given a
         slug, for a saved model with optional overrides (blank credentials = stored ones)."""
         self._require_admin()
-        if isinstance(draft, str):
-            row = self._active_row(draft)
-            values, secret, changes = self._patched_values(row, overrides)
-            try:
-                if secret is None and row["secret_ciphertext"] is not None:
-                    secret = self._decrypt(row)
-            except UnreadableSecret as exc:
-                self._audit("test", row["slug"], row["id"], {"ok": False, "message": exc.message})
-                return ConnectionTest(ok=False, message=exc.message, status_code=exc.status_code)
-            return self._run_test(self._target_from_values(values, secret), values,
-                                  audit_slug=row["slug"], model_id=row["id"])
-        d = rules.coerce_draft(draft, overrides)
-        values, secret, _ = self._validated_draft(d, need_slug=False)
+        values, secret, slug, model_id, unreadable = self._call_inputs(draft, overrides)
+        if unreadable is not None:
+            self._audit("test", slug, model_id, {"ok": False, "message": unreadable.message})
+            return ConnectionTest(ok=False, message=unreadable.message, status_code=unreadable.status_code)
         return self._run_test(self._target_from_values(values, secret), values,
-                              audit_slug=values.get("slug"))
+                              audit_slug=slug, model_id=model_id)
+
+    def probe_capabilities(self, model: Any = None, /, **overrides: Any) -> CapabilityProbe:
+        """U-9: try JSON mode, tool use, vision and reasoning with tiny requests and *suggest*
+        flags with the evidence. Takes what ``test_connection`` takes: a slug (with optional edit
+        overrides; blank credentials = stored ones), a ModelDraft, a dict or keywords.
+
+        Never changes the model (M-9): the result's ``suggested_changes()`` is for a person to
+        apply with ``update_model``. Audited as ``probe`` (who used the stored credentials, and
+        the suggestions), like a Test Connection. Org admins only.
+
+        >>> s.probe_capabilities("llama-3-1-8b-internal-v4").suggested_changes()   # doctest: +SKIP
+        {'supports_vision': False}
+        """
+        from .capability_probe import not_probed, run_probe
+
+        self._require_admin()
+        values, secret, slug, model_id, unreadable = self._call_inputs(model, overrides)
+        current = {flag: bool(values[flag]) for flag in CAPABILITY_FLAGS}
+        if unreadable is not None:
+            result = not_probed(current, unreadable, slug=slug)
+        else:
+            target = self._target_from_values(values, secret)
+            try:
+                adapter = self._reg.hub.adapter(target)
+            except RegistryError as exc:   # e.g. a HuggingFace URL refused before any request
+                result = not_probed(current, exc, secrets=target.secrets(), slug=slug)
+            else:
+                result = run_probe(adapter, model_id=values["provider_model_id"],
+                                   max_tokens=values["max_tokens"],
+                                   reasoning_parameter=values["reasoning_parameter"],
+                                   current=current, secrets=target.secrets(), slug=slug)
+        self._audit("probe", slug, model_id, {"ok": result.ok,
+                                              "suggested_changes": result.suggested_changes()})
+        return result
+
+    def _call_inputs(self, model: Any, overrides: dict[str, Any]
+                     ) -> tuple[dict[str, Any], str | None, str | None, str | None, UnreadableSecret | None]:
+        """What a provider call for ``model`` needs: (field values, plaintext secret, slug, row id,
+        the UnreadableSecret when the stored secret cannot be decrypted). ``model`` is a saved
+        model's slug (``overrides`` patch it; a blank credential keeps the stored one, T-5) or a
+        draft (ModelDraft, dict or keywords in ``overrides``)."""
+        if isinstance(model, str):
+            row = self._active_row(model)
+            values, secret, _ = self._patched_values(row, overrides)
+            unreadable = None
+            if secret is None and row["secret_ciphertext"] is not None:
+                try:
+                    secret = self._decrypt(row)
+                except UnreadableSecret as exc:
+                    unreadable = exc
+            return values, secret, row["slug"], row["id"], unreadable
+        d = rules.coerce_draft(model, overrides)
+        values, secret, _ = self._validated_draft(d, need_slug=False)
+        return values, secret, values.get("slug"), None, None
 
     def update_model(self, slug: str, /, **changes: Any) -> CustomModel:
         """PATCH a custom model (M-13 … M-16): only the named fields change; a blank secret keeps

@@ -38,6 +38,8 @@ def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bo
 
     from .store import read_tx, schema, write_tx
 
+    if not isinstance(dry_run, bool):   # a stray truthy/falsy value must not decide a rotation
+        raise InvalidRequest(f"dry_run must be True or False, not {type(dry_run).__name__}")
     raw = new_key if isinstance(new_key, bytes) and len(new_key) == 32 else decode_master_key(new_key)
     old_box, new_box = registry._box, SecretBox(raw)
     if new_box.key_id == old_box.key_id:

@@ -159,6 +159,11 @@ def iter_notebooks(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
     (hidden directories and ``.ipynb_checkpoints`` skipped). A missing path raises FileNotFoundError."""
     for given in paths:
         p = Path(given)
+        try:
+            p.stat()
+        except (OSError, ValueError) as exc:   # missing, a name too long, a NUL byte...
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a valid path"
+            raise FileNotFoundError(f"no such file or directory: {p} ({reason})") from None
         if p.is_dir():
             for nb in sorted(p.rglob("*.ipynb")):
                 rel = nb.relative_to(p).parts
@@ -228,7 +233,7 @@ def scan_command(paths: Sequence[str], database_url: str | None = None, use_regi
     try:
         files = list(iter_notebooks(paths))
     except FileNotFoundError as exc:
-        print(f"error: {exc}", file=err)
+        print(_printable(f"error: {exc}"), file=err)
         return 2
     extra: list[str] = []
     if use_registry:
@@ -239,7 +244,7 @@ def scan_command(paths: Sequence[str], database_url: str | None = None, use_regi
     for nb in files:
         findings.extend(scan_notebook(nb, extra))
     for finding in findings:
-        print(finding, file=out)
+        print(_printable(str(finding)), file=out)
     checked = f"{len(files)} file(s)" + (f", {len(extra)} stored secret(s)" if use_registry else "")
     if findings:
         flagged = len({f.path for f in findings})
@@ -248,3 +253,9 @@ def scan_command(paths: Sequence[str], database_url: str | None = None, use_regi
         return 1
     print(f"clean: no secrets found (checked {checked})", file=out)
     return 0
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable file names) escaped, so printing it to a strict
+    UTF-8 stream cannot fail."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

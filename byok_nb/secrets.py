@@ -39,8 +39,10 @@ def generate_master_key() -> str:
 
 def decode_master_key(text: str | bytes) -> bytes:
     """Raw 32 key bytes from the urlsafe-base64 form; a clear error for anything else."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii", "replace")
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("ascii", "replace")
+    if not isinstance(text, str):
+        raise InvalidRequest(f"master key must be urlsafe base64 text, not {type(text).__name__}")
     try:
         raw = base64.urlsafe_b64decode(text.strip().encode("ascii"))
     except (binascii.Error, ValueError, UnicodeEncodeError):

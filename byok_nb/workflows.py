@@ -205,8 +205,9 @@ def check_model_for_field(field: LLMField, model: ModelInfo | None, ref: str, or
 # -- fields as given and as stored -----------------------------------------------------------------
 def _coerce_field(value: Any, position: int) -> LLMField:
     if isinstance(value, LLMField):
-        field = value
-    elif isinstance(value, Mapping):
+        # Validated again: an LLMField's attributes can be assigned anything after it was built.
+        value = {name: getattr(value, name) for name in LLMField.model_fields if hasattr(value, name)}
+    if isinstance(value, Mapping):
         try:
             field = LLMField(**dict(value))
         except ValidationError as exc:
@@ -387,7 +388,7 @@ def create_workflow(session: "Session", name: str, project: str, fields: Iterabl
     project = project.strip()
     if fields is None:
         fields = ()
-    if isinstance(fields, (str, bytes, Mapping, LLMField)):
+    if isinstance(fields, (str, bytes, Mapping, LLMField)) or not isinstance(fields, Iterable):
         raise InvalidRequest("fields is a list of LLMField objects or dicts")
     coerced = [_coerce_field(f, i) for i, f in enumerate(fields)]
     seen: set[str] = set()
@@ -517,6 +518,8 @@ def _read_csv_text(path_or_file: Any) -> str:
             raise InvalidRequest(f"{os.fspath(path_or_file)!r} is a directory, not a CSV file") from None
         except OSError as exc:
             raise InvalidRequest(f"cannot read {os.fspath(path_or_file)!r}: {exc.strerror}") from None
+        except ValueError:   # a NUL byte or a lone surrogate: no file can have that name
+            raise InvalidRequest("the CSV path is not a valid file name") from None
     else:
         raise InvalidRequest("seed_assignments_csv takes a path or an open file")
     if isinstance(data, (bytes, bytearray)):

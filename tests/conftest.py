@@ -1,5 +1,18 @@
-"""Shared fixtures: an isolated environment for every test, a registry on a temporary SQLite file,
-and the "acme" org with one user per role (SPEC M-1)."""
+"""Shared fixtures: an isolated environment for every test, a registry on each storage backend,
+and the "acme" org with one user per role (SPEC M-1).
+
+Every test that uses ``registry`` (or ``acme``, or ``registry_url``) runs twice, once per backend,
+with the backend in its id: ``test_x[sqlite]`` on a temporary SQLite file (``db_path``) and
+``test_x[postgresql]`` on a PostgreSQL database (marker ``postgres``) — one database per test
+session (per pytest-xdist worker), created on first use, emptied before each test and dropped at
+the end. Without a reachable server the ``[postgresql]`` variants are skipped, with the reason
+("PostgreSQL not reachable on 127.0.0.1:5432: ..."); with ``CI`` set they fail instead, so CI
+cannot pass without PostgreSQL. ``BYOK_NB_TEST_PG_URL`` points them at another server (pgkit.py).
+
+A test that is about SQLite itself (its file's bytes, WAL, file permissions, several processes on
+one file) is marked ``@pytest.mark.sqlite_only``; a test that asks for ``db_path`` (the SQLite
+file) is SQLite-only as well. Either way it runs once, as ``test_x[sqlite]``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,9 +21,27 @@ from typing import Any
 import pytest
 
 import byok_nb
+import pgkit
 
 # Process settings a developer's shell may carry; no test may depend on them.
 _CLEARED_ENV = ("BYOK_NB_MASTER_KEY", "BYOK_NB_DATABASE_URL", "BYOK_NB_EGRESS", "BYOK_NB_PLATFORM_CATALOG")
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+BACKENDS = [SQLITE, pytest.param(POSTGRESQL, marks=pytest.mark.postgres)]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: run this registry test on SQLite only (it is about "
+                                       "the SQLite file, WAL or its locking), not on PostgreSQL too")
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that (through ``registry``/``acme``) uses ``registry_url`` on each backend."""
+    if "registry_url" not in metafunc.fixturenames:
+        return
+    sqlite_only = (metafunc.definition.get_closest_marker("sqlite_only") is not None
+                   or "db_path" in metafunc.fixturenames)
+    metafunc.parametrize("registry_url", [SQLITE] if sqlite_only else BACKENDS, indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -28,13 +59,70 @@ def master_key() -> str:
 
 @pytest.fixture
 def db_path(tmp_path):
+    """The SQLite file of the ``[sqlite]`` registry (asking for it makes a test SQLite-only)."""
     return tmp_path / "registry.db"
 
 
+@pytest.fixture(scope="session")
+def _pg_registry_database():
+    """This session's (this xdist worker's) PostgreSQL database, with the registry's tables
+    created once; dropped at the end. Skips — or fails under CI — without a server."""
+    try:
+        pgkit.check_server()
+        url = pgkit.create_database("byok_nb_reg")
+    except pgkit.PostgresUnavailable as exc:
+        pgkit.unavailable(exc)
+    try:
+        _create_schema(url)
+        pristine = pgkit.PristineDatabase(url, keep=("schema_info",))
+        try:
+            yield pristine
+        finally:
+            pristine.close()
+    finally:
+        pgkit.drop_database(url)
+
+
+def _create_schema(url: str) -> None:
+    from byok_nb.store.engine import ensure_schema, make_engine
+
+    engine = make_engine(url)
+    try:
+        ensure_schema(engine)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
-def registry(db_path, master_key):
-    """A registry on a fresh SQLite file (``db_path``), closed after the test."""
-    reg = byok_nb.open_registry(f"sqlite:///{db_path}", master_key=master_key)
+def pg_registry_url(_pg_registry_database) -> str:
+    """The session's PostgreSQL database, emptied for this test (tables kept, rows gone)."""
+    pristine = _pg_registry_database
+    if not pristine.restore():   # the previous test changed the schema: start over
+        _create_schema(pristine.url)
+        pristine.record()
+    return pristine.url
+
+
+@pytest.fixture
+def registry_url(request) -> str:
+    """The URL of an empty registry database on this test's backend (``[sqlite]`` /
+    ``[postgresql]``, see the module docstring)."""
+    backend = getattr(request, "param", SQLITE)
+    if backend == SQLITE:
+        return f"sqlite:///{request.getfixturevalue('db_path')}"
+    return request.getfixturevalue("pg_registry_url")
+
+
+@pytest.fixture
+def registry_backend(registry_url) -> str:
+    """"sqlite" or "postgresql": the backend of this test's ``registry``."""
+    return POSTGRESQL if registry_url.startswith("postgresql") else SQLITE
+
+
+@pytest.fixture
+def registry(registry_url, master_key):
+    """A registry on an empty database of this test's backend, closed after the test."""
+    reg = byok_nb.open_registry(registry_url, master_key=master_key)
     try:
         yield reg
     finally:

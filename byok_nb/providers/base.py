@@ -65,6 +65,10 @@ class ChatResult:
     output_tokens: int | None = None
     latency_ms: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    # What the provider reports of the model's reasoning, when it reports any (U-9's evidence):
+    # the reasoning text it returned and the reasoning-token count of the usage block.
+    reasoning_text: str = ""
+    reasoning_tokens: int | None = None
 
     def replace(self, **changes: Any) -> "ChatResult":
         return dataclasses.replace(self, **changes)

@@ -16,6 +16,11 @@ every live Bedrock secret and bearer-shaped token out of them.
 
 Native JSON is a forced tool whose ``inputSchema`` is the schema; the tool's input, JSON-encoded,
 is the reply text. boto3/botocore are imported on first use only.
+
+botocore builds, signs and parses; the bytes travel through the hub's ``httpx`` client (a
+``before-send`` handler), so a Bedrock call has what every other call has: the egress check at
+connect time, one deadline for the whole call (botocore's own timeouts are per socket read, so a
+server dripping a byte a second would hold a call forever) and a cap on the reply size.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from .egress import EgressPolicy
 from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
-from .transport import scrub, shorten
+from .transport import scrub, shorten, shown
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -181,9 +186,11 @@ class BedrockClientCache:
     the secret. An evicted client's secrets leave the log-scrubbing set.
     """
 
-    def __init__(self, *, timeout: float, max_clients: int = 64) -> None:
+    def __init__(self, *, timeout: float, max_clients: int = 64,
+                 http_client: Callable[[], Any] | None = None) -> None:
         self.timeout = timeout
         self.max_clients = max_clients
+        self.http_client = http_client
         self._clients: collections.OrderedDict[str, tuple[Any, list[str]]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -194,7 +201,8 @@ class BedrockClientCache:
             if key in self._clients:
                 self._clients.move_to_end(key)
                 return self._clients[key][0]
-        client = build_client(target, endpoint_url=endpoint_url, timeout=self.timeout)
+        client = build_client(target, endpoint_url=endpoint_url, timeout=self.timeout,
+                              http_client=self.http_client)
         with self._lock:
             if key in self._clients:  # another thread built it meanwhile: keep one
                 _close_client(client)
@@ -225,8 +233,13 @@ def auth_method(target: Target) -> str:
     return (target.auth_method or "iam").strip().lower()
 
 
-def build_client(target: Target, *, endpoint_url: str | None, timeout: float) -> Any:
-    """A ``bedrock-runtime`` client for ``target`` alone (see module doc for the auth rules)."""
+def build_client(target: Target, *, endpoint_url: str | None, timeout: float,
+                 http_client: Callable[[], Any] | None = None) -> Any:
+    """A ``bedrock-runtime`` client for ``target`` alone (see module doc for the auth rules).
+
+    With ``http_client`` (a getter of the hub's ``httpx.Client``) requests are sent through it,
+    bounded as :func:`~byok_nb.providers.transport.exchange` says, instead of botocore's urllib3.
+    """
     import botocore
     import botocore.config
     import botocore.exceptions
@@ -276,8 +289,46 @@ def build_client(target: Target, *, endpoint_url: str | None, timeout: float) ->
             request.headers["Authorization"] = bearer
 
         client.meta.events.register("before-sign.bedrock-runtime.*", add_bearer)
+    if http_client is not None:
+        client.meta.events.register("before-send.bedrock-runtime.*",
+                                    _httpx_sender(http_client, timeout))
     install_log_scrubbing()
     return client
+
+
+class _Body:
+    """The ``raw`` of a botocore ``AWSResponse``: a body already read (and size-checked)."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def stream(self, **_: Any) -> Any:
+        yield self._content
+
+
+def _httpx_sender(http_client: Callable[[], Any], timeout: float) -> Callable[..., Any]:
+    """A ``before-send`` handler sending botocore's prepared (signed) request through httpx.
+
+    Transport failures leave it as ``httpx`` errors (botocore re-raises them from ``converse``,
+    where :meth:`BedrockAdapter.chat` words them); an oversized reply is a ``ProviderError``.
+    """
+    from botocore.awsrequest import AWSResponse
+
+    from .transport import exchange
+
+    def send(request: Any, **_: Any) -> Any:
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode()
+        headers = {name: value.decode() if isinstance(value, bytes) else str(value)
+                   for name, value in request.headers.items()}
+        reply = exchange(http_client(), request.method, request.url, headers=headers,
+                         body=body or b"", label=LABEL, timeout=timeout)
+        return AWSResponse(request.url, reply.status, dict(reply.headers.items()), _Body(reply.content))
+
+    return send
 
 
 # -- request translation ---------------------------------------------------------------------------
@@ -437,8 +488,9 @@ class BedrockAdapter:
     """One Bedrock model. ``get_client`` returns its botocore client (cached by the hub)."""
 
     def __init__(self, target: Target, *, get_client: Callable[[], Any], endpoint_url: str | None,
-                 policy: EgressPolicy) -> None:
+                 policy: EgressPolicy, timeout: float | None = None) -> None:
         self.target = target
+        self.timeout = timeout
         self.endpoint_url = endpoint_url
         self._get_client = get_client
         self._policy = policy
@@ -481,6 +533,8 @@ class BedrockAdapter:
     def chat(self, request: ChatRequest) -> ChatResult:
         """Call ``converse``; the parsed result, or ``ProviderError`` with AWS's message."""
         import botocore.exceptions as bex
+        import httpx
+        from botocore.parsers import ResponseParserError
 
         params, json_tool, warnings = self.build_params(request)
         client = self._get_client()
@@ -501,10 +555,12 @@ class BedrockAdapter:
         except bex.EndpointConnectionError as exc:
             raise self._error(f"Bedrock endpoint {client.meta.endpoint_url} could not be "
                               f"reached: {exc}") from None
-        except bex.ResponseParserError as exc:
+        except ResponseParserError as exc:
             raise self._error(f"Bedrock returned a malformed reply: {shorten(str(exc))}") from None
         except bex.BotoCoreError as exc:
             raise self._error(f"Bedrock call failed: {exc}") from None
+        except httpx.HTTPError as exc:   # sent through the hub's client (see module doc)
+            raise self._transport_error(exc, client.meta.endpoint_url) from None
         latency_ms = (time.perf_counter() - started) * 1000
         return self._parse(response, json_tool, latency_ms, warnings)
 
@@ -522,12 +578,34 @@ class BedrockAdapter:
     def _error(self, message: str, status: int = 502) -> ProviderError:
         return ProviderError(scrub(message, self._secrets), status_code=status, provider=LABEL)
 
+    def _transport_error(self, exc: Exception, endpoint_url: str) -> ProviderError:
+        """The words of the botocore-era messages for an ``httpx`` transport failure."""
+        import httpx
+
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            limit = f" after {self.timeout:g} s" if self.timeout else ""
+            what = f"timed out{limit}: {detail}"
+        elif isinstance(exc, httpx.ConnectError):
+            tls = "SSL" in detail or "certificate" in detail.lower()
+            what = f"failed the TLS handshake: {detail}" if tls else f"could not be reached: {detail}"
+        elif isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
+            what = f"closed or reset the connection before a complete reply: {detail}"
+        else:
+            what = f"failed: {detail}"
+        return self._error(f"Bedrock endpoint {endpoint_url} {what}")
+
     def _client_error(self, exc: Any) -> ProviderError:
         error = exc.response.get("Error", {})
         code = error.get("Code") or "Error"
-        message = shorten(scrub(error.get("Message") or str(exc), self._secrets))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 502
-        return ProviderError(f"{LABEL} returned HTTP {status} {code}: {message}",
+        message = shown(error.get("Message") or str(exc), self._secrets)
+        metadata = exc.response.get("ResponseMetadata", {})
+        status = metadata.get("HTTPStatusCode") or 502
+        extra = ""
+        retry_after = (metadata.get("HTTPHeaders") or {}).get("retry-after")
+        if int(status) == 429 and retry_after:
+            extra = f" (Retry-After: {retry_after} s)"
+        return ProviderError(f"{LABEL} returned HTTP {status} {code}: {message}{extra}",
                              status_code=int(status), provider_message=message, provider=LABEL)
 
     def _parse(self, response: dict[str, Any], json_tool: str | None, latency_ms: float,
@@ -538,11 +616,16 @@ class BedrockAdapter:
             raise self._error(f"Bedrock returned a malformed reply (no output.message.content): "
                               f"{shorten(str(response))}") from None
         texts: list[str] = []
+        reasoning: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         json_text: str | None = None
         for block in blocks:
             if "text" in block:
                 texts.append(block["text"])
+            elif "reasoningContent" in block:
+                text = ((block["reasoningContent"] or {}).get("reasoningText") or {}).get("text")
+                if isinstance(text, str):
+                    reasoning.append(text)
             elif "toolUse" in block:
                 use = block["toolUse"]
                 if json_tool is not None and use.get("name") == json_tool:
@@ -555,7 +638,7 @@ class BedrockAdapter:
         return ChatResult(text=json_text if json_text is not None else "".join(texts),
                           tool_calls=tool_calls, input_tokens=usage.get("inputTokens"),
                           output_tokens=usage.get("outputTokens"), latency_ms=latency_ms,
-                          warnings=warnings)
+                          warnings=warnings, reasoning_text="".join(reasoning))
 
 
 def _summarize_bytes(value: Any) -> Any:

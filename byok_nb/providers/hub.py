@@ -46,8 +46,9 @@ class ProviderHub:
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, egress: str | None = None, *,
                  max_connections: int = 128) -> None:
-        if not timeout or timeout <= 0:
-            raise InvalidRequest(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if not isinstance(timeout, (int, float)) or not 0 < timeout <= 86_400:  # nan fails too
+            raise InvalidRequest(f"timeout must be a positive number of seconds up to 86400, "
+                                 f"not {timeout!r}")
         self.timeout = float(timeout)
         self.egress = egress_mode_from_env() if egress is None else normalize_mode(egress)
         self.policy = EgressPolicy(self.egress)
@@ -85,7 +86,8 @@ class ProviderHub:
             if self._bedrock_clients is None:
                 from .bedrock import BedrockClientCache
 
-                self._bedrock_clients = BedrockClientCache(timeout=self.timeout)
+                self._bedrock_clients = BedrockClientCache(timeout=self.timeout,
+                                                           http_client=self.http_client)
             return self._bedrock_clients
 
     def close(self) -> None:
@@ -137,7 +139,7 @@ class ProviderHub:
         from .bedrock import BedrockAdapter, endpoint_override
 
         endpoint_url = endpoint_override()
-        return BedrockAdapter(target, endpoint_url=endpoint_url, policy=self.policy,
+        return BedrockAdapter(target, endpoint_url=endpoint_url, policy=self.policy, timeout=self.timeout,
                               get_client=lambda: self._bedrock_cache().get(target, endpoint_url))
 
 

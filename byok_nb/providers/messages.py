@@ -61,8 +61,8 @@ def normalize_messages(messages: str | list[dict[str, Any]]) -> list[dict[str, A
         raise InvalidRequest("messages must be a prompt string or a non-empty list of message dicts")
     out = []
     for message in messages:
-        if not isinstance(message, dict) or "role" not in message:
-            raise InvalidRequest("each message must be a dict with a 'role'")
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest("each message must be a dict with a 'role' (text)")
         content = message.get("content")
         if isinstance(content, list):
             message = {**message, "content": [_normalize_part(part) for part in content]}

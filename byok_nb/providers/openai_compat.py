@@ -187,8 +187,12 @@ class OpenAICompatAdapter:
         body, warnings = self.build_body(request)
         label = self.profile.label
         started = time.perf_counter()
+        try:
+            payload = json.dumps(body).encode()
+        except (TypeError, ValueError) as exc:   # bytes, objects or cycles inside the messages/tools
+            raise InvalidRequest(f"the request cannot be sent as JSON: {exc}") from None
         reply = transport.post_json(self._get_client(), self.url, headers=self._headers(redact=False),
-                                    body=json.dumps(body).encode(), label=label,
+                                    body=payload, label=label,
                                     secrets=self._secrets, timeout=self._timeout)
         latency_ms = (time.perf_counter() - started) * 1000
         if reply.status >= 400:
@@ -217,10 +221,14 @@ class OpenAICompatAdapter:
             raise transport.malformed_reply(reply, label=label, secrets=self._secrets,
                                             why="no choices[0].message") from None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        details = usage.get("completion_tokens_details")
         return ChatResult(text=_content_text(content), tool_calls=tool_calls,
                           input_tokens=_int_or_none(usage.get("prompt_tokens")),
                           output_tokens=_int_or_none(usage.get("completion_tokens")),
-                          latency_ms=latency_ms, warnings=warnings)
+                          latency_ms=latency_ms, warnings=warnings,
+                          reasoning_text=_reasoning_text(message),
+                          reasoning_tokens=_int_or_none(details.get("reasoning_tokens"))
+                          if isinstance(details, dict) else None)
 
 
 def _content_text(content: Any) -> str:
@@ -229,6 +237,16 @@ def _content_text(content: Any) -> str:
     if isinstance(content, list):  # some servers answer with content parts
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return str(content)
+
+
+def _reasoning_text(message: dict[str, Any]) -> str:
+    """The reasoning a server returned beside the answer: ``reasoning_content`` (vLLM, Fireworks,
+    DeepSeek) or ``reasoning`` (Together, OpenRouter); empty when there is none."""
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _tool_call(call: dict[str, Any]) -> dict[str, Any]:

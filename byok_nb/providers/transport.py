@@ -11,31 +11,109 @@ Everything that can go wrong between "we built a body" and "we have the provider
 """
 from __future__ import annotations
 
+import contextvars
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProviderError
+from ..errors import InvalidRequest, ProviderError
 from .egress import EgressPolicy, guarded_network_backend
 
 MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is shown
 MAX_RESPONSE_BYTES = 16 * 2**20  # a reply larger than this is refused instead of buffered
+MAX_ERROR_BODY_BYTES = 2**20     # of an error reply only this much is read (4,000 chars are shown)
 USER_AGENT = "byok_nb"
+# The monotonic time by which the current call must be over. httpx timeouts are per operation (a
+# server sending one byte per second never trips a 30 s read timeout), so every socket operation
+# of a call is also bounded by what is left of this deadline (see _DeadlineStream).
+_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "byok_nb_call_deadline", default=None)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Secrets and key-shaped tokens out of ``text`` (delegates to ``byok_nb.secrets.scrub``)."""
+    """Secrets and key-shaped tokens out of ``text`` (delegates to ``byok_nb.secrets.scrub``).
+
+    Each secret is also removed in the forms it takes inside other text: URL-encoded (a provider
+    may quote the key it got inside a URL — a redirect's ``Location``, an error naming the
+    request), escaped as in a ``bytes`` repr (botocore and httpcore log header values as bytes, so
+    a key with a non-ASCII character shows as ``\\xe2\\x80\\x8b``…) and JSON-escaped.
+    """
+    from urllib.parse import quote, quote_plus
+
     from ..secrets import scrub as scrub_secrets
 
-    return scrub_secrets(text, secrets)
+    values = [s for s in secrets if s]
+    forms = set(values)
+    for value in values:
+        forms.update((quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1],
+                      repr(value.encode("utf-8", "backslashreplace"))[2:-1]))
+    return scrub_secrets(text, forms)
+
+
+# The secrets the call in progress sent (its bearer token), for the log filter below.
+_call_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "byok_nb_call_secrets", default=())
+
+
+class _HttpLogScrubber(logging.Filter):
+    """httpcore's DEBUG trace logs every response header, so a provider that echoes the key it got
+    in a header (a redirect's ``Location``, ...) would put it in the operator's debug log; records
+    of the httpx and httpcore loggers are scrubbed of the current call's secrets and key shapes
+    (as ``bedrock.SecretScrubbingFilter`` does for botocore)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot format is left for logging to report
+            return True
+        cleaned = scrub(text, _call_secrets.get())
+        if cleaned != text:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_HTTP_LOG_SCRUBBER = _HttpLogScrubber()
+
+
+def install_http_log_scrubbing() -> None:
+    """Attach the filter to every httpx/httpcore logger (a filter sees only its own logger's
+    records, not its children's); they all exist once the two packages are imported."""
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".", 1)[0] in ("httpx", "httpcore")]
+    for name in {"httpx", "httpcore", *names}:
+        logger = logging.getLogger(name)
+        if _HTTP_LOG_SCRUBBER not in logger.filters:
+            logger.addFilter(_HTTP_LOG_SCRUBBER)
+
+
+def _sent_secrets(headers: dict[str, str]) -> tuple[str, ...]:
+    """The bearer token among ``headers`` (the only secret byok_nb puts on the wire)."""
+    for name, value in headers.items():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if name.lower() == "authorization" and isinstance(value, str) and value[:7].lower() == "bearer ":
+            return (value[7:].strip(),)
+    return ()
 
 
 def shorten(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
     """The first ``limit`` characters of ``text``, marked when cut."""
     return text if len(text) <= limit else text[:limit] + " …[truncated]"
+
+
+def shown(text: str, secrets: Iterable[str], limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text`` scrubbed and shortened for an error message.
+
+    Only a prefix a little longer than what is shown is scrubbed: scrubbing a 16 MB body costs
+    seconds, and everything past the prefix is cut anyway. The margin covers a secret (or
+    key-shaped token) that starts inside the shown part and ends past it.
+    """
+    secrets = [s for s in secrets if s]
+    margin = 1024 + max((len(s) for s in secrets), default=0)
+    return shorten(scrub(text[:limit + margin], secrets), limit)
 
 
 _ssl_context: Any = None
@@ -54,6 +132,62 @@ def default_ssl_context() -> Any:
         return _ssl_context
 
 
+def _bounded(timeout: float | None, timeout_error: type[Exception]) -> float | None:
+    """``timeout`` shortened to what is left of the call's deadline; raise when none is left."""
+    deadline = _call_deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timeout_error("the call did not complete within its time limit")
+    return left if timeout is None else min(timeout, left)
+
+
+def deadline_network_backend(inner: Any) -> Any:
+    """An ``httpcore`` network backend whose every connect, read, write and TLS handshake is
+    bounded by the current call's deadline as well as by its own timeout."""
+    import httpcore
+
+    class DeadlineStream(httpcore.NetworkStream):
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._stream.read(max_bytes, timeout=_bounded(timeout, httpcore.ReadTimeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._stream.write(buffer, timeout=_bounded(timeout, httpcore.WriteTimeout))
+
+        def close(self) -> None:
+            self._stream.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> Any:
+            return DeadlineStream(self._stream.start_tls(
+                ssl_context, server_hostname=server_hostname,
+                timeout=_bounded(timeout, httpcore.ConnectTimeout)))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._stream.get_extra_info(info)
+
+    class DeadlineBackend(httpcore.NetworkBackend):
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                        local_address: str | None = None, socket_options: Any = None) -> Any:
+            return DeadlineStream(inner.connect_tcp(
+                host, port, timeout=_bounded(timeout, httpcore.ConnectTimeout),
+                local_address=local_address, socket_options=socket_options))
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                socket_options: Any = None) -> Any:
+            return DeadlineStream(inner.connect_unix_socket(
+                path, timeout=_bounded(timeout, httpcore.ConnectTimeout), socket_options=socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            inner.sleep(seconds)
+
+    return DeadlineBackend()
+
+
 def build_http_client(*, timeout: float, policy: EgressPolicy, max_connections: int = 128) -> Any:
     """One pooled ``httpx.Client`` whose every new connection passes the egress policy.
 
@@ -63,6 +197,7 @@ def build_http_client(*, timeout: float, policy: EgressPolicy, max_connections: 
     import httpcore
     import httpx
 
+    install_http_log_scrubbing()
     limits = httpx.Limits(max_connections=max_connections,
                           max_keepalive_connections=max_connections, keepalive_expiry=30.0)
     transport = httpx.HTTPTransport(limits=limits, trust_env=False)
@@ -75,7 +210,7 @@ def build_http_client(*, timeout: float, policy: EgressPolicy, max_connections: 
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=guarded_network_backend(policy),
+        network_backend=deadline_network_backend(guarded_network_backend(policy)),
     )
     return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout),
                         follow_redirects=False, trust_env=False)
@@ -86,9 +221,77 @@ class HttpReply:
     status: int
     headers: Any          # httpx.Headers
     content: bytes
+    truncated: bool = False   # an error body longer than MAX_ERROR_BODY_BYTES, cut there
 
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
+
+
+def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], body: bytes,
+             label: str, timeout: float) -> HttpReply:
+    """Send one request and read the whole reply, bounded in time and size; transport failures
+    are raised as the ``httpx`` errors they are (callers word them, see :func:`transport_error`).
+
+    The whole call — connect, TLS, send, the status line and headers, and every chunk of the
+    body — ends within ``timeout`` seconds: a server that drips bytes cannot hold a Test
+    Connection open past it (T-8). A reply over ``MAX_RESPONSE_BYTES`` is refused after reading
+    that much (``ProviderError``, 502), never buffered whole; of an error reply (4xx/5xx) the first
+    ``MAX_ERROR_BODY_BYTES`` are kept and the rest is not read, so the provider's status stands.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    token = _call_deadline.set(deadline)
+    secrets_token = _call_secrets.set(_sent_secrets(headers))
+    try:
+        try:
+            request = client.build_request(method, url, headers=headers, content=body)
+        except UnicodeEncodeError as exc:
+            unsendable = exc
+        else:
+            unsendable = None
+        if unsendable is not None:   # raised outside the except: no __context__ holding the value
+            raise InvalidRequest(_unsendable_header_message(unsendable))
+        response = client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            truncated = False
+            is_error = response.status_code >= 400
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if is_error and size > MAX_ERROR_BODY_BYTES:
+                    truncated = True
+                    break
+                if size > MAX_RESPONSE_BYTES:
+                    raise ProviderError(
+                        f"{label} sent a reply larger than {MAX_RESPONSE_BYTES // 2**20} MiB "
+                        f"(HTTP {response.status_code}); refused.",
+                        status_code=502, provider=label)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("reply not complete within the timeout")
+        finally:
+            response.close()
+    finally:
+        _call_deadline.reset(token)
+        _call_secrets.reset(secrets_token)
+    content = b"".join(chunks)
+    if truncated:
+        content = content[:MAX_ERROR_BODY_BYTES]
+    return HttpReply(response.status_code, response.headers, content, truncated=truncated)
+
+
+def _unsendable_header_message(exc: UnicodeEncodeError) -> str:
+    """Why a header could not be encoded, without the header: httpx's ``UnicodeEncodeError``
+    carries the whole value (``Bearer <key>``) in its ``args``/``object``."""
+    value = exc.object if isinstance(exc.object, str) else ""
+    bearer = value[:7].lower() == "bearer "
+    position = exc.start - (7 if bearer else 0)
+    char = value[exc.start] if 0 <= exc.start < len(value) else "?"
+    what = "the API key" if bearer else "a request header"
+    return (f"{what} contains a character HTTP headers cannot carry (U+{ord(char):04X} at position "
+            f"{position + 1}); check it for a stray space or invisible character copied with it")
 
 
 def post_json(client: Any, url: str, *, headers: dict[str, str], body: bytes, label: str,
@@ -97,33 +300,14 @@ def post_json(client: Any, url: str, *, headers: dict[str, str], body: bytes, la
     transport failures and redirects. Error statuses are returned, not raised: the caller knows
     the provider and maps them with :func:`error_from_reply`.
 
-    The whole call — connect, send, and every chunk read — is bounded by ``timeout`` seconds, so a
-    server that drips bytes cannot hold a Test Connection open past it (T-8).
+    Bounded in time and size as :func:`exchange` says.
     """
     import httpx
 
-    deadline = time.monotonic() + timeout
     try:
-        request = client.build_request("POST", url, headers=headers, content=body)
-        response = client.send(request, stream=True)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_RESPONSE_BYTES:
-                    raise ProviderError(
-                        f"{label} sent a reply larger than {MAX_RESPONSE_BYTES // 2**20} MiB; refused.",
-                        status_code=502, provider=label)
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("reply not complete within the timeout")
-        finally:
-            response.close()
+        reply = exchange(client, "POST", url, headers=headers, body=body, label=label, timeout=timeout)
     except httpx.HTTPError as exc:
         raise transport_error(exc, url=url, label=label, secrets=secrets, timeout=timeout) from None
-    content = b"".join(chunks)
-    reply = HttpReply(response.status_code, response.headers, content)
     if 300 <= reply.status < 400:
         location = reply.headers.get("location", "(no Location header)")
         raise ProviderError(
@@ -152,11 +336,14 @@ def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[s
             kind = "could not be reached"
     elif isinstance(exc, httpx.RemoteProtocolError):
         kind = "closed the connection or broke the HTTP protocol"
+    elif isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        kind = "reset the connection"
     elif isinstance(exc, httpx.UnsupportedProtocol):
         kind = "is not an http(s) URL"
     else:
         kind = "failed"
-    message = f"{label} endpoint {url} {kind}: {detail}"
+    where = label if label.endswith(" endpoint") else f"{label} endpoint"   # no "endpoint endpoint"
+    message = f"{where} {url} {kind}: {detail}"
     return ProviderError(scrub(message, secrets), status_code=502,
                          provider_message=scrub(detail, secrets), provider=label)
 
@@ -190,7 +377,7 @@ def _as_text(value: Any) -> str:
 def error_from_reply(reply: HttpReply, *, label: str, secrets: Iterable[str]) -> ProviderError:
     """A ``ProviderError`` carrying the provider's status and its own (scrubbed, shortened) text."""
     provider_message = provider_message_from_body(reply.content) or _reason(reply.status)
-    provider_message = shorten(scrub(provider_message, secrets))
+    provider_message = shown(provider_message, secrets)
     extra = ""
     retry_after = reply.headers.get("retry-after")
     if reply.status == 429 and retry_after:
@@ -201,9 +388,10 @@ def error_from_reply(reply: HttpReply, *, label: str, secrets: Iterable[str]) ->
 
 def malformed_reply(reply: HttpReply, *, label: str, secrets: Iterable[str], why: str) -> ProviderError:
     """A 2xx reply we cannot read: status 502, the first 4,000 characters shown."""
-    shown = shorten(scrub(reply.text(), secrets))
-    return ProviderError(f"{label} returned a malformed reply (HTTP {reply.status}, {why}): {shown}",
-                         status_code=502, provider_message=shown, provider=label)
+    # At most 4 bytes a character: this prefix holds everything that can be shown.
+    text = shown(reply.content[:4 * MAX_SHOWN_CHARS + 8192].decode("utf-8", "replace"), secrets)
+    return ProviderError(f"{label} returned a malformed reply (HTTP {reply.status}, {why}): {text}",
+                         status_code=502, provider_message=text, provider=label)
 
 
 def _reason(status: int) -> str:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError, DataError, DBAPIError, InterfaceError, OperationalError, ProgrammingError,
+    StatementError,
+)
 from sqlalchemy.pool import StaticPool
 
 from ..errors import InvalidRequest, StoreUnavailable
@@ -16,6 +19,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str) -> Engine:
+    if isinstance(url, str) and ("\x00" in url or not url.isascii() and _has_lone_surrogate(url)):
+        # No driver takes these (sqlite3 and libpq encode the URL's parts as UTF-8 C strings).
+        raise InvalidRequest("not a database URL: it contains a NUL byte or a lone surrogate")
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -23,7 +29,15 @@ def make_engine(url: str) -> Engine:
     except ValueError:   # e.g. a non-numeric port; the URL is not echoed (it may hold a password)
         raise InvalidRequest("not a database URL: check its host, port and database parts") from None
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed)
+        try:
+            return _sqlite_engine(parsed)
+        except ArgumentError as exc:   # e.g. sqlite://<junk>: SQLAlchemy's own "Invalid SQLite URL"
+            raise InvalidRequest(f"not a database URL: {exc}") from None
+        except ValueError:             # a NUL byte or a lone surrogate in the file name
+            raise InvalidRequest("not a database URL: the SQLite file name is not a valid path") from None
+        except OSError as exc:         # the file's directory cannot be created
+            raise InvalidRequest(f"cannot create the directory of the SQLite database: "
+                                 f"{exc.strerror or exc}") from None
     try:
         return create_engine(parsed, pool_pre_ping=True, future=True)
     except ArgumentError as exc:   # NoSuchModuleError: an unknown dialect
@@ -31,6 +45,14 @@ def make_engine(url: str) -> Engine:
     except ImportError as exc:     # a known dialect whose driver is not installed
         raise InvalidRequest(f"the database driver for {parsed.drivername!r} is not installed "
                              f"({exc}); for PostgreSQL: pip install 'byok_nb[postgres]'") from None
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _sqlite_engine(parsed) -> Engine:
@@ -77,6 +99,10 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
                 yield conn
     except OperationalError as exc:
         raise _unavailable(exc, engine) from None
+    except (UnicodeEncodeError, OverflowError, StatementError) as exc:
+        if not _unbindable_value(exc):
+            raise
+        raise _unbindable() from None
 
 
 @contextlib.contextmanager
@@ -87,6 +113,34 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
                 yield conn
     except OperationalError as exc:
         raise _unavailable(exc, engine) from None
+    except (UnicodeEncodeError, OverflowError, StatementError) as exc:
+        if not _unbindable_value(exc):
+            raise
+        raise _unbindable() from None
+
+
+# A value the driver cannot send: text with a lone surrogate (UnicodeEncodeError), an integer
+# beyond 64 bits (OverflowError), an object of no SQL type ("Error binding parameter" on SQLite,
+# "cannot adapt type" on psycopg), a value a bind processor refuses (Decimal('sNaN')), NUL in
+# PostgreSQL text or a number out of the column's range (DataError). The rules of each call refuse
+# most bad input by name first; this is the net under lookups by arbitrary keys. The transaction
+# has rolled back by the time it is raised.
+def _unbindable_value(exc: Exception) -> bool:
+    if isinstance(exc, (UnicodeEncodeError, OverflowError, DataError)):
+        return True
+    if isinstance(exc, (ProgrammingError, InterfaceError)):
+        text = str(exc.orig).lower()
+        return "binding parameter" in text or "cannot adapt" in text or "not supported" in text
+    if isinstance(exc, DBAPIError):   # IntegrityError and friends: the caller maps those
+        return False
+    # Not the driver's error: SQLAlchemy wrapped what a bind processor raised for the value.
+    return isinstance(getattr(exc, "orig", None), (ValueError, TypeError, ArithmeticError))
+
+
+def _unbindable() -> InvalidRequest:
+    return InvalidRequest("a value in this request cannot be stored or looked up: text with a lone "
+                          "surrogate or NUL byte, a number out of range, or a value of an unsupported "
+                          "type")
 
 
 def _unavailable(exc: OperationalError, engine: Engine) -> StoreUnavailable:

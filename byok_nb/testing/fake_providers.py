@@ -2,13 +2,20 @@
 
 * :class:`FakeOpenAIProvider` — the OpenAI chat-completions shape, with a profile per vendor
   (``fireworks``, ``together``, ``openai``, ``hf_tgi``, ``hf_router``, ``openrouter``,
-  ``litellm``): bearer auth with each vendor's 401 body, unknown models with each vendor's error,
-  body-shape validation (``response_format`` forms, tools, reasoning fields), a context limit
-  that ``max_tokens`` can exceed, and failure switches (delay, malformed or huge body, 5xx, 429
-  with ``Retry-After``, redirects).
+  ``litellm``, ``vllm``): bearer auth with each vendor's 401 body, unknown models with each
+  vendor's error, body-shape validation (``response_format`` forms, tools, reasoning fields), a
+  context limit that ``max_tokens`` can exceed, and failure switches (delay, malformed or huge
+  body, 5xx, 429 with ``Retry-After``, redirects).
 * :class:`FakeBedrock` — ``POST /model/{modelId}/converse`` verifying SigV4 with botocore's own
   ``SigV4Auth`` (or a Bedrock API key as bearer), validating the converse body, and answering
   with Bedrock's error types in ``x-amzn-ErrorType``.
+
+Both can play a model that lacks capabilities (``unsupported={"json", "tools", "vision",
+"reasoning"}``, none by default) the way the real server does — refusing with its real error
+body, or silently ignoring the request where that is what the server does (see
+:data:`CAPABILITY_ERRORS`) — and one that has them: ``tool_call`` answers tool requests with a
+tool call, ``reasoning_reply`` returns reasoning text (and a reasoning-token count) beside the
+answer when reasoning is asked for. U-9's "Probe capabilities" is tested against these.
 
 Each fake is a ``ThreadingHTTPServer`` on ``127.0.0.1`` (port 0), speaking HTTP/1.1 keep-alive
 with Nagle's algorithm off (else every reply waits ~40 ms for a delayed ACK). Use as a context
@@ -215,10 +222,37 @@ class FakeServer:
 # ==================================================================================================
 # OpenAI chat-completions shape
 # ==================================================================================================
-OPENAI_PROFILES = ("fireworks", "together", "openai", "hf_tgi", "hf_router", "openrouter", "litellm")
+OPENAI_PROFILES = ("fireworks", "together", "openai", "hf_tgi", "hf_router", "openrouter", "litellm",
+                   "vllm")
 # Where each vendor serves its API (the value to put in the matching base-URL override).
 _BASE_PATHS = {"fireworks": "/inference/v1", "together": "/v1", "openai": "/v1", "hf_tgi": "",
-               "hf_router": "/v1", "openrouter": "/api/v1", "litellm": ""}
+               "hf_router": "/v1", "openrouter": "/api/v1", "litellm": "", "vllm": "/v1"}
+CAPABILITIES = ("json", "tools", "vision", "reasoning")
+# How each server treats a request for a capability its model lacks (``unsupported=``):
+# "refuse" answers with the server's real error, "ignore" answers as if the part were not there.
+#   * OpenAI and the servers relaying its errors (OpenRouter, LiteLLM, the HF router, Fireworks,
+#     Together): 400 ``Invalid content type. image_url is only supported by certain models.`` for
+#     images; ``Unsupported parameter: '<p>' is not supported with this model.`` (code
+#     ``unsupported_parameter``) for tools and reasoning parameters.
+#   * vLLM: ``<model> is not a multimodal model``; without ``--enable-auto-tool-choice``,
+#     ``"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set``;
+#     reasoning fields are accepted and nothing comes back without a reasoning parser.
+#   * TGI: image parts reach a text-only model, which answers without seeing them
+#     (huggingface/text-generation-inference#2565); tools and reasoning fields are not refused.
+#   * Bedrock converse (ValidationException): ``This model doesn't support tool use.``, ``This
+#     model doesn't support the image content block that you provided. ...``, ``This model doesn't
+#     support the toolConfig.toolChoice.tool field. ...`` and, for model-native reasoning fields,
+#     ``The model returned the following errors: Malformed input request: #: extraneous key
+#     [thinking] is not permitted, ...``.
+#   Refused native JSON is each server's wording as for ``reject_native_json``.
+CAPABILITY_ERRORS = {
+    "vllm": {"vision": "refuse", "tools": "refuse", "reasoning": "ignore", "json": "refuse"},
+    "hf_tgi": {"vision": "ignore", "tools": "ignore", "reasoning": "ignore", "json": "refuse"},
+    "bedrock": dict.fromkeys(CAPABILITIES, "refuse"),
+    **{p: dict.fromkeys(CAPABILITIES, "refuse")
+       for p in ("fireworks", "together", "openai", "hf_router", "openrouter", "litellm")},
+}
+_REASONING_FIELDS = ("reasoning_effort", "thinking", "reasoning")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _EFFORTS = ("low", "medium", "high")
@@ -235,6 +269,39 @@ def openai_error(status: int, message: str, *, type: str = "invalid_request_erro
 def tgi_error(status: int, message: str, error_type: str = "validation") -> Reply:
     """A TGI error: ``{"error": "...", "error_type": "..."}``."""
     return Reply(status, {"error": message, "error_type": error_type})
+
+
+def vllm_error(status: int, message: str, type: str = "BadRequestError") -> Reply:
+    """A vLLM error: ``{"object": "error", "message", "type", "param", "code"}`` at the top level."""
+    return Reply(status, {"object": "error", "message": message, "type": type, "param": None,
+                          "code": status})
+
+
+def _capability_set(unsupported: Iterable[str]) -> frozenset[str]:
+    out = frozenset(unsupported)
+    unknown = sorted(out - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(f"unsupported capabilities must be among {CAPABILITIES}, not {unknown}")
+    return out
+
+
+def _image_part(messages: Any) -> tuple[int, int] | None:
+    """(message index, part index) of the first ``image_url`` part, or None."""
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                return i, j
+    return None
+
+
+def _minimal_arguments(tool: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for a tool's required parameters, each the simplest value of its type."""
+    parameters = (tool.get("function") or {}).get("parameters") or {}
+    properties = parameters.get("properties") or {}
+    simple = {"boolean": True, "string": "ok", "integer": 1, "number": 1, "array": [], "object": {}}
+    return {name: simple.get((properties.get(name) or {}).get("type"), "ok")
+            for name in parameters.get("required") or []}
 
 
 def _text_of(content: Any) -> str:
@@ -257,8 +324,14 @@ class FakeOpenAIProvider(FakeServer):
     as a local vLLM). ``models``: accepted model ids (None: any; ``hf_tgi`` ignores the model
     like TGI does). ``context_limit``: prompt + ``max_tokens`` above it is the vendor's 400/422.
     ``reply``: the assistant text (or ``callable(request) -> str``); ``tool_call``: answer with a
-    tool call ``{"name": ..., "arguments": {...}}`` when the request has tools.
+    tool call ``{"name": ..., "arguments": {...}}`` when the request has tools (``"first"``: call
+    the request's first tool with its required arguments filled with simple values).
     ``reject_native_json``: refuse any native ``response_format`` as an unsupported parameter.
+    ``unsupported``: capabilities (``json``, ``tools``, ``vision``, ``reasoning``) the model lacks,
+    refused or ignored as the vendor does (:data:`CAPABILITY_ERRORS`); ``json`` is
+    ``reject_native_json``. ``reasoning_reply``: reasoning text returned beside the answer when
+    the request asks for reasoning (``reasoning_content``, or ``reasoning`` for Together and
+    OpenRouter; OpenAI returns only ``usage.completion_tokens_details.reasoning_tokens``).
     Failure switches: ``delay`` (seconds before answering), ``malformed`` (200 with a broken
     body), ``huge_body`` (500 with a 1 MB HTML body), ``fail_status`` (e.g. 503),
     ``rate_limit`` (429 with ``Retry-After: retry_after``), ``redirect_to`` (302 to it).
@@ -267,10 +340,11 @@ class FakeOpenAIProvider(FakeServer):
     def __init__(self, profile: str = "openai", *, api_key: str | None = "sk-test-key-0001",
                  models: Iterable[str] | None = None, context_limit: int = 131072,
                  reply: str | Callable[[RecordedRequest], str] = DEFAULT_REPLY,
-                 tool_call: dict[str, Any] | None = None, reject_native_json: bool = False,
+                 tool_call: dict[str, Any] | str | None = None, reject_native_json: bool = False,
                  delay: float = 0.0, malformed: bool = False, huge_body: bool = False,
                  fail_status: int | None = None, rate_limit: bool = False, retry_after: int = 7,
-                 redirect_to: str | None = None) -> None:
+                 redirect_to: str | None = None, unsupported: Iterable[str] = (),
+                 reasoning_reply: str | None = None) -> None:
         if profile not in OPENAI_PROFILES:
             raise ValueError(f"profile must be one of {OPENAI_PROFILES}, not {profile!r}")
         super().__init__()
@@ -281,6 +355,8 @@ class FakeOpenAIProvider(FakeServer):
         self.reply = reply
         self.tool_call = tool_call
         self.reject_native_json = reject_native_json
+        self.unsupported = _capability_set(unsupported)
+        self.reasoning_reply = reasoning_reply
         self.delay = delay
         self.malformed = malformed
         self.huge_body = huge_body
@@ -352,6 +428,8 @@ class FakeOpenAIProvider(FakeServer):
             return Reply(401, {"error": "Invalid credentials in Authorization header"})
         if p == "hf_tgi":
             return Reply(401, {"error": "Authorization header is correct, but the token seems invalid"})
+        if p == "vllm":
+            return Reply(401, {"error": "Unauthorized"})
         if p == "fireworks":
             return Reply(401, {"error": {"object": "error", "type": "invalid_request_error",
                                          "message": "The API key you provided is invalid."}})
@@ -375,6 +453,8 @@ class FakeOpenAIProvider(FakeServer):
     def _invalid(self, message: str, param: str | None) -> Reply:
         if self.profile == "hf_tgi":
             return tgi_error(422, message)
+        if self.profile == "vllm":
+            return vllm_error(400, message)
         return openai_error(400, message, param=param)
 
     def _unknown_model(self, model: str) -> Reply:
@@ -392,6 +472,8 @@ class FakeOpenAIProvider(FakeServer):
                                 param="model", code="model_not_found")
         if p == "openrouter":
             return Reply(400, {"error": {"message": f"{model} is not a valid model ID", "code": 400}})
+        if p == "vllm":
+            return vllm_error(404, f"The model `{model}` does not exist.", type="NotFoundError")
         if p == "litellm":
             return openai_error(400, f"/chat/completions: Invalid model name passed in "
                                 f"model={model}. Call `/v1/models` to view available models for "
@@ -407,7 +489,7 @@ class FakeOpenAIProvider(FakeServer):
             if self.models is not None and model not in self.models:
                 return self._unknown_model(model)
         for check in (self._check_messages, self._check_max_tokens, self._check_response_format,
-                      self._check_tools, self._check_reasoning):
+                      self._check_tools, self._check_reasoning, self._check_capabilities):
             problem = check(body)
             if problem is not None:
                 return problem
@@ -478,14 +560,17 @@ class FakeOpenAIProvider(FakeServer):
                                  "response_format: missing field `value`")
             if body.get("tools"):
                 return tgi_error(422, "Tool error: Grammar and tools are mutually exclusive", "tool_error")
-            if self.reject_native_json:
+            if self.reject_native_json or "json" in self.unsupported:
                 return tgi_error(422, "Input validation error: grammar is not supported", "validation")
             return None
         allowed = ("text", "json_object", "json_schema") + (("grammar",) if self.profile == "fireworks" else ())
         if kind not in allowed:
             return self._invalid(f"Invalid value: '{kind}'. Supported values are: "
                                  f"{', '.join(repr(a) for a in allowed)}.", "response_format.type")
-        if self.reject_native_json and kind != "text":
+        if (self.reject_native_json or "json" in self.unsupported) and kind != "text":
+            if self.profile == "vllm":
+                return vllm_error(400, f"response_format of type '{kind}' is not supported by this "
+                                  f"model.")
             return openai_error(400, f"response_format of type '{kind}' is not supported by this "
                                 f"model.", param="response_format", code="unsupported_parameter")
         if kind == "json_schema":
@@ -545,26 +630,64 @@ class FakeOpenAIProvider(FakeServer):
                                  "reasoning.effort")
         return None
 
+    def _check_capabilities(self, body: dict[str, Any]) -> Reply | None:
+        """The vendor's refusal of a capability the model lacks (``unsupported``), or None."""
+        if not self.unsupported:
+            return None
+        refuses = CAPABILITY_ERRORS[self.profile]
+        image = _image_part(body.get("messages"))
+        if "vision" in self.unsupported and image is not None and refuses["vision"] == "refuse":
+            if self.profile == "vllm":
+                return vllm_error(400, f"{body.get('model')} is not a multimodal model")
+            return openai_error(400, "Invalid content type. image_url is only supported by certain "
+                                "models.", param=f"messages.[{image[0]}].content.[{image[1]}].type")
+        if "tools" in self.unsupported and body.get("tools") and refuses["tools"] == "refuse":
+            if self.profile == "vllm":
+                return vllm_error(400, '"auto" tool choice requires --enable-auto-tool-choice and '
+                                  '--tool-call-parser to be set')
+            return self._unsupported_parameter("tools")
+        asked = [name for name in _REASONING_FIELDS if name in body]
+        if "reasoning" in self.unsupported and asked and refuses["reasoning"] == "refuse":
+            return self._unsupported_parameter(asked[0])
+        return None
+
+    def _unsupported_parameter(self, name: str) -> Reply:
+        return openai_error(400, f"Unsupported parameter: '{name}' is not supported with this model.",
+                            param=name, code="unsupported_parameter")
+
     # -- the answer ------------------------------------------------------------------------------
     def _completion(self, request: RecordedRequest, body: dict[str, Any]) -> dict[str, Any]:
         prompt = count_tokens(body["messages"])
-        if self.tool_call is not None and body.get("tools"):
+        tools = body.get("tools") if "tools" not in self.unsupported else None
+        if self.tool_call is not None and tools:
+            if self.tool_call == "first":
+                name, arguments = tools[0]["function"]["name"], _minimal_arguments(tools[0])
+            else:
+                name, arguments = self.tool_call["name"], self.tool_call.get("arguments", {})  # type: ignore[index]
             message: dict[str, Any] = {
                 "role": "assistant", "content": None,
                 "tool_calls": [{"id": "call_fake_1", "type": "function",
-                                "function": {"name": self.tool_call["name"],
-                                             "arguments": json.dumps(self.tool_call.get("arguments", {}))}}]}
+                                "function": {"name": name, "arguments": json.dumps(arguments)}}]}
             finish, completion = "tool_calls", 12
         else:
             text = self.reply(request) if callable(self.reply) else self.reply
             message = {"role": "assistant", "content": text}
             finish, completion = "stop", max(1, len(text) // 4)
         completion = min(completion, body.get("max_tokens") or completion)
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                 "total_tokens": prompt + completion}
+        if self.reasoning_reply and "reasoning" not in self.unsupported \
+                and any(name in body for name in _REASONING_FIELDS):
+            if self.profile != "openai":   # OpenAI returns the count, never the text
+                key = "reasoning" if self.profile in ("together", "openrouter") else "reasoning_content"
+                message[key] = self.reasoning_reply
+            if self.profile not in ("vllm", "hf_tgi"):   # they do not count reasoning tokens
+                usage["completion_tokens_details"] = {
+                    "reasoning_tokens": max(1, len(self.reasoning_reply) // 4)}
         return {"id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion",
                 "created": int(time.time()), "model": body.get("model") or "tgi",
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                          "total_tokens": prompt + completion}}
+                "usage": usage}
 
 
 # ==================================================================================================
@@ -608,13 +731,17 @@ class FakeBedrock(FakeServer):
     ``DEFAULT_BEDROCK_MODELS``); any other id is Bedrock's "model identifier is invalid".
     ``region``: when set, a signature scoped to another region is refused.
     ``reply`` / ``tool_call`` / ``delay`` as for :class:`FakeOpenAIProvider`.
+    ``unsupported``: capabilities every served model lacks, refused with Bedrock's
+    ``ValidationException`` texts (:data:`CAPABILITY_ERRORS`). ``reasoning_reply``: a
+    ``reasoningContent`` block returned before the answer when reasoning fields are sent.
     """
 
     def __init__(self, *, credentials: dict[str, str] | None = None,
                  api_keys: Iterable[str] = ("ABSKZmFrZS1iZWRyb2NrLWFwaS1rZXk=",),
                  models: dict[str, int] | None = None, region: str | None = None,
                  reply: str | Callable[[RecordedRequest], str] = DEFAULT_REPLY,
-                 tool_call: dict[str, Any] | None = None, delay: float = 0.0) -> None:
+                 tool_call: dict[str, Any] | None = None, delay: float = 0.0,
+                 unsupported: Iterable[str] = (), reasoning_reply: str | None = None) -> None:
         super().__init__()
         self.credentials = dict(credentials if credentials is not None
                                 else {"AKIAFAKEBEDROCK00001": "fake/secret/key/0123456789abcdefghijklmn"})
@@ -624,6 +751,8 @@ class FakeBedrock(FakeServer):
         self.reply = reply
         self.tool_call = tool_call
         self.delay = delay
+        self.unsupported = _capability_set(unsupported)
+        self.reasoning_reply = reasoning_reply
 
     def handle(self, request: RecordedRequest) -> Reply:
         if self.delay:
@@ -708,7 +837,29 @@ class FakeBedrock(FakeServer):
         tool_problem = _check_tool_config(body.get("toolConfig"))
         if tool_problem is not None:
             return tool_problem
+        capability_problem = self._check_capabilities(body)
+        if capability_problem is not None:
+            return capability_problem
         return self._check_model_fields(model, body, max_tokens)
+
+    def _check_capabilities(self, body: dict[str, Any]) -> Reply | None:
+        """Bedrock's refusal of a capability the model lacks (``unsupported``), or None."""
+        if "vision" in self.unsupported and any(
+                "image" in block for message in body["messages"] for block in message.get("content") or []):
+            return _validation("This model doesn't support the image content block that you provided. "
+                               "Update the content block and try again.")
+        tool_config = body.get("toolConfig")
+        if "tools" in self.unsupported and tool_config:
+            return _validation("This model doesn't support tool use.")
+        if "json" in self.unsupported and "tool" in ((tool_config or {}).get("toolChoice") or {}):
+            return _validation("This model doesn't support the toolConfig.toolChoice.tool field. "
+                               "Remove toolConfig.toolChoice.tool and try again.")
+        asked = _bedrock_reasoning_keys(body)
+        if "reasoning" in self.unsupported and asked:
+            return _validation(f"The model returned the following errors: Malformed input request: #: "
+                               f"extraneous key [{asked[0]}] is not permitted, please reformat your "
+                               f"input and try again.")
+        return None
 
     def _check_model_fields(self, model: str, body: dict[str, Any], max_tokens: int | None) -> Reply | None:
         extra = body.get("additionalModelRequestFields") or {}
@@ -748,6 +899,9 @@ class FakeBedrock(FakeServer):
         else:
             content = [{"text": text}]
             stop, output_tokens = "end_turn", max(1, len(text) // 4)
+        if self.reasoning_reply and "reasoning" not in self.unsupported and _bedrock_reasoning_keys(body):
+            content.insert(0, {"reasoningContent": {"reasoningText": {
+                "text": self.reasoning_reply, "signature": "fake-reasoning-signature"}}})
         input_tokens = sum(4 + sum(len(b.get("text", "")) // 4 for b in m.get("content", []))
                            for m in body["messages"])
         return {"output": {"message": {"role": "assistant", "content": content}},
@@ -755,6 +909,13 @@ class FakeBedrock(FakeServer):
                 "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens,
                           "totalTokens": input_tokens + output_tokens},
                 "metrics": {"latencyMs": int(self.delay * 1000) + 1}}
+
+
+def _bedrock_reasoning_keys(body: dict[str, Any]) -> list[str]:
+    """The model-native reasoning fields of a converse body (Claude, Nova, gpt-oss forms)."""
+    extra = body.get("additionalModelRequestFields") or {}
+    return [key for key in ("thinking", "reasoningConfig", "reasoning_effort", "output_config")
+            if key in extra]
 
 
 def _check_block(block: Any, where: str) -> Reply | None:

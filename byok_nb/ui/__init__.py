@@ -58,6 +58,13 @@ Stable CSS classes (``widget.add_class``), for browser tests:
 ``byok-endpoint-note``             HuggingFace legacy-URL note (P-3)
 ``byok-edit`` / ``byok-test`` /    Edit, Test, Delete (org admins only)
 ``byok-delete``
+``byok-probe-capabilities``        Probe capabilities (U-9, org admins only); its output in
+                                   ``byok-probe-result``: ``byok-probe-message``,
+                                   ``byok-probe-table`` (inner ``<table
+                                   class="byok-probe-table-html">``, rows ``tr.byok-probe-differs``
+                                   / ``tr.byok-probe-same`` with ``data-flag``),
+                                   ``byok-probe-note`` (flags are not changed) and
+                                   ``byok-apply-suggestions`` (fills the Edit form, never saves)
 ``byok-edit-area``                 Edit mode; ``byok-save-edit`` Save, ``byok-cancel-edit`` Cancel
 ``byok-delete-confirmation``       the confirmation box; ``byok-delete-question`` its text,
                                    ``byok-confirm-delete`` / ``byok-cancel-delete`` its buttons

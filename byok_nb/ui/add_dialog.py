@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+from traitlets import Unicode
 
 from .errors import ERROR_STYLE, OK_STYLE, WARNING_STYLE, guarded, set_message, styled
 from .forms import (
@@ -30,6 +31,18 @@ def css_class(field: str) -> str:
     """The stable CSS class of a field's widget: ``byok-`` + the field name with dashes
     (``api_key`` -> ``byok-api-key``, ``supports_json_mode`` -> ``byok-supports-json-mode``)."""
     return "byok-" + field.replace("_", "-")
+
+
+class SecretInput(widgets.Password):
+    """A Password input whose typed value is never sent back to the frontends (C-3, C-7).
+
+    ipywidgets 8 answers every value a frontend sends with an ``echo_update`` message carrying
+    that value on the kernel's iopub channel, which every client of the kernel receives (other
+    tabs, consoles, collaborators); ``echo_update=False`` turns that off for the secret, as
+    ipywidgets does for ``FileUpload.value``. The value still reaches the kernel normally.
+    """
+
+    value = Unicode(help="String value").tag(sync=True, echo_update=False)
 
 
 def _hidden(widget: widgets.Widget, hidden: bool) -> None:
@@ -76,7 +89,7 @@ class ModelFormView(widgets.VBox):
             w = widgets.Dropdown(options=self._reuse_choices(), value=form.reuse_credentials_from, **common)
         elif name in SECRET_FIELDS:
             # Not linked: the value travels to the form only on submit (see submit_secrets).
-            w = widgets.Password(value="", placeholder=form.placeholder(name), **common)
+            w = SecretInput(value="", placeholder=form.placeholder(name), **common)
         elif name in CHECKBOX_FIELDS:
             # indent=True lines the box up with the text inputs above (same description width).
             w = widgets.Checkbox(value=getattr(form, name), description=form.label(name), indent=True,
@@ -249,4 +262,4 @@ class AddModelDialog(widgets.VBox):
         return [self.view.fields[n].description for n in self.form.visible_fields]
 
 
-__all__ = ["AddModelDialog", "ModelFormView", "TestResultView", "css_class"]
+__all__ = ["AddModelDialog", "ModelFormView", "SecretInput", "TestResultView", "css_class"]

@@ -1,10 +1,12 @@
-"""A custom model's detail page (U-3, U-6): masked secret, full Access Key ID, endpoint note, and
-for org admins Edit / Test / Delete.
+"""A custom model's detail page (U-3, U-6, U-9): masked secret, full Access Key ID, endpoint note,
+and for org admins Edit / Test / Probe capabilities / Delete.
 
 Edit mode is :class:`~byok_nb.ui.forms.EditModelForm` behind the same field widgets as the Add
 dialog: provider and slug read-only (M-13), secret inputs empty with "Leave blank to keep
 existing" (M-14), Save never gated on a test (T-7). Delete asks first, showing how many active
-workflows reference the slug (M-11, W-6).
+workflows reference the slug (M-11, W-6). "Probe capabilities" (U-9) shows what the provider
+accepted — capability, current flag, suggestion, evidence — and never changes a flag: "Apply
+suggestions" only fills the suggestions into the Edit form, for the admin to review and Save.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import model_rules as rules
+from ..capability_probe import NOTE
 from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS
 from .add_dialog import ModelFormView, TestResultView
-from .errors import OK_STYLE, guarded, set_message
+from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
 from .forms import AUTH_METHOD_LABELS, LABELS, MESSAGES, EditModelForm, label_for
 from .models_page import is_org_admin
 
@@ -32,6 +35,33 @@ def _row(label: str, value: Any, css: str = "") -> str:
     cls = f' class="{css}"' if css else ""
     return f"<tr{cls}><th style='text-align:left;padding-right:12px'>{html.escape(label)}</th>" \
            f"<td>{html.escape(text)}</td></tr>"
+
+
+PROBE_LABEL = "Probe capabilities"
+APPLY_SUGGESTIONS_LABEL = "Apply suggestions"
+APPLIED_MESSAGE = ("Suggestions filled into the Edit form. Review them and press Save to apply; "
+                   "nothing has been saved.")
+
+
+def probe_table_html(result: Any) -> str:
+    """U-9's table: capability, current flag, suggested value and the evidence, one row a flag.
+    Rows whose suggestion differs from the flag have the class ``byok-probe-differs``."""
+    def on_off(value: bool | None) -> str:
+        return "— (inconclusive)" if value is None else ("On" if value else "Off")
+
+    head = "".join(f"<th style='text-align:left;padding-right:12px'>{html.escape(h)}</th>"
+                   for h in ("Capability", "Current flag", "Suggested", "Evidence"))
+    rows = []
+    for finding in result.findings():
+        css = "byok-probe-differs" if finding.differs else "byok-probe-same"
+        style = " style='background:#fff8c5'" if finding.differs else ""
+        cells = (LABELS.get(finding.flag, finding.flag), on_off(finding.current),
+                 on_off(finding.suggested), finding.evidence)
+        rows.append(f"<tr class='{css}' data-flag='{html.escape(finding.flag)}'{style}>"
+                    + "".join(f"<td style='padding-right:12px;vertical-align:top'>{html.escape(str(c))}</td>"
+                              for c in cells) + "</tr>")
+    return (f'<table class="byok-probe-table-html"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
 
 
 def model_info_html(model: Any) -> str:
@@ -98,7 +128,11 @@ class DetailPage(widgets.VBox):
         self.access_key.add_class("byok-access-key-id")
         self.endpoint_note = widgets.HTML()
         self.endpoint_note.add_class("byok-endpoint-note")
-        self.edit_button = self.test_button = self.delete_button = None
+        self.edit_button = self.test_button = self.delete_button = self.probe_button = None
+        self.apply_button: widgets.Button | None = None
+        self.probe_result: Any = None
+        self.probe_area = widgets.VBox()
+        self.probe_area.add_class("byok-probe-result")
         self.edit_area = widgets.VBox()
         self.edit_area.add_class("byok-edit-area")
         self.confirm_area = widgets.VBox()
@@ -110,19 +144,24 @@ class DetailPage(widgets.VBox):
             self.edit_button.add_class("byok-edit")
             self.test_button = widgets.Button(description=MESSAGES["test"], icon="plug")
             self.test_button.add_class("byok-test")
+            self.probe_button = widgets.Button(description=PROBE_LABEL, icon="search",
+                                               tooltip="Try JSON mode, tool use, vision and reasoning "
+                                                       "with tiny requests; suggests flags, never sets them")
+            self.probe_button.add_class("byok-probe-capabilities")
+            self.probe_button.on_click(self._on_probe)
             self.delete_button = widgets.Button(description=MESSAGES["delete"], button_style="danger",
                                                 icon="trash")
             self.delete_button.add_class("byok-delete")
             self.edit_button.on_click(self._on_edit)
             self.test_button.on_click(self._on_test)
             self.delete_button.on_click(self._on_delete)
-            actions = [self.edit_button, self.test_button, self.delete_button]
+            actions = [self.edit_button, self.test_button, self.probe_button, self.delete_button]
         children: list[widgets.Widget] = []
         if on_back is not None:
             children.append(self.back_button)
         children += [self.title, self.info, self.access_key, self.secret, self.endpoint_note,
                      widgets.HBox(actions), self.confirm_area, self.edit_area, self.result_area,
-                     self.message]
+                     self.probe_area, self.message]
         super().__init__(children=children)
         self.add_class("byok-detail")
         self._load()
@@ -218,6 +257,46 @@ class DetailPage(widgets.VBox):
             self.form_view.submit_secrets()
         self.form.test()
 
+    # -- probe capabilities (U-9) ---------------------------------------------------------------
+    @guarded("message", where="Probe capabilities")
+    def _on_probe(self, _button: Any = None) -> None:
+        """Probe the model as the form holds it (edited values on top of the stored ones, like
+        Test) and show the findings. Flags are not changed."""
+        assert self.form is not None
+        self.message.value = ""
+        self.probe_area.children = []
+        if getattr(self, "form_view", None) is not None:
+            self.form_view.submit_secrets()
+        result = self.session.probe_capabilities(self.slug, **self.form.changes())
+        self.probe_result = result
+        summary = widgets.HTML(styled(result.message, OK_STYLE if result.ok else ERROR_STYLE,
+                                      "byok-probe-message"))
+        table = widgets.HTML(probe_table_html(result))
+        table.add_class("byok-probe-table")
+        note = widgets.HTML(f"<i>{html.escape(NOTE)}</i>")
+        note.add_class("byok-probe-note")
+        children: list[widgets.Widget] = [summary, table, note]
+        self.apply_button = None
+        if result.suggested_changes():
+            self.apply_button = widgets.Button(description=APPLY_SUGGESTIONS_LABEL, icon="pencil",
+                                               tooltip="Fill the suggestions into the Edit form "
+                                                       "(nothing is saved)")
+            self.apply_button.add_class("byok-apply-suggestions")
+            self.apply_button.on_click(self._on_apply_suggestions)
+            children.append(self.apply_button)
+        self.probe_area.children = children
+
+    @guarded("message", where="Apply suggestions")
+    def _on_apply_suggestions(self, _button: Any = None) -> None:
+        """Open Edit (if closed) with the suggested flags filled in; never saves (M-9)."""
+        if self.form is None or self.probe_result is None:
+            return
+        if not self.edit_area.children:
+            self._on_edit()
+        for flag, value in self.probe_result.suggested_changes().items():
+            setattr(self.form, flag, value)
+        set_message(self.message, APPLIED_MESSAGE, OK_STYLE)
+
     # -- delete (M-11) ---------------------------------------------------------------------------
     @guarded("message", where="Delete")
     def _on_delete(self, _button: Any = None) -> None:
@@ -242,7 +321,8 @@ class DetailPage(widgets.VBox):
         result = self.session.delete_model(self.slug)
         self.confirm_area.children = []
         self._close_edit()
-        for button in (self.edit_button, self.test_button, self.delete_button):
+        for button in (self.edit_button, self.test_button, self.probe_button, self.delete_button,
+                       self.apply_button):
             if button is not None:
                 button.disabled = True
         n = result.referencing_workflows

@@ -2,13 +2,13 @@
 parametrized over SQLite and PostgreSQL.
 
 * ``pg_url`` (module scope): a fresh PostgreSQL database for the test module, dropped after it;
-  skipped with "PostgreSQL not reachable on 127.0.0.1:5432: ..." when there is no server.
-  ``BYOK_NB_TEST_PG_URL`` points it at another server.
+  skipped with "PostgreSQL not reachable on 127.0.0.1:5432: ..." when there is no server (failed
+  instead when ``CI`` is set). ``BYOK_NB_TEST_PG_URL`` points it at another server (tests/pgkit.py).
 * ``pg_fresh_url``: the module's database emptied for this test.
 * ``db_url``: one test, run twice — on a SQLite file and on PostgreSQL (marked ``postgres``).
 
 The shared ``tests/conftest.py`` already isolates ``BYOK_NB_HOME`` and the byok_nb variables and
-provides ``master_key``, ``registry`` and ``acme``.
+provides ``master_key``, ``registry`` and ``acme`` (on both backends, ``[sqlite]`` and ``[postgresql]``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def pg_url():
         pgkit.check_server()
         url = pgkit.create_database()
     except pgkit.PostgresUnavailable as exc:
-        pytest.skip(str(exc))
+        pgkit.unavailable(exc)
     try:
         yield url
     finally:

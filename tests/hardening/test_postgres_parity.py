@@ -1,7 +1,8 @@
-"""PostgreSQL parity (E-2): the key registry behaves on PostgreSQL as on SQLite — add, conflicts
-(M-5, including eight processes adding one slug at once), reactivation keeping its id (M-12),
-patch (M-13..M-16), delete (M-11), audit (M-17), reuse (C-6), rotation (C-5) — and the M-5 rule
-is the database's own partial unique index, visible in pg_indexes."""
+"""PostgreSQL parity (E-2), beyond the registry suite — which runs whole on PostgreSQL too (every
+test using ``registry``/``acme`` has a ``[postgresql]`` variant, tests/conftest.py), so conflicts,
+reactivation, patch, delete, audit and reuse are proven there. Here: the M-5 rule is the
+database's own partial unique index, visible in pg_indexes; an add reads back exactly; rotation
+(C-5); and eight processes adding one slug at once."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -12,8 +13,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
 import byok_nb
-from byok_nb import Conflict, InvalidRequest, LLMField, NotFound
-from byok_nb.catalog import platform_model_ids
 
 import hardkit
 from hardkit import readable_by, stored_secrets
@@ -77,93 +76,6 @@ def test_pg_add_and_read_back_exactly(ana):
     frame = ana.list_models(type="custom")
     assert list(frame["ref"]) == ["fw"]
     assert hardkit.FW_KEY not in frame.to_csv()
-
-
-def test_pg_conflicts(pg_registry, ana):
-    ana.add_model(test=False, **hardkit.fireworks(slug="taken"))
-    with pytest.raises(Conflict):
-        ana.add_model(test=False, **hardkit.fireworks(slug="taken"))
-    platform_id = sorted(platform_model_ids())[0]
-    with pytest.raises(Conflict, match="platform model id"):
-        ana.add_model(test=False, **hardkit.fireworks(slug=platform_id))
-    # Another org may use the same slug.
-    pg_registry.session(org="globex", user="gil").add_model(test=False, **hardkit.fireworks(slug="taken"))
-    # A deleted slug reactivates only with the same provider.
-    ana.delete_model("taken")
-    with pytest.raises(Conflict, match="same provider"):
-        ana.add_model(test=False, **hardkit.openai_compatible(slug="taken"))
-
-
-def test_pg_reactivation_keeps_the_id_and_overwrites_fields(ana):
-    first = ana.add_model(test=False, **hardkit.fireworks(slug="re", display_name="One"))
-    ana.delete_model("re")
-    with pytest.raises(NotFound):
-        ana.get_model("re")
-    again = ana.add_model(test=False, **hardkit.fireworks(slug="re", display_name="Two", api_key=hardkit.FW_KEY_2,
-                                                          max_tokens=77))
-    assert again.id == first.id
-    assert (again.display_name, again.max_tokens) == ("Two", 77)
-    assert hardkit.secret_of(ana, "re") == hardkit.FW_KEY_2
-
-
-def test_pg_patch_rules(ana):
-    ana.add_model(test=False, **hardkit.openai_compatible(slug="oc"))
-    updated = ana.update_model("oc", display_name="Renamed", api_key="sk-rotated-secret-value-9876")
-    assert updated.display_name == "Renamed" and updated.secret_masked == "****9876"
-    assert hardkit.secret_of(ana, "oc") == "sk-rotated-secret-value-9876"
-    assert ana.update_model("oc", api_key="").secret_masked == "****9876"   # blank keeps
-    with pytest.raises(InvalidRequest):
-        ana.update_model("oc", api_key="****9876")
-    with pytest.raises(InvalidRequest):
-        ana.update_model("oc", slug="other")
-    with pytest.raises(InvalidRequest):
-        ana.update_model("oc", base_url="")
-    ana.add_model(test=False, **hardkit.bedrock_iam(slug="br"))
-    with pytest.raises(InvalidRequest):
-        ana.update_model("br", auth_method="api_key")
-    switched = ana.update_model("br", auth_method="api_key", api_key="ABSKnewBedrockApiKey1234567890")
-    assert switched.aws_access_key_id is None and switched.secret_masked == "****7890"
-
-
-def test_pg_delete_counts_referencing_workflows(ana):
-    ana.add_model(test=False, **hardkit.fireworks(slug="used"))
-    ana.create_workflow("triage", "search", fields=[LLMField(name="a", model="used"),
-                                                    LLMField(name="b", model="used")])
-    ana.create_workflow("other", "search", fields=[LLMField(name="a", model="used")])
-    result = ana.delete_model("used")
-    assert (result.slug, result.referencing_workflows) == ("used", 2)
-    assert "used" not in set(ana.list_models(type="custom")["ref"])
-    assert "used" in set(ana.list_models(type="custom", include_inactive=True)["ref"])
-    with pytest.raises(NotFound):
-        ana.delete_model("used")
-
-
-def test_pg_audit_log(pg_registry, ana):
-    ana.add_model(test=False, **hardkit.fireworks(slug="a1"))
-    ana.update_model("a1", api_key=hardkit.FW_KEY_2, max_tokens=10)
-    ana.delete_model("a1")
-    ana.add_model(test=False, **hardkit.fireworks(slug="a1"))
-    frame = ana.audit_log()
-    assert list(frame["action"]) == ["add", "edit", "delete", "reactivate"]
-    assert frame.iloc[1]["changes"] == {"api_key": "rotated", "max_tokens": 10}
-    assert hardkit.FW_KEY not in frame.to_csv() and hardkit.FW_KEY_2 not in frame.to_csv()
-    with pytest.raises(byok_nb.Forbidden):
-        pg_registry.session(org="acme", user="cy").audit_log()
-
-
-def test_pg_reuse_reencrypts_for_the_new_record(pg_fresh_url, ana):
-    ana.add_model(test=False, **hardkit.bedrock_iam(slug="src"))
-    assert [m.slug for m in ana.reuse_sources("bedrock", "iam")] == ["src"]
-    assert ana.reuse_sources("bedrock", "api_key") == []
-    copy = ana.add_model(test=False, **hardkit.bedrock_iam(
-        slug="copy", aws_access_key_id=None, aws_secret_access_key=None, reuse_credentials_from="src"))
-    assert copy.aws_access_key_id == hardkit.AWS_ACCESS_KEY_ID
-    assert hardkit.secret_of(ana, "copy") == hardkit.AWS_SECRET
-    stored = stored_secrets(pg_fresh_url)
-    assert stored["acme/copy"][1] != stored["acme/src"][1]   # its own ciphertext, bound to its id
-    with pytest.raises(InvalidRequest, match="cross-method"):
-        ana.add_model(test=False, **hardkit.bedrock_iam(slug="x", auth_method="api_key", aws_access_key_id=None,
-                                                        aws_secret_access_key=None, reuse_credentials_from="src"))
 
 
 def test_pg_rotation(pg_registry, pg_fresh_url, ana, master_key):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 import byok_nb
 from byok_nb import InvalidRequest, RegistryError
@@ -185,7 +186,8 @@ def test_c5_a_deleted_models_unreadable_secret_is_named_as_deleted(registry, mas
     ana.add_model(test=False, **hardkit.fireworks(slug="old"))
     ana.delete_model("old")
     with registry._engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE custom_models SET secret_ciphertext = X'00112233445566778899aabbccddeeff00'")
+        conn.execute(text("UPDATE custom_models SET secret_ciphertext = :junk"),
+                     {"junk": bytes.fromhex("00112233445566778899aabbccddeeff00")})
     with pytest.raises(UnreadableSecret, match=r"acme/old \(deleted\)"):
         registry.rotate_master_key(byok_nb.generate_master_key())
 

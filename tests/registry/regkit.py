@@ -108,31 +108,31 @@ def add_same_slug_worker(db_url: str, master_key: str, slug: str, barrier, resul
     results.put(outcome)
 
 
-PG_SERVER = ("127.0.0.1", 5432, "byok_nb", "byok_nb", "byok_nb_test")   # scripts/system_deps.sh
+def stored_dump(registry) -> bytes:
+    """Everything the registry's database holds, as one blob: every value of every row of every
+    table (BLOB/bytea raw, JSON as JSON, the rest as text) and, on PostgreSQL, every row in the
+    server's own text form too (``SELECT t::text``: bytea as hex) — what a dump of it would show."""
+    import json
 
+    from sqlalchemy import inspect
 
-def pg_throwaway_database():
-    """(url, drop) for a fresh PostgreSQL database on the local test server, or None when there is
-    no server (the caller skips)."""
-    import secrets
-
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    host, port, user, password, dbname = PG_SERVER
-    try:
-        admin = psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
-                                connect_timeout=3, autocommit=True)
-    except psycopg.Error:
-        return None
-    name = f"byok_nb_reg_{secrets.token_hex(4)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
-                             autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"postgresql+psycopg://{user}:{password}@{host}:{port}/{name}", drop
+    engine = registry._engine
+    preparer = engine.dialect.identifier_preparer
+    parts: list[bytes] = []
+    with engine.connect() as conn:
+        tables = inspect(conn).get_table_names()
+        assert "custom_models" in tables and "audit_log" in tables, tables
+        for table in tables:
+            quoted = preparer.quote(table)
+            for row in conn.exec_driver_sql(f"SELECT * FROM {quoted}"):
+                for value in row:
+                    if isinstance(value, (bytes, bytearray, memoryview)):
+                        parts.append(bytes(value))
+                    elif isinstance(value, (dict, list)):
+                        parts.append(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+                    else:
+                        parts.append(str(value).encode("utf-8", "surrogatepass"))
+            if engine.dialect.name == "postgresql":
+                for (as_text,) in conn.exec_driver_sql(f"SELECT t::text FROM {quoted} AS t"):
+                    parts.append(as_text.encode("utf-8"))
+    return b"\n".join(parts)

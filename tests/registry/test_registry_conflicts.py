@@ -61,10 +61,14 @@ def test_m5_same_slug_in_other_org_is_fine(acme):
     assert raw_row(reg, "shared", org="globex")["provider"] == "together"
 
 
-def test_m5_partial_unique_index_exists(acme, registry):
+def test_m5_partial_unique_index_exists(acme, registry, registry_backend):
     with registry._engine.connect() as conn:
-        sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type='index' "
-                                "AND tbl_name='custom_models' AND sql LIKE '%UNIQUE%'")).scalars().all()
+        if registry_backend == "sqlite":
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type='index' "
+                                    "AND tbl_name='custom_models' AND sql LIKE '%UNIQUE%'")).scalars().all()
+        else:
+            sql = conn.execute(text("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indisunique "
+                                    "AND NOT indisprimary AND indrelid = 'custom_models'::regclass")).scalars().all()
     assert len(sql) == 1, sql
     assert "org_id" in sql[0] and "slug" in sql[0] and "WHERE" in sql[0].upper()
 
@@ -75,7 +79,7 @@ def _insert_raw(registry, *, record_id: str, slug: str, active: bool) -> None:
             max_tokens, supports_json_mode, supports_vision, supports_tool_use, supports_reasoning,
             reasoning_parameter, active, created_at, updated_at, created_by)
         VALUES (:id, (SELECT id FROM orgs WHERE name='acme'), :slug, 'fireworks', 'm', '', 4096,
-            1, 0, 1, 0, 'max_tokens', :active, '2025-01-01 00:00:00', '2025-01-01 00:00:00', 'raw')
+            true, false, true, false, 'max_tokens', :active, '2025-01-01 00:00:00', '2025-01-01 00:00:00', 'raw')
     """, id=record_id, slug=slug, active=active)
 
 
@@ -89,29 +93,47 @@ def test_m5_database_enforces_one_active_row_per_slug(acme, registry):
         _insert_raw(registry, record_id="live2", slug="raced", active=True)
     assert acme.admin.get_model("raced").id == "live"
     # Deactivating the live row frees the slug for a new active row.
-    execute(registry, "UPDATE custom_models SET active=0 WHERE id='live'")
+    execute(registry, "UPDATE custom_models SET active=false WHERE id='live'")
     _insert_raw(registry, record_id="live3", slug="raced", active=True)
     assert acme.admin.get_model("raced").id == "live3"
 
 
-def test_m5_index_violation_becomes_conflict(acme, registry):
+_RIVAL_INSERT = """
+    INSERT INTO custom_models (id, org_id, slug, provider, provider_model_id, display_name,
+        max_tokens, supports_json_mode, supports_vision, supports_tool_use,
+        supports_reasoning, reasoning_parameter, active, created_at, updated_at, created_by)
+    VALUES ('rival-row', NEW.org_id, NEW.slug, 'fireworks', 'm', '', 4096, true, false, true, false,
+        'max_tokens', true, NEW.created_at, NEW.updated_at, 'rival');
+"""
+COMPETING_WRITER = {
+    "sqlite": [
+        f"""CREATE TRIGGER competing_writer BEFORE INSERT ON custom_models
+            WHEN NEW.created_by != 'rival'
+            BEGIN {_RIVAL_INSERT} END""",
+    ],
+    "postgresql": [
+        f"""CREATE FUNCTION competing_writer() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN {_RIVAL_INSERT} RETURN NEW; END $$""",
+        """CREATE TRIGGER competing_writer BEFORE INSERT ON custom_models
+            FOR EACH ROW WHEN (NEW.created_by <> 'rival') EXECUTE FUNCTION competing_writer()""",
+    ],
+}
+NO_COMPETING_WRITER = {
+    "sqlite": ["DROP TRIGGER competing_writer"],
+    "postgresql": ["DROP TRIGGER competing_writer ON custom_models", "DROP FUNCTION competing_writer()"],
+}
+
+
+def test_m5_index_violation_becomes_conflict(acme, registry, registry_backend):
     """A competing writer that slips its row in after our check still yields 409 (not an
     IntegrityError): a trigger inserts an active row with the same slug just before our insert."""
-    execute(registry, """
-        CREATE TRIGGER competing_writer BEFORE INSERT ON custom_models
-        WHEN NEW.created_by != 'rival'
-        BEGIN
-            INSERT INTO custom_models (id, org_id, slug, provider, provider_model_id, display_name,
-                max_tokens, supports_json_mode, supports_vision, supports_tool_use,
-                supports_reasoning, reasoning_parameter, active, created_at, updated_at, created_by)
-            VALUES ('rival-row', NEW.org_id, NEW.slug, 'fireworks', 'm', '', 4096, 1, 0, 1, 0,
-                'max_tokens', 1, NEW.created_at, NEW.updated_at, 'rival');
-        END
-    """)
+    for statement in COMPETING_WRITER[registry_backend]:
+        execute(registry, statement)
     with pytest.raises(Conflict) as info:
         acme.admin.add_model(test=False, **fireworks(slug="contested"))
     assert info.value.status_code == 409 and "contested" in info.value.message
-    execute(registry, "DROP TRIGGER competing_writer")
+    for statement in NO_COMPETING_WRITER[registry_backend]:
+        execute(registry, statement)
     # The failed add left nothing behind: no model, no audit row.
     assert acme.admin.list_models(type="custom", include_inactive=True).empty
     assert acme.admin.audit_log().empty
@@ -119,7 +141,8 @@ def test_m5_index_violation_becomes_conflict(acme, registry):
 
 @pytest.mark.slow
 def test_m5_concurrent_adds_exactly_one_wins(tmp_path, master_key):
-    """Several processes add the same slug at the same moment on one SQLite file."""
+    """Several processes add the same slug at the same moment on one SQLite file. (On PostgreSQL:
+    tests/hardening/test_postgres_parity.py, eight processes.)"""
     import byok_nb
 
     db_url = f"sqlite:///{tmp_path / 'race.db'}"

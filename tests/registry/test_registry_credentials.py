@@ -256,12 +256,12 @@ def test_c3_access_key_id_shown_in_full(acme):
     assert model.secret_masked == "****" + AWS_SECRET[-4:]
 
 
-def test_c3_mask_stored_at_write_time_listing_never_decrypts(acme, db_path):
+def test_c3_mask_stored_at_write_time_listing_never_decrypts(acme, registry_url):
     acme.admin.add_model(test=False, **fireworks(slug="a"))
     acme.admin.add_model(test=False, **bedrock_iam(slug="b"))
     acme.registry.close()
-    # Reopen the same file with another master key: nothing can be decrypted any more ...
-    with byok_nb.open_registry(f"sqlite:///{db_path}", master_key=byok_nb.generate_master_key()) as other:
+    # Reopen the same database with another master key: nothing can be decrypted any more ...
+    with byok_nb.open_registry(registry_url, master_key=byok_nb.generate_master_key()) as other:
         contributor = other.session(org="acme", user="cy")
         admin = other.session(org="acme", user="ana")
         # ... yet lists and detail views work, masks included.
@@ -275,12 +275,12 @@ def test_c3_mask_stored_at_write_time_listing_never_decrypts(acme, db_path):
 
 # -- C-4 unreadable secrets -----------------------------------------------------------------------------
 @pytest.fixture
-def wrong_key_session(acme, db_path):
+def wrong_key_session(acme, registry_url):
     """acme with two models, reopened under a master key that cannot read their secrets."""
     acme.admin.add_model(test=False, **fireworks(slug="a"))
     acme.admin.add_model(test=False, **openai_compatible(slug="open", api_key=None))
     acme.registry.close()
-    reg = byok_nb.open_registry(f"sqlite:///{db_path}", master_key=byok_nb.generate_master_key())
+    reg = byok_nb.open_registry(registry_url, master_key=byok_nb.generate_master_key())
     try:
         yield reg.session(org="acme", user="ana")
     finally:

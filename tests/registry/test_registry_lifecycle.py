@@ -36,7 +36,7 @@ def _workflow(registry, name: str, refs: list[str | None], *, active: bool = Tru
         execute(registry, """
             INSERT INTO workflow_fields (workflow_id, name, model_ref, tools, image_inputs,
                 structured_output, reasoning_budget, reasoning_effort)
-            SELECT w.id, :field, :ref, '[]', 0, 'false', NULL, NULL FROM workflows w
+            SELECT w.id, :field, :ref, '[]', false, 'false', NULL, NULL FROM workflows w
             JOIN orgs o ON o.id = w.org_id WHERE w.name = :name AND o.name = :org
         """, field=f"f{i}", ref=ref, name=name, org=org)
 

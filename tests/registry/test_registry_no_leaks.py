@@ -1,5 +1,6 @@
 """C-3 / C-2: a planted secret never comes back — not in any returned object, DataFrame, error,
-warning, audit row, nor in the bytes of the SQLite files."""
+warning, audit row, nor in what the database stores: every value of every table on both backends,
+and on SQLite the bytes of the database file and its WAL as well."""
 from __future__ import annotations
 
 import traceback
@@ -10,8 +11,9 @@ from byok_nb import RegistryError
 from byok_nb.domain import ModelDraft
 
 from regkit import (
-    AWS_SECRET, BEDROCK_API_KEY, FW_KEY, HAS_CONNECTION_TEST, HAS_HUGGINGFACE, HF_TOKEN, OAI_KEY,
-    TOGETHER_KEY, bedrock_api_key, bedrock_iam, fireworks, huggingface, openai_compatible, together,
+    AWS_ACCESS_KEY_ID, AWS_SECRET, BEDROCK_API_KEY, FW_KEY, HAS_CONNECTION_TEST, HAS_HUGGINGFACE, HF_TOKEN,
+    OAI_KEY, TOGETHER_KEY, bedrock_api_key, bedrock_iam, fireworks, huggingface, openai_compatible,
+    raw_row, stored_dump, together,
 )
 
 ROTATED = {
@@ -142,7 +144,14 @@ def _exercise(acme, seen: Collector) -> None:
         seen.see(repr(s.target_for(slug)[1]))   # the call target holds them, wrapped as SecretStr
 
 
-def test_c3_secrets_never_leak(acme, db_path):
+def _encodings(secret: str) -> list[bytes]:
+    """The forms a plaintext secret could take in stored bytes: UTF-8, UTF-16 and, for the text
+    form of a PostgreSQL bytea, hex."""
+    raw = secret.encode()
+    return [raw, secret.encode("utf-16-le"), raw.hex().encode()]
+
+
+def test_c3_secrets_never_leak(acme, registry_backend):
     control = Collector()
     control.see(ValueError(f"boom {FW_KEY}"))
     assert control.leaks(), "the collector must be able to see a leak"
@@ -151,16 +160,30 @@ def test_c3_secrets_never_leak(acme, db_path):
     assert len(seen.texts) > 200
     assert seen.leaks() == []
 
-    # The stored bytes: the database and its WAL, after every write above.
-    files = [Path(str(db_path) + suffix) for suffix in ("", "-wal", "-shm")]
-    blob = b"".join(f.read_bytes() for f in files if f.exists())
-    assert Path(str(db_path) + "-wal").exists(), "WAL mode: the journal should exist while open"
-    acme.registry.close()
-    blob += b"".join(f.read_bytes() for f in files if f.exists())
-    assert len(blob) > 4096
+    # What the database stores, table by table, on either backend.
+    dump = stored_dump(acme.registry)
+    # The dump does see stored values: the access key id (plain by design) and a ciphertext.
+    assert AWS_ACCESS_KEY_ID.encode() in dump
+    ciphertext = raw_row(acme.registry, "fw")["secret_ciphertext"]
+    assert ciphertext in dump
+    if registry_backend == "postgresql":
+        assert ciphertext.hex().encode() in dump   # and bytea's text form
     for secret in PLANTED:
-        assert secret.encode() not in blob, secret
-        assert secret.encode("utf-16-le") not in blob, secret
+        for form in _encodings(secret):
+            assert form not in dump, secret
+
+    if registry_backend == "sqlite":
+        # The stored bytes: the database and its WAL, after every write above.
+        db_path = Path(acme.registry._engine.url.database)
+        files = [Path(str(db_path) + suffix) for suffix in ("", "-wal", "-shm")]
+        blob = b"".join(f.read_bytes() for f in files if f.exists())
+        assert Path(str(db_path) + "-wal").exists(), "WAL mode: the journal should exist while open"
+        acme.registry.close()
+        blob += b"".join(f.read_bytes() for f in files if f.exists())
+        assert len(blob) > 4096
+        for secret in PLANTED:
+            assert secret.encode() not in blob, secret
+            assert secret.encode("utf-16-le") not in blob, secret
 
 
 def test_c3_secret_str_in_drafts(acme):

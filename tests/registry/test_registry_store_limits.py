@@ -11,7 +11,7 @@ from byok_nb import InvalidRequest
 from byok_nb.model_rules import TEXT_LIMITS
 from byok_nb.store import schema
 
-from regkit import fireworks, openai_compatible, pg_throwaway_database
+from regkit import fireworks, openai_compatible
 
 BAD_VALUES = {
     "provider_model_id too long": fireworks(provider_model_id="m" * 513),
@@ -34,25 +34,12 @@ def test_m2_text_limits_match_the_schema():
     assert columns["input_cost_per_token"].type.length == 64
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_backend_admin(request, tmp_path, master_key):
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'limits.db'}"
-    else:
-        found = pg_throwaway_database()
-        if found is None:
-            pytest.skip("no PostgreSQL server on 127.0.0.1:5432 (scripts/system_deps.sh sets one up)")
-        url, drop = found
-    reg = byok_nb.open_registry(url, master_key=master_key)
-    try:
-        reg.create_org("acme")
-        reg.add_member("acme", "ana", role="org_admin")
-        yield reg.session(org="acme", user="ana")
-    finally:
-        reg.close()
-        if drop:
-            drop()
+@pytest.fixture
+def any_backend_admin(registry):
+    """An org admin on this test's backend: ``[sqlite]`` and ``[postgresql]`` (tests/conftest.py)."""
+    registry.create_org("acme")
+    registry.add_member("acme", "ana", role="org_admin")
+    return registry.session(org="acme", user="ana")
 
 
 def test_m2_values_beyond_the_store_are_invalid_request_on_every_backend(any_backend_admin):
@@ -76,3 +63,11 @@ def test_m2_values_beyond_the_store_are_invalid_request_on_every_backend(any_bac
     for slug in ("x\x00", "x\ud800", "y" * 600):
         with pytest.raises(byok_nb.RegistryError):
             s.get_model(slug)
+
+
+def test_e2_each_variant_really_runs_on_its_backend(registry, registry_backend, registry_url):
+    """The ``[sqlite]`` / ``[postgresql]`` ids are what the registry underneath really is."""
+    assert registry._engine.dialect.name == registry_backend
+    assert registry_url.startswith(registry_backend)
+    registry.create_org("acme")
+    assert registry.session(org="acme", user="x").org == "acme"

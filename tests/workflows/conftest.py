@@ -51,9 +51,10 @@ def fakes(monkeypatch):
 
 
 @pytest.fixture
-def registry(fakes, db_path, master_key):
-    """Overrides the top-level ``registry``: opened only after the fakes' environment is set."""
-    reg = byok_nb.open_registry(f"sqlite:///{db_path}", master_key=master_key)
+def registry(fakes, registry_url, master_key):
+    """Overrides the top-level ``registry``: opened only after the fakes' environment is set. On
+    each backend, like the top-level one: ``[sqlite]`` and ``[postgresql]``."""
+    reg = byok_nb.open_registry(registry_url, master_key=master_key)
     try:
         yield reg
     finally:

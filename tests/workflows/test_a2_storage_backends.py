@@ -1,53 +1,25 @@
 """The usage rollup on SQLite and PostgreSQL (SPEC A-2, F-2, E-2): upserts, concurrency, exactness."""
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest
 
-import byok_nb
 from byok_nb import LLMField
 from byok_nb.analytics import record_usage_batch
 
 from .test_analytics import _random_rows, _reference
 
-PG_URL = os.environ.get("BYOK_NB_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://byok_nb:byok_nb@127.0.0.1:5432/byok_nb_test")
 
-
-def _postgres_available() -> bool:
-    try:
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 2})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend_registry(request, tmp_path, master_key, fakes):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'r.db'}"
-    else:
-        if not _postgres_available():
-            pytest.skip("no PostgreSQL server on 127.0.0.1:5432 (scripts/system_deps.sh starts one)")
-        url = PG_URL
-    reg = byok_nb.open_registry(url, master_key=master_key)
-    org = f"org-{uuid.uuid4().hex[:10]}"   # the PostgreSQL database is shared between runs
-    reg.create_org(org)
-    reg.create_project(org, "search")
-    reg.add_member(org, "ana", role="org_admin")
-    try:
-        yield reg, reg.session(org=org, user="ana")
-    finally:
-        reg.close()
+@pytest.fixture
+def backend_registry(registry):
+    """(registry, org admin session) on this test's backend: ``[sqlite]`` and ``[postgresql]``, an
+    empty database each time (tests/conftest.py)."""
+    registry.create_org("acme")
+    registry.create_project("acme", "search")
+    registry.add_member("acme", "ana", role="org_admin")
+    return registry, registry.session(org="acme", user="ana")
 
 
 def test_a2_rollup_is_exact_on_each_backend(backend_registry):

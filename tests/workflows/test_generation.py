@@ -209,8 +209,8 @@ def test_w7_reactivated_model_generates_again(wf):
     assert wf.fakes.compat.last.json["max_tokens"] == 256
 
 
-def test_c4_undecryptable_credentials_fail_clearly_and_record_a_failed_row(wf, db_path):
-    other = byok_nb.open_registry(f"sqlite:///{db_path}", master_key=byok_nb.generate_master_key())
+def test_c4_undecryptable_credentials_fail_clearly_and_record_a_failed_row(wf, registry_url):
+    other = byok_nb.open_registry(registry_url, master_key=byok_nb.generate_master_key())
     try:
         s = other.session(org="acme", user="cy")
         with pytest.raises(byok_nb.RegistryError) as info:
