@@ -52,6 +52,8 @@ class VoilaApp:
 def chromium():
     reason = chromium_missing_reason()
     if reason:
+        if os.environ.get("CI"):   # .ci/run installs Chromium: missing there is a failure, not a skip
+            pytest.fail(f"{reason} (CI={os.environ['CI']!r} is set, so Chromium is required)")
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
