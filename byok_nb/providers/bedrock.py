@@ -42,7 +42,7 @@ from .egress import EgressPolicy
 from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
-from .transport import scrub, shorten, shown
+from .transport import ScrubbingLogFilter, scrub, shorten, shown
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -101,21 +101,7 @@ class _LiveSecrets:
 LIVE_SECRETS = _LiveSecrets()
 
 
-class SecretScrubbingFilter(logging.Filter):
-    """Rewrites a log record whose text contains a live secret or a bearer-shaped token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a record that cannot format is left for logging to report
-            return True
-        cleaned = scrub(text, LIVE_SECRETS.snapshot())
-        if cleaned != text:
-            record.msg, record.args = cleaned, ()
-        return True
-
-
-_SCRUB_FILTER = SecretScrubbingFilter()
+_SCRUB_FILTER = ScrubbingLogFilter(LIVE_SECRETS.snapshot)   # every live Bedrock client's secrets
 _LOGGER_PREFIXES = ("botocore", "boto3", "urllib3")
 _filtered_loggers: set[str] = set()
 _loggers_seen = 0   # size of the logger registry at the last pass: skip the walk when unchanged

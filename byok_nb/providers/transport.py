@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,24 +59,30 @@ _call_secrets: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
     "byok_nb_call_secrets", default=())
 
 
-class _HttpLogScrubber(logging.Filter):
-    """httpcore's DEBUG trace logs every response header, so a provider that echoes the key it got
-    in a header (a redirect's ``Location``, ...) would put it in the operator's debug log; records
-    of the httpx and httpcore loggers are scrubbed of the current call's secrets and key shapes
-    (as ``bedrock.SecretScrubbingFilter`` does for botocore)."""
+class ScrubbingLogFilter(logging.Filter):
+    """Rewrites a log record whose text holds one of ``secrets()`` or a key-shaped token.
+
+    httpcore's DEBUG trace logs every response header, so a provider that echoes the key it got
+    in a header (a redirect's ``Location``, ...) would put it in the operator's debug log, and
+    botocore's logs the request it signs: the operator chooses whether those loggers print, this
+    filter makes sure what they print is clean."""
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__()
+        self._secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
         except Exception:  # a record that cannot format is left for logging to report
             return True
-        cleaned = scrub(text, _call_secrets.get())
+        cleaned = scrub(text, self._secrets())
         if cleaned != text:
             record.msg, record.args = cleaned, ()
         return True
 
 
-_HTTP_LOG_SCRUBBER = _HttpLogScrubber()
+_HTTP_LOG_SCRUBBER = ScrubbingLogFilter(_call_secrets.get)   # the current call's secrets
 
 
 def install_http_log_scrubbing() -> None:

@@ -91,12 +91,11 @@ def _sqlite_engine(parsed) -> Engine:
 
 
 @contextlib.contextmanager
-def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+def _store_errors(engine: Engine) -> Iterator[None]:
+    """Driver failures a caller can act on, as RegistryErrors: the store busy or unreachable
+    (503), a value the driver cannot bind (422). Anything else is a bug and passes through."""
     try:
-        with engine.connect().execution_options(byok_write=True) as conn:
-            with conn.begin():
-                yield conn
+        yield
     except OperationalError as exc:
         raise _unavailable(exc, engine) from None
     except (UnicodeEncodeError, OverflowError, StatementError) as exc:
@@ -106,17 +105,16 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 
 @contextlib.contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+    with _store_errors(engine), engine.connect().execution_options(byok_write=True) as conn, conn.begin():
+        yield conn
+
+
+@contextlib.contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
-    try:
-        with engine.connect() as conn:
-            with conn.begin():
-                yield conn
-    except OperationalError as exc:
-        raise _unavailable(exc, engine) from None
-    except (UnicodeEncodeError, OverflowError, StatementError) as exc:
-        if not _unbindable_value(exc):
-            raise
-        raise _unbindable() from None
+    with _store_errors(engine), engine.connect() as conn, conn.begin():
+        yield conn
 
 
 # A value the driver cannot send: text with a lone surrogate (UnicodeEncodeError), an integer

@@ -51,14 +51,10 @@ def fakes(monkeypatch):
 
 
 @pytest.fixture
-def registry(fakes, registry_url, master_key):
-    """Overrides the top-level ``registry``: opened only after the fakes' environment is set. On
-    each backend, like the top-level one: ``[sqlite]`` and ``[postgresql]``."""
-    reg = byok_nb.open_registry(registry_url, master_key=master_key)
-    try:
-        yield reg
-    finally:
-        reg.close()
+def registry(fakes, registry):
+    """The top-level ``registry`` (on each backend), opened only after the fakes' environment is
+    set: pytest builds ``fakes`` first because it is named first."""
+    return registry
 
 
 @dataclass
