@@ -135,8 +135,21 @@ class FaultServer:
 
     def _read_request(self, conn: socket.socket) -> tuple[bytes, bytes] | None:
         conn.settimeout(0.1)
-        data = b""
-        while b"\r\n\r\n" not in data:
+        data = self._recv_until(conn, b"", lambda got: b"\r\n\r\n" in got)
+        if data is None:
+            return None
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        body = self._recv_until(conn, body, lambda got: len(got) >= length)
+        return None if body is None else (head, body)
+
+    def _recv_until(self, conn: socket.socket, data: bytes, done) -> bytes | None:
+        """Read until ``done(data)``; None when the server stops or the client hangs up first."""
+        while not done(data):
             if self._stop.is_set():
                 return None
             try:
@@ -146,23 +159,7 @@ class FaultServer:
             if not chunk:
                 return None
             data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value.strip())
-        while len(body) < length:
-            if self._stop.is_set():
-                return None
-            try:
-                chunk = conn.recv(65536)
-            except (TimeoutError, socket.timeout):
-                continue
-            if not chunk:
-                return None
-            body += chunk
-        return head, body
+        return data
 
     def _send(self, conn: socket.socket, data: bytes) -> None:
         conn.sendall(data)

@@ -4,14 +4,17 @@ and the scripts the crash tests run in a subprocess and kill (``python hardkit.p
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +331,27 @@ def wait_for_marker(proc: subprocess.Popen, marker: str, timeout: float = 60.0) 
     proc.kill()
     _, err = proc.communicate(timeout=10)
     raise AssertionError(f"child never printed {marker!r}; rc={proc.returncode}; stderr:\n{err[-4000:]}")
+
+
+@contextlib.contextmanager
+def running_scenario(*args: str) -> Iterator[subprocess.Popen]:
+    """:func:`start_scenario`, with the child killed (if still running) and its pipes closed after."""
+    child = start_scenario(*args)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=30)
+        child.stdout.close()
+        child.stderr.close()
+
+
+def kill_at_marker(child: subprocess.Popen, marker: str) -> None:
+    """SIGKILL the child as soon as it prints ``marker`` (mid-transaction), and reap it."""
+    wait_for_marker(child, marker)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
 
 
 def _scenario_hold_add(url: str, master_key: str, padding_rows: str) -> None:

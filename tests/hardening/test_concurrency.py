@@ -138,18 +138,12 @@ def test_e2_writer_killed_mid_transaction_leaves_a_sound_database(db_path, maste
         hardkit.make_acme(reg)
         committed = hardkit.bulk_models(reg, 200)
         reg.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="kept"))
-    child = hardkit.start_scenario("hold-add", url, master_key, "1500")
-    try:
+    with hardkit.running_scenario("hold-add", url, master_key, "1500") as child:
         hardkit.wait_for_marker(child, "HOLDING")
         wal = db_path.with_name(db_path.name + "-wal")
         assert wal.exists() and wal.stat().st_size > 1_000_000   # uncommitted pages reached the WAL
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stdout.close()
-        child.stderr.close()
 
     with byok_nb.open_registry(url, master_key=master_key) as reg:
         with reg._engine.connect() as conn:
@@ -172,16 +166,8 @@ def test_e2_writer_killed_mid_transaction_on_postgresql(pg_fresh_url, master_key
     with byok_nb.open_registry(url, master_key=master_key) as reg:
         hardkit.make_acme(reg)
         committed = hardkit.bulk_models(reg, 50)
-    child = hardkit.start_scenario("hold-add", url, master_key, "300")
-    try:
-        hardkit.wait_for_marker(child, "HOLDING")
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stdout.close()
-        child.stderr.close()
+    with hardkit.running_scenario("hold-add", url, master_key, "300") as child:
+        hardkit.kill_at_marker(child, "HOLDING")
     with byok_nb.open_registry(url, master_key=master_key) as reg:
         ana = reg.session(org="acme", user="ana")
         assert set(ana.list_models(type="custom", include_inactive=True)["ref"]) == set(committed)
@@ -198,8 +184,7 @@ def test_e2_a_write_lock_held_past_the_busy_timeout_is_a_registry_error(db_path,
     with byok_nb.open_registry(url, master_key=master_key) as reg:
         hardkit.make_acme(reg)
         reg.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="kept"))
-    child = hardkit.start_scenario("hold-add", url, master_key, "10")
-    try:
+    with hardkit.running_scenario("hold-add", url, master_key, "10") as child:
         hardkit.wait_for_marker(child, "HOLDING")
         monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 300)
         with byok_nb.open_registry(url, master_key=master_key) as reg:
@@ -214,11 +199,6 @@ def test_e2_a_write_lock_held_past_the_busy_timeout_is_a_registry_error(db_path,
                     call()
                 assert info.value.status_code == 503
                 assert "busy" in info.value.message and "try again" in info.value.message
-    finally:
-        child.kill()
-        child.wait(timeout=30)
-        child.stdout.close()
-        child.stderr.close()
     with byok_nb.open_registry(url, master_key=master_key) as reg:   # and afterwards all is well
         reg.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="new"))
 

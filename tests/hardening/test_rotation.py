@@ -129,16 +129,8 @@ def test_c5_sigkill_mid_rotation_leaves_every_secret_under_the_old_key(db_url, m
     reg.close()
     before = stored_secrets(db_url)
 
-    child = hardkit.start_scenario("rotate-hang", db_url, master_key, new_key)
-    try:
-        hardkit.wait_for_marker(child, "MID")
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stdout.close()
-        child.stderr.close()
+    with hardkit.running_scenario("rotate-hang", db_url, master_key, new_key) as child:
+        hardkit.kill_at_marker(child, "MID")
     assert child.returncode == -signal.SIGKILL
 
     with byok_nb.open_registry(db_url, master_key=master_key) as reg:
