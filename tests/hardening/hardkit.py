@@ -188,21 +188,6 @@ def build_v1_database(url: str, master_key: str) -> dict[str, Any]:
 
 
 # -- multi-process workers (spawn) ---------------------------------------------------------------
-def _warm_up(session) -> None:
-    """Open a pooled connection and import what add/edit/delete need, so the workers really
-    contend after the barrier (pandas, which list_models needs, is not imported: it is slow)."""
-    import byok_nb
-
-    try:
-        session.get_model("warm-up-no-such-model")
-    except byok_nb.NotFound:
-        pass
-    try:
-        session.add_model(test=False, provider="fireworks", provider_model_id="x", slug="Not A Slug")
-    except byok_nb.RegistryError:
-        pass
-
-
 def churn_worker(url: str, master_key: str, worker: int, n_ops: int, slugs: list[str], barrier,
                  out_dir: str) -> None:
     """Add, edit and delete random overlapping slugs as admin ``w<worker>``; log every outcome.
@@ -217,7 +202,9 @@ def churn_worker(url: str, master_key: str, worker: int, n_ops: int, slugs: list
         rng = random.Random(1000 + worker)
         reg = byok_nb.open_registry(url, master_key=master_key)
         session = reg.session(org="acme", user=f"w{worker}")
-        _warm_up(session)
+        from racekit import warm_up   # tests/ is on the spawned child's sys.path too
+
+        warm_up(session)
         barrier.wait(timeout=120)
         for i in range(n_ops):
             slug = rng.choice(slugs)
@@ -249,30 +236,6 @@ def churn_worker(url: str, master_key: str, worker: int, n_ops: int, slugs: list
     except BaseException as exc:  # noqa: BLE001
         log.append({"worker": worker, "outcome": "setup", "error": f"{type(exc).__name__}: {exc}"})
     Path(out_dir, f"worker-{worker}.json").write_text(json.dumps(log))
-
-
-def same_slug_worker(url: str, master_key: str, slug: str, barrier, results) -> None:
-    """One contender of the M-5 race: wait for everyone, then add ``slug``."""
-    outcome = "no result"
-    try:
-        import byok_nb
-
-        reg = byok_nb.open_registry(url, master_key=master_key)
-        session = reg.session(org="acme", user="ana")
-        _warm_up(session)
-        barrier.wait(timeout=120)
-        try:
-            session.add_model(test=False, **fireworks(display_name="Race", slug=slug))
-            outcome = "ok"
-        except byok_nb.Conflict:
-            outcome = "conflict"
-        except BaseException as exc:  # noqa: BLE001
-            outcome = f"{type(exc).__name__}: {exc}"
-        finally:
-            reg.close()
-    except BaseException as exc:  # noqa: BLE001
-        outcome = f"setup {type(exc).__name__}: {exc}"
-    results.put(outcome)
 
 
 def run_spawned(target, args_per_process: list[tuple], timeout: float = 120.0) -> None:

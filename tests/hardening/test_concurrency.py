@@ -18,8 +18,10 @@ import byok_nb
 from byok_nb.store import schema
 
 import hardkit
+from racekit import add_same_slug_worker
 
 WORKERS = 8
+RACE_FIELDS = hardkit.fireworks(display_name="Race", slug="contended")
 OPS_PER_WORKER = 25
 SLUGS = [f"shared-{i}" for i in range(5)]
 
@@ -100,8 +102,8 @@ def test_m5_eight_simultaneous_adds_of_one_slug_one_wins_on_sqlite(db_path, mast
         hardkit.make_acme(reg)
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
-    hardkit.run_spawned(hardkit.same_slug_worker,
-                        [(db_url, master_key, "contended", barrier, results)] * WORKERS)
+    hardkit.run_spawned(add_same_slug_worker,
+                        [(db_url, master_key, RACE_FIELDS, barrier, results)] * WORKERS)
     outcomes = sorted(results.get(timeout=10) for _ in range(WORKERS))
     assert outcomes == ["conflict"] * (WORKERS - 1) + ["ok"], outcomes
     with byok_nb.open_registry(db_url, master_key=master_key) as reg:
@@ -119,8 +121,8 @@ def test_m5_eight_simultaneous_reactivations_of_one_slug_one_wins(db_url, master
         ana.delete_model("contended")
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
-    hardkit.run_spawned(hardkit.same_slug_worker,
-                        [(db_url, master_key, "contended", barrier, results)] * WORKERS)
+    hardkit.run_spawned(add_same_slug_worker,
+                        [(db_url, master_key, RACE_FIELDS, barrier, results)] * WORKERS)
     outcomes = sorted(results.get(timeout=10) for _ in range(WORKERS))
     assert outcomes == ["conflict"] * (WORKERS - 1) + ["ok"], outcomes
     with byok_nb.open_registry(db_url, master_key=master_key) as reg:

@@ -16,6 +16,7 @@ import byok_nb
 
 import hardkit
 from hardkit import readable_by, stored_secrets
+from racekit import add_same_slug_worker
 
 pytestmark = pytest.mark.postgres
 
@@ -94,7 +95,9 @@ def test_pg_rotation(pg_registry, pg_fresh_url, ana, master_key):
 def test_pg_m5_eight_processes_add_one_slug_exactly_one_wins(pg_registry, pg_fresh_url, master_key):
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(8), ctx.Queue()
-    hardkit.run_spawned(hardkit.same_slug_worker, [(pg_fresh_url, master_key, "race", barrier, results)] * 8)
+    hardkit.run_spawned(add_same_slug_worker,
+                        [(pg_fresh_url, master_key, hardkit.fireworks(display_name="Race", slug="race"),
+                          barrier, results)] * 8)
     outcomes = sorted(results.get(timeout=10) for _ in range(8))
     assert outcomes == ["conflict"] * 7 + ["ok"], outcomes
     assert list(pg_registry.session(org="acme", user="ana").audit_log()["action"]) == ["add"]

@@ -84,30 +84,6 @@ def execute(registry, statement, **params: Any):
         return conn.execute(statement, params)
 
 
-def add_same_slug_worker(db_url: str, master_key: str, slug: str, barrier, results) -> None:
-    """One contender of the M-5 race: open the registry, wait for everyone, add ``slug``."""
-    outcome = "no result"
-    try:
-        import byok_nb
-
-        reg = byok_nb.open_registry(db_url, master_key=master_key)
-        session = reg.session(org="acme", user="ana")
-        session.roles()   # warm up: connection open, schema checked, before the start line
-        barrier.wait(timeout=60)
-        try:
-            session.add_model(test=False, **fireworks(display_name="Race", slug=slug))
-            outcome = "ok"
-        except byok_nb.Conflict:
-            outcome = "conflict"
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
-            outcome = f"{type(exc).__name__}: {exc}"
-        finally:
-            reg.close()
-    except Exception as exc:  # noqa: BLE001
-        outcome = f"setup {type(exc).__name__}: {exc}"
-    results.put(outcome)
-
-
 def stored_dump(registry) -> bytes:
     """Everything the registry's database holds, as one blob: every value of every row of every
     table (BLOB/bytea raw, JSON as JSON, the rest as text) and, on PostgreSQL, every row in the

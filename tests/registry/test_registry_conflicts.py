@@ -12,7 +12,8 @@ from sqlalchemy import text
 from byok_nb import Conflict
 from byok_nb.catalog import platform_model_ids
 
-from regkit import add_same_slug_worker, execute, fireworks, raw_row, together
+from racekit import add_same_slug_worker
+from regkit import execute, fireworks, raw_row, together
 
 
 def test_m5_slug_collides_with_platform_id(acme):
@@ -155,7 +156,8 @@ def test_m5_concurrent_adds_exactly_one_wins(tmp_path, master_key):
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(contenders)
     results = ctx.Queue()
-    procs = [ctx.Process(target=add_same_slug_worker, args=(db_url, master_key, "raced", barrier, results))
+    fields = fireworks(display_name="Race", slug="raced")
+    procs = [ctx.Process(target=add_same_slug_worker, args=(db_url, master_key, fields, barrier, results))
              for _ in range(contenders)]
     started = time.monotonic()
     for p in procs:
