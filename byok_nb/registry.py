@@ -327,7 +327,7 @@ class Session:
         """
         self._require_admin()
         d = rules.coerce_draft(draft, fields)
-        values, secret, reuse_note = self._validated_add(d)
+        values, secret, reuse_note = self._validated_draft(d, need_slug=True)
         if test:
             result = self._run_test(self._target_from_values(values, secret), values,
                                     audit_slug=values["slug"])
@@ -535,10 +535,6 @@ class Session:
             secret = None
         values["price_source"] = self._typed_price_source(values, d.price_source)
         return values, secret, reuse and {"reused_from": reuse["slug"]}
-
-    def _validated_add(self, d: ModelDraft):
-        values, secret, reuse_note = self._validated_draft(d, need_slug=True)
-        return values, secret, reuse_note
 
     @staticmethod
     def _typed_price_source(values: dict[str, Any], given: str | None = None) -> str | None:

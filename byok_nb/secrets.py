@@ -166,10 +166,28 @@ REDACTED = "[REDACTED]"
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with each given secret and every key-shaped string replaced by ``[REDACTED]``."""
+    """``text`` with each given secret and every key-shaped string replaced by ``[REDACTED]``.
+
+    Each secret is also removed in the forms it takes inside other text: URL-encoded (a provider
+    may quote the key it got inside a URL — a redirect's ``Location``, an error naming the
+    request), escaped as in a ``bytes`` repr (botocore and httpcore log header values as bytes, so
+    a key with a non-ASCII character shows as ``\\xe2\\x80\\x8b``…) and JSON-escaped.
+    """
     if not text:
         return text
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    for secret in sorted(_secret_forms(secrets), key=len, reverse=True):
         if len(secret) >= 4:
             text = text.replace(secret, REDACTED)
     return KEY_SHAPES.sub(REDACTED, text)
+
+
+def _secret_forms(secrets: Iterable[str]) -> set[str]:
+    import json
+    from urllib.parse import quote, quote_plus
+
+    values = [s for s in secrets if s]
+    forms = set(values)
+    for value in values:
+        forms.update((quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1],
+                      repr(value.encode("utf-8", "backslashreplace"))[2:-1]))
+    return forms

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest, ProviderError
+from ..secrets import scrub
 from .egress import EgressPolicy, guarded_network_backend
 
 MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is shown
@@ -32,26 +33,6 @@ USER_AGENT = "byok_nb"
 # of a call is also bounded by what is left of this deadline (see _DeadlineStream).
 _call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "byok_nb_call_deadline", default=None)
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Secrets and key-shaped tokens out of ``text`` (delegates to ``byok_nb.secrets.scrub``).
-
-    Each secret is also removed in the forms it takes inside other text: URL-encoded (a provider
-    may quote the key it got inside a URL — a redirect's ``Location``, an error naming the
-    request), escaped as in a ``bytes`` repr (botocore and httpcore log header values as bytes, so
-    a key with a non-ASCII character shows as ``\\xe2\\x80\\x8b``…) and JSON-escaped.
-    """
-    from urllib.parse import quote, quote_plus
-
-    from ..secrets import scrub as scrub_secrets
-
-    values = [s for s in secrets if s]
-    forms = set(values)
-    for value in values:
-        forms.update((quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1],
-                      repr(value.encode("utf-8", "backslashreplace"))[2:-1]))
-    return scrub_secrets(text, forms)
 
 
 # The secrets the call in progress sent (its bearer token), for the log filter below.
