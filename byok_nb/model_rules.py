@@ -6,6 +6,7 @@ show the same messages before anything is submitted.
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,23 +108,53 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest("invalid model fields — " + "; ".join(parts))
 
 
+def transliterate(text: str) -> str:
+    """Accented letters to their base letters (Unicode NFKD, combining marks dropped): the slug
+    of "Ünïcode Modèl" keeps its words instead of breaking them at every accent.
+
+    >>> transliterate("Ünïcode Modèl")
+    'Unicode Model'
+    """
+    def strip_marks(value: str) -> str:
+        return "".join(ch for ch in unicodedata.normalize("NFKD", value) if not unicodedata.combining(ch))
+
+    # Twice: lower-casing can itself produce a combining mark ("İ" -> "i̇").
+    return strip_marks(strip_marks(text).lower()) if text else ""
+
+
 def derive_slug(display_name: str | None) -> str:
-    """M-3: lower-case, runs outside a-z0-9 become one '-', trimmed, cut to 128.
+    """M-3: accents transliterated, lower-case, runs outside a-z0-9 become one '-', trimmed, cut
+    to 128.
 
     >>> derive_slug("Llama 3.1 8B (internal v4)")
     'llama-3-1-8b-internal-v4'
+    >>> derive_slug("Ünïcode Modèl")
+    'unicode-model'
     """
-    slug = re.sub(r"[^a-z0-9]+", "-", (display_name or "").lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", transliterate(display_name or "")).strip("-")
     if not slug:
         raise InvalidRequest("slug: cannot derive a slug from the display name; give a Display Name "
                              "with letters or digits, or a Model Slug")
     return slug[:SLUG_MAX_LENGTH].rstrip("-")
 
 
+ECHO_LIMIT = 40   # longest piece of a refused value a message repeats
+
+
+def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """``repr`` of a refused value for a message, shortened: a 200-character paste is not repeated
+    back whole (``'aaaa…' (200 characters)``)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text)} characters)"
+
+
 def check_slug(slug: str) -> str:
     """M-4: the form of a given (not derived) slug."""
     if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
-        raise InvalidRequest(f"slug: {slug!r} is not a valid slug — {SLUG_RULE}")
+        shown = echo(slug) if isinstance(slug, str) else type(slug).__name__
+        raise InvalidRequest(f"slug: {shown} is not a valid slug — {SLUG_RULE}")
     return slug
 
 

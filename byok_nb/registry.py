@@ -396,7 +396,7 @@ class Session:
             row = self._active_row(model)
             values, secret, _ = self._patched_values(row, overrides)
             unreadable = None
-            if secret is None and row["secret_ciphertext"] is not None:
+            if secret is None and row["secret_ciphertext"] is not None and not values.get("_remove_secret"):
                 try:
                     secret = self._decrypt(row)
                 except UnreadableSecret as exc:
@@ -408,7 +408,8 @@ class Session:
 
     def update_model(self, slug: str, /, **changes: Any) -> CustomModel:
         """PATCH a custom model (M-13 … M-16): only the named fields change; a blank secret keeps
-        the stored one, a new one rotates it."""
+        the stored one, a new one rotates it. ``remove_api_key=True`` removes an OpenAI-compatible
+        model's optional API key (for an endpoint that needs none); audited as "removed"."""
         from .store import schema, write_tx
 
         self._require_admin()
@@ -421,6 +422,8 @@ class Session:
             update["updated_at"] = _now()
             if secret is not None:
                 update.update(self._encrypted(secret, row["id"]))
+            elif values.get("_remove_secret"):
+                update.update(secret_ciphertext=None, secret_key_id=None, secret_masked=None)
             conn.execute(schema.custom_models.update().where(schema.custom_models.c.id == row["id"]).values(**update))
             self._audit("edit", row["slug"], row["id"], changed, conn)
             new_row = self._active_row(slug, conn)
@@ -619,6 +622,10 @@ class Session:
             raise InvalidRequest("provider is permanent after creation (M-13); delete the model and re-add it")
         if "reuse_credentials_from" in changes:
             raise InvalidRequest("reuse_credentials_from is only for adding a model")
+        changes = dict(changes)
+        remove_key = changes.pop("remove_api_key", False)
+        if not isinstance(remove_key, bool):
+            raise InvalidRequest(f"remove_api_key must be True or False, not {type(remove_key).__name__}")
         unknown = sorted(set(changes) - set(ModelDraft.model_fields) - {"provider"})
         if unknown:
             raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
@@ -667,6 +674,14 @@ class Session:
                                  f"or leave it blank to keep the stored one")
         if rules.is_blank(new_secret):
             new_secret = None   # M-14: blank keeps the stored secret
+        if remove_key:
+            # M-14 (amended): only the one optional secret can be removed; every other is required.
+            if provider != "openai_compatible":
+                raise InvalidRequest(f"remove_api_key is only for OpenAI-compatible models, whose API Key "
+                                     f"is optional; a {provider} model's secret can only be replaced")
+            if new_secret is not None:
+                raise InvalidRequest("remove_api_key and a new api_key contradict each other; give one")
+            values["_remove_secret"] = True
         if switched:
             # M-16: the new method's credentials must come in the same request; the old method's go.
             need = ["aws_access_key_id", "aws_secret_access_key"] if values["auth_method"] == "iam" else ["api_key"]
@@ -676,7 +691,8 @@ class Session:
                                      f"{', '.join(missing)} in the same request")
             if values["auth_method"] == "api_key":
                 values["aws_access_key_id"] = None
-        has_secret = new_secret is not None or (row["secret_ciphertext"] is not None and not switched)
+        has_secret = new_secret is not None or (row["secret_ciphertext"] is not None and not switched
+                                                and not remove_key)
         self._check_credentials(values, has_secret=has_secret)
         changed: dict[str, Any] = {}
         for name, value in values.items():
@@ -686,6 +702,8 @@ class Session:
                 changed[name] = rules.format_cost(value) if isinstance(value, Decimal) else value
         if new_secret is not None:
             changed[secret_field] = "rotated"
+        elif remove_key and row["secret_ciphertext"] is not None:
+            changed[secret_field] = "removed"   # M-17: the fact, never the value
         return values, new_secret, changed
 
     @staticmethod

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import byok_nb
 from byok_nb import InvalidRequest, RegistryError, RegistryWarning
 from byok_nb.domain import PROVIDERS, ModelDraft
-from byok_nb.model_rules import derive_slug
+from byok_nb.model_rules import derive_slug, transliterate
 
 from regkit import (
     HAS_HUGGINGFACE, bedrock_api_key, bedrock_iam, fireworks, huggingface, openai_compatible, raw_row,
@@ -59,7 +59,9 @@ def test_m3_slug_derivation_example(acme):
 @pytest.mark.parametrize("name, slug", [
     ("Llama 3.1 8B (internal v4)", "llama-3-1-8b-internal-v4"),
     ("  --Hello__World!!  ", "hello-world"),
-    ("ÄÖÜ model 2", "model-2"),            # non a-z0-9 letters are separators too
+    ("ÄÖÜ model 2", "aou-model-2"),        # M-3 amended: accents transliterated (NFKD)
+    ("Ünïcode Modèl", "unicode-model"),
+    ("日本 model 2", "model-2"),             # letters with no a-z form are separators
     ("a.b/c:d_e", "a-b-c-d-e"),             # derivation is stricter than the M-4 form
     ("MiXeD CaSe", "mixed-case"),
 ])
@@ -76,7 +78,7 @@ def test_m3_long_name_cut_to_128_and_trailing_dash_stripped(acme):
     assert derive_slug("b" * 300) == "b" * 128
 
 
-@pytest.mark.parametrize("name", ["", "   ", "!!!", "ÄÖÜ", "—", None])
+@pytest.mark.parametrize("name", ["", "   ", "!!!", "日本", "—", None])
 def test_m3_empty_derivation_is_invalid_request(acme, name):
     with pytest.raises(InvalidRequest) as info:
         acme.admin.add_model(test=False, **fireworks(display_name=name))
@@ -89,7 +91,7 @@ def test_m3_derive_slug_property(name):
     try:
         slug = derive_slug(name)
     except InvalidRequest:
-        assert not re.search(r"[a-z0-9]", name.lower())
+        assert not re.search(r"[a-z0-9]", transliterate(name))
         return
     assert SLUG_FORM.fullmatch(slug)
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug)
@@ -107,6 +109,14 @@ def test_m4_bad_slug_form_refused_with_rule(acme, slug):
     assert info.value.status_code == 422
     assert "1-128" in message and "lower-case" in message and "- _ . / :" in message
     assert acme.admin.list_models(type="custom").empty
+
+
+def test_m4_long_bad_slug_is_not_echoed_whole(acme):
+    bad = "X" * 200
+    with pytest.raises(InvalidRequest) as info:
+        acme.admin.add_model(test=False, **fireworks(slug=bad))
+    assert bad not in info.value.message
+    assert "200 characters" in info.value.message
 
 
 @pytest.mark.parametrize("slug", ["a", "0", "acme/llama-3.1:8b_v2", "a" * 128])

@@ -370,3 +370,58 @@ def test_m17_audit_box_independent_of_secrets(acme, registry):
     acme.admin.add_model(test=False, **fireworks(slug="a"))
     registry._box = SecretBox(b"\x01" * 32)
     assert list(acme.admin.audit_log()["action"]) == ["add"]
+
+
+# -- M-14 (amended 2026-12-01): removing an OpenAI-compatible model's optional API key -----------
+def test_m14_remove_api_key_removes_the_openai_compatible_key(acme, registry):
+    acme.admin.add_model(test=False, **openai_compatible(slug="oc"))
+    assert raw_row(registry, "oc")["secret_ciphertext"] is not None
+    patched = acme.admin.update_model("oc", remove_api_key=True)
+    row = raw_row(registry, "oc")
+    assert patched.secret_masked is None
+    assert row["secret_ciphertext"] is None and row["secret_masked"] is None
+    assert patched.base_url == openai_compatible()["base_url"].rstrip("/")   # the rest is kept
+    assert acme.admin.audit_log().iloc[-1]["changes"] == {"api_key": "removed"}
+    # Removing again changes nothing and writes no audit entry.
+    audit_rows = len(acme.admin.audit_log())
+    acme.admin.update_model("oc", remove_api_key=True)
+    assert len(acme.admin.audit_log()) == audit_rows
+
+
+def test_m14_remove_api_key_then_test_sends_no_key(acme):
+    """An Edit-mode test with the removal ticked must not fall back to the stored key (T-5)."""
+    acme.admin.add_model(test=False, **openai_compatible(slug="oc"))
+    seen = {}
+
+    def fake_run_test(target, values, **_kw):
+        seen["api_key"] = target.api_key
+        from byok_nb.domain import ConnectionTest
+        return ConnectionTest(ok=True, message="Connection test passed.")
+
+    acme.admin._run_test = fake_run_test
+    acme.admin.test_connection("oc", remove_api_key=True)
+    assert seen["api_key"] is None
+    acme.admin.test_connection("oc")
+    assert seen["api_key"] is not None
+
+
+@pytest.mark.parametrize("make", [fireworks, together, bedrock_iam])
+def test_m14_remove_api_key_refused_for_required_secrets(acme, registry, make):
+    acme.admin.add_model(test=False, **make(slug="m"))
+    before = raw_row(registry, "m")
+    with pytest.raises(InvalidRequest) as info:
+        acme.admin.update_model("m", remove_api_key=True)
+    assert "remove_api_key" in info.value.message and "OpenAI-compatible" in info.value.message
+    assert raw_row(registry, "m") == before
+
+
+def test_m14_remove_api_key_with_a_new_key_is_refused(acme, registry):
+    acme.admin.add_model(test=False, **openai_compatible(slug="oc"))
+    before = raw_row(registry, "oc")
+    with pytest.raises(InvalidRequest) as info:
+        acme.admin.update_model("oc", remove_api_key=True, api_key="sk-brand-new-key-0002")
+    assert "remove_api_key" in info.value.message
+    assert "sk-brand-new-key-0002" not in info.value.message
+    assert raw_row(registry, "oc") == before
+    with pytest.raises(InvalidRequest):
+        acme.admin.update_model("oc", remove_api_key="yes")
