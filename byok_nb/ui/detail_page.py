@@ -19,7 +19,7 @@ import ipywidgets as widgets
 from .. import model_rules as rules
 from ..capability_probe import NOTE
 from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS
-from .add_dialog import ModelFormView, TestResultView
+from .add_dialog import ModelFormView, TestResultView, TestRunner
 from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
 from .forms import AUTH_METHOD_LABELS, LABELS, MESSAGES, EditModelForm, label_for
 from .models_page import is_org_admin
@@ -105,8 +105,10 @@ class DetailPage(widgets.VBox):
 
     def __init__(self, session: Any, slug: str, on_back: Callable[[], Any] | None = None,
                  on_deleted: Callable[[Any], Any] | None = None,
-                 on_changed: Callable[[Any], Any] | None = None) -> None:
+                 on_changed: Callable[[Any], Any] | None = None, background: bool | None = None) -> None:
         self.session = session
+        self.background = background
+        self.runner: TestRunner | None = None
         self.slug = slug
         self.on_back = on_back
         self.on_deleted = on_deleted
@@ -173,6 +175,10 @@ class DetailPage(widgets.VBox):
         if self.is_admin:
             self.form = EditModelForm(self.session, self.slug, view=self.model)
             self.result_area.children = [TestResultView(self.form)]
+            self.runner = TestRunner(self.form, self.message, self._known_secrets, self.background)
+            if self.test_button is not None:
+                # Test is off while it runs; a click already on its way is ignored (TestRunner).
+                self._test_link = widgets.dlink((self.form, "testing"), (self.test_button, "disabled"))
 
     def render(self, model: Any) -> None:
         """Show a masked view: label, facts, masked secret (C-3), Access Key ID in full."""
@@ -251,11 +257,13 @@ class DetailPage(widgets.VBox):
     # -- test (T-5) ------------------------------------------------------------------------------
     @guarded("message", where="Test")
     def _on_test(self, _button: Any = None) -> None:
-        assert self.form is not None
+        assert self.form is not None and self.runner is not None
+        if self.form.testing:
+            return
         self.message.value = ""
         if getattr(self, "form_view", None) is not None:
             self.form_view.submit_secrets()
-        self.form.test()
+        self.runner.start()
 
     # -- probe capabilities (U-9) ---------------------------------------------------------------
     @guarded("message", where="Probe capabilities")

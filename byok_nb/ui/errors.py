@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -52,11 +53,71 @@ def log_unexpected(exc: BaseException, where: str = "", secrets: Iterable[str] =
                  type(exc).__name__, scrub(str(exc), secrets), stack)
 
 
-def styled(text: str, style: str = ERROR_STYLE, css_class: str = "byok-message-text") -> str:
-    """``text`` escaped and wrapped in a styled span for an HTML widget."""
+def styled(text: str, style: str = ERROR_STYLE, css_class: str = "byok-message-text",
+           role: str | None = None) -> str:
+    """``text`` escaped and wrapped in a styled span for an HTML widget.
+
+    The span carries an ARIA live role so assistive technology (and tests) find the message:
+    ``alert`` for errors, ``status`` for everything else (U-10); ``role`` overrides it."""
     if not text:
         return ""
-    return f'<span class="{css_class}" style="{style}">{html.escape(text)}</span>'
+    role = role or ("alert" if style == ERROR_STYLE else "status")
+    return f'<span class="{css_class}" role="{role}" style="{style}">{html.escape(text)}</span>'
+
+
+# -- API messages in the product page's words ------------------------------------------------------
+# The registry's messages name the keyword (M-2: ``provider_model_id is required``); the app shows
+# the label the admin sees next to the input. Keywords a label already follows ("aws_region (AWS
+# Region)") lose the duplicate.
+_KEYWORD_LABELS: dict[str, str] = {
+    "provider_model_id": "Provider Model ID", "display_name": "Display Name", "slug": "Model Slug",
+    "max_tokens": "Max Tokens", "supports_json_mode": "Supports JSON mode",
+    "supports_vision": "Supports vision / image inputs", "supports_tool_use": "Supports tool use",
+    "supports_reasoning": "Supports extended reasoning",
+    "reasoning_parameter": "Reasoning parameter name",
+    "input_cost_per_token": "Input cost/token (USD)", "output_cost_per_token": "Output cost/token (USD)",
+    "reuse_credentials_from": "Reuse saved credentials", "base_url": "Base URL",
+    "endpoint_url": "Inference Endpoint URL", "aws_region": "AWS Region",
+    "auth_method": "Authentication Method", "aws_access_key_id": "Access Key ID",
+    "aws_secret_access_key": "Secret Access Key", "api_key": "API Key", "remove_api_key": "Remove stored key",
+}
+_SECRET_LABELS = {"huggingface": "API Token", "bedrock": "Bedrock API Key"}
+_AUTH_WORDS = {"'iam'": "IAM Key Pair", "iam": "IAM Key Pair", "'api_key'": "Bedrock API Key"}
+# A keyword counts only as a whole word outside quotes (a quoted value stays as typed).
+_KEYWORD = re.compile(r"(?<![\w'\"./-])(" + "|".join(sorted(map(re.escape, _KEYWORD_LABELS), key=len, reverse=True))
+                      + r")(?:\s\(([^)]*)\))?(?![\w'\"/-])")
+
+
+def _label(keyword: str, provider: str | None) -> str:
+    if keyword == "api_key" and provider in _SECRET_LABELS:
+        return _SECRET_LABELS[provider]
+    return _KEYWORD_LABELS[keyword]
+
+
+def field_of(message: str) -> str | None:
+    """The form field a registry message is about (its first keyword), or None."""
+    match = _KEYWORD.search(message or "")
+    return match.group(1) if match else None
+
+
+def humanize(message: str, provider: str | None = None) -> str:
+    """``message`` with field keywords replaced by the product page's labels.
+
+    >>> humanize("aws_access_key_id (Access Key ID) is required for Bedrock iam", "bedrock")
+    'Access Key ID is required for Bedrock IAM Key Pair'
+    >>> humanize("provider_model_id is required")
+    'Provider Model ID is required'
+    """
+    def label(match: re.Match[str]) -> str:
+        keyword, given = match.group(1), match.group(2)
+        text = _label(keyword, provider)
+        if given and given != text:
+            return f"{text} ({given})"
+        return text
+
+    out = _KEYWORD.sub(label, message or "")
+    out = re.sub(r"\bBedrock (iam|'iam'|'api_key')(?=\W|$)", lambda m: "Bedrock " + _AUTH_WORDS[m.group(1)], out)
+    return out
 
 
 def show_error(target: Any, exc: BaseException, where: str = "", secrets: Iterable[str] = ()) -> str:

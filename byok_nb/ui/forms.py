@@ -17,22 +17,24 @@ decides (slug collisions, credential rules, reuse checks all come back as ``Regi
 """
 from __future__ import annotations
 
+import time
 import warnings
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from pydantic import SecretStr
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Enum, HasTraits, Int, List, TraitType, Tuple, Unicode, observe
+from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, TraitType, Tuple, Unicode, observe
 
 from .. import model_rules as rules
 from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS, PROVIDERS, ConnectionTest, CustomModel
 from ..errors import InvalidRequest, RegistryError
-from .errors import log_unexpected
+from .errors import field_of, humanize, log_unexpected
 
 __all__ = [
-    "AUTH_METHOD_LABELS", "AddModelForm", "EditModelForm", "LABELS", "MESSAGES", "PLACEHOLDERS",
-    "credential_layout", "label_for", "reused_fields",
+    "AUTH_METHOD_LABELS", "AddModelForm", "EditModelForm", "FormProblems", "LABELS", "MESSAGES",
+    "PLACEHOLDERS", "credential_layout", "label_for", "reused_fields",
 ]
 
 # --- words of the product page (SPEC §8), one home for every label the widgets show -------------
@@ -50,6 +52,7 @@ LABELS: dict[str, str] = {
     "reasoning_parameter": "Reasoning parameter name",
     "input_cost_per_token": "Input cost/token (USD)",
     "output_cost_per_token": "Output cost/token (USD)",
+    "remove_api_key": "Remove stored key",
     **rules.FIELD_LABELS,   # API Key, Base URL, Inference Endpoint URL, AWS Region, Authentication
                             # Method, Access Key ID, Secret Access Key
 }
@@ -73,6 +76,11 @@ MESSAGES: dict[str, str] = {
     "secret_held": "(entered and hidden; type to replace)",
     "no_reuse": "(enter new credentials)",
     "save_needs_test": "Run Test Connection first: Save Model is enabled once the test passes",
+    "testing": "Testing…",
+    "changed_since_test": "Changed since the last test — Test Connection again to check",
+    "fix_fields": "Please fix the marked fields",
+    "clear_secret": "Clear typed key",
+    "no_key_stored": "(no key stored)",
 }
 
 # --- per-provider placeholder examples (U-1) ------------------------------------------------------
@@ -117,8 +125,45 @@ COMMON_FIELDS: tuple[str, ...] = (
 # Token then Inference Endpoint URL).
 FIELD_ORDER: tuple[str, ...] = (
     "provider", "reuse_credentials_from", "auth_method", "aws_region", "aws_access_key_id",
-    "aws_secret_access_key", "base_url", "api_key", "endpoint_url", *COMMON_FIELDS,
+    "aws_secret_access_key", "base_url", "api_key", "remove_api_key", "endpoint_url", *COMMON_FIELDS,
 )
+# Fields whose change after a passing test the product page does not gate on (T-6): Save stays
+# enabled, but the dialog says the test no longer covers them.
+UNGATED_FIELDS: tuple[str, ...] = (
+    "aws_region", "aws_access_key_id", "aws_secret_access_key", "base_url", "api_key", "endpoint_url",
+    "reuse_credentials_from", "provider_model_id", "reasoning_parameter", *COST_FIELDS,
+)
+CREDENTIAL_INPUTS: tuple[str, ...] = (*SECRET_FIELDS, *TEXT_CREDENTIALS)
+
+
+class FormProblems(InvalidRequest):
+    """Every problem of a form at once, each under its field (``problems``: field -> message in
+    the product page's words). Raised before anything is sent to the registry."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = dict(problems)
+        super().__init__(f"{MESSAGES['fix_fields']}: " + "; ".join(self.problems.values()))
+
+
+def secret_problem(label: str, text: str) -> str | None:
+    """What looks wrong in a pasted key once its surrounding whitespace is gone (never echoing it).
+
+    Keys are single tokens of printable ASCII; anything else would fail as "Illegal header value"
+    or a misleading 401 at the provider."""
+    if text.lower().startswith("bearer "):
+        return f"{label} starts with \"Bearer \"; paste the key alone"
+    if any(ch.isspace() for ch in text):
+        return f"{label} has a space or line break inside; paste the key alone"
+    if not (text.isascii() and text.isprintable()):
+        return f"{label} contains characters a key never has (non-ASCII or control characters)"
+    return None
+
+
+def text_problem(label: str, text: str) -> str | None:
+    """The same check for the non-secret single-token inputs (AWS Region, Access Key ID)."""
+    if any(ch.isspace() for ch in text) or not (text.isascii() and text.isprintable()):
+        return f"{label} has a space or an unexpected character inside; check what was pasted"
+    return None
 
 
 def credential_layout(provider: str, auth_method: str | None) -> tuple[str, ...]:
@@ -163,10 +208,12 @@ class Secret(TraitType):
     def validate(self, obj: Any, value: Any) -> SecretStr | None:
         if value is None:
             return None
+        # Surrounding whitespace of a paste is never part of a key (it broke headers before).
         if isinstance(value, SecretStr):
-            return value if value.get_secret_value().strip() else None
+            text = value.get_secret_value()
+            return (value if text == text.strip() else SecretStr(text.strip())) if text.strip() else None
         if isinstance(value, str):
-            return SecretStr(value) if value.strip() else None
+            return SecretStr(value.strip()) if value.strip() else None
         self.error(obj, value)
         return None  # pragma: no cover
 
@@ -213,6 +260,10 @@ class _ModelForm(HasTraits):
     test_ok = Bool(None, allow_none=True)  # None: no test yet
     last_test = AnyTrait(None)            # the last ConnectionTest
     testing = Bool(False)
+    test_started = Float(0.0)             # time.monotonic() when the running test began
+    test_elapsed = Int(0)                 # whole seconds the running test has taken (the view ticks it)
+    field_errors = Dict()                 # field -> message, shown next to the field
+    stale_notice = Unicode("")            # "Changed since the last test — …" (Add dialog)
     saving = Bool(False)
     can_save = Bool(False)
     status = Unicode("")                  # a short line after Save (e.g. "Saved model 'x'.")
@@ -256,6 +307,90 @@ class _ModelForm(HasTraits):
         """The Decimal of a cost field (None when blank); InvalidRequest when it is not a number."""
         return rules.check_cost(field, getattr(self, field))
 
+    def humanize(self, message: str) -> str:
+        """An API message in the product page's words (``provider_model_id`` -> Provider Model ID)."""
+        return humanize(message, self.provider)
+
+    # -- every problem at once (shown next to each field) -------------------------------------------
+    def _secret_required(self, field: str) -> bool:
+        """Whether a blank secret input is a problem (Add: when required; Edit: when none is stored)."""
+        _, required = rules.credential_fields(self.provider, self.effective_auth_method)
+        return field in required
+
+    def problems(self) -> dict[str, str]:
+        """field -> what is wrong with it, for every field at once, in the product page's labels."""
+        out: dict[str, str] = {}
+
+        def check(field: str, fn: Callable[[], Any]) -> None:
+            try:
+                fn()
+            except InvalidRequest as exc:
+                out.setdefault(field, self.humanize(exc.message))
+
+        if not self.provider_model_id.strip():
+            out["provider_model_id"] = f"{LABELS['provider_model_id']} is required"
+        else:
+            check("provider_model_id", lambda: rules.check_required_text(
+                "provider_model_id", self.provider_model_id, rules.TEXT_LIMITS["provider_model_id"]))
+        check("display_name", lambda: rules.check_storable_text(
+            "display_name", self.display_name, rules.TEXT_LIMITS["display_name"]))
+        check("max_tokens", lambda: rules.check_max_tokens(self.max_tokens))
+        for field in COST_FIELDS:
+            check(field, lambda field=field: self.parsed_cost(field))
+        check("reasoning_parameter", lambda: rules.check_storable_text(
+            "reasoning_parameter", self.reasoning_parameter, rules.TEXT_LIMITS["reasoning_parameter"]))
+        for field in self._credential_fields():
+            if field == "auth_method" or field in self.disabled_fields:
+                continue
+            problem = self._credential_problem(field)
+            if problem:
+                out.setdefault(field, problem)
+        return out
+
+    def _credential_problem(self, field: str) -> str | None:
+        label = self.label(field)
+        value = getattr(self, field)
+        if rules.is_blank(value):
+            if field in SECRET_FIELDS:
+                return f"{label} is required" if self._secret_required(field) else None
+            _, required = rules.credential_fields(self.provider, self.effective_auth_method)
+            return f"{label} is required" if field in required else None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value.strip()
+        if field in SECRET_FIELDS:
+            return secret_problem(label, text)
+        try:
+            if field == "base_url":
+                rules.check_http_url("base_url", text)
+            elif field == "endpoint_url":
+                rules.check_endpoint_url(text)
+            else:
+                rules.check_storable_text(field, text, rules.TEXT_LIMITS.get(field))
+                return text_problem(label, text)
+        except InvalidRequest as exc:
+            return self.humanize(exc.message)
+        return None
+
+    def show_problems(self) -> dict[str, str]:
+        """Put :meth:`problems` next to their fields; raise FormProblems when there are any."""
+        found = self.problems()
+        self.field_errors = found
+        if found:
+            raise FormProblems(found)
+        return found
+
+    def show_error(self, exc: RegistryError) -> str:
+        """An error of the registry in the product page's words, also next to its field. A
+        provider's own error is shown exactly as it came (T-3)."""
+        from ..errors import ProviderError
+
+        if isinstance(exc, ProviderError):
+            return exc.message
+        message = self.humanize(exc.message)
+        field = field_of(exc.message)
+        if field is not None and field in self.visible_fields:
+            self.field_errors = {**self.field_errors, field: message}
+        return message
+
     # -- derived state ---------------------------------------------------------------------------
     def _credential_fields(self) -> tuple[str, ...]:
         return credential_layout(self.provider, self.effective_auth_method)
@@ -298,19 +433,106 @@ class _ModelForm(HasTraits):
         self._refresh_visible()
 
     # -- Test Connection -------------------------------------------------------------------------
-    def _run_test(self, call: Any) -> ConnectionTest:
-        """Run ``call()`` -> ConnectionTest; a RegistryError (bad field, 403, ...) is a failed test
-        with its message. Other exceptions propagate to the view's U-7 guard."""
+    # A test runs in three steps so the view can run the middle one off the kernel's main thread
+    # (the page then shows "Testing… N s" and ignores a second click): begin_test (check every
+    # field, mark the form as testing), the call, finish_test (show the outcome).
+    _generation = 0          # bumped by every change that voids a test (provider, max tokens, toggles)
+    _test_generation = 0
+    _tested: dict[str, Any] | None = None     # the ungated fields as the running test saw them
+
+    def _test_call(self) -> Callable[[], ConnectionTest]:
+        raise NotImplementedError
+
+    def begin_test(self) -> Callable[[], ConnectionTest]:
+        """Check every field (FormProblems when any is wrong: nothing is sent) and mark the form
+        as testing. Returns the call to run; hand its outcome to :meth:`finish_test`."""
+        if self.testing:
+            raise InvalidRequest("a test is already running")
+        self.field_errors = {}
+        self.show_problems()
+        call = self._test_call()
+        self._test_generation = self._generation
+        self._tested = self._ungated_snapshot()
+        self.test_message = ""
+        self.test_hint = ""
+        self.test_elapsed = 0
+        self.test_started = time.monotonic()
         self.testing = True
+        return call
+
+    def call_test(self, call: Callable[[], ConnectionTest]) -> ConnectionTest:
+        """Run a test call: a RegistryError (403, a field the registry refuses, ...) is a failed
+        test with its message in the product page's words. Other exceptions propagate."""
         try:
-            try:
-                result = call()
-            except RegistryError as exc:
-                result = ConnectionTest(ok=False, message=exc.message, status_code=exc.status_code)
-        finally:
-            self.testing = False
+            return call()
+        except RegistryError as exc:
+            return ConnectionTest(ok=False, message=self.show_error(exc), status_code=exc.status_code)
+
+    def finish_test(self, result: ConnectionTest) -> ConnectionTest:
+        """Show a test's outcome — unless the form changed meanwhile in a way that voids it."""
+        self.testing = False
+        if self._test_generation != self._generation:
+            return result     # provider, max tokens or a toggle changed: the outcome is moot
         self._apply_test(result)
         return result
+
+    def _run_test(self) -> ConnectionTest:
+        try:
+            call = self.begin_test()
+        except FormProblems as exc:
+            result = ConnectionTest(ok=False, message=exc.message, status_code=exc.status_code)
+            self._apply_test(result)
+            return result
+        try:
+            result = self.call_test(call)
+        except BaseException:
+            self.testing = False
+            raise
+        return self.finish_test(result)
+
+    def _ungated_snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for field in UNGATED_FIELDS:
+            if not self.has_trait(field):
+                continue
+            value = getattr(self, field)
+            if isinstance(value, SecretStr):
+                value = ("secret", value)      # compared by value below, never shown
+            elif isinstance(value, str):
+                value = value.strip()
+            out[field] = value
+        return out
+
+    def changed_since_test(self) -> list[str]:
+        """Ungated fields changed since the last passing test (empty when there is none)."""
+        if self._tested is None or not self.test_ok:
+            return []
+        now = self._ungated_snapshot()
+        changed = []
+        for field, before in self._tested.items():
+            after = now.get(field)
+            if isinstance(before, tuple) and isinstance(after, tuple):
+                same = before[1].get_secret_value() == after[1].get_secret_value()
+            else:
+                same = before == after
+            if not same:
+                changed.append(field)
+        return changed
+
+    def _refresh_stale(self) -> None:
+        changed = [f for f in self.changed_since_test() if f in self.visible_fields]
+        self.stale_notice = (f"{MESSAGES['changed_since_test']}: {', '.join(self.label(f) for f in changed)}"
+                             if changed else "")
+
+    def _clear_test_outcome(self) -> None:
+        """The shown outcome always matches the gate: a voided test leaves no message behind."""
+        self._generation += 1
+        self.test_message = ""
+        self.test_hint = ""
+        self.test_ok = None
+        self.pricing_warning = ""
+        self._tested = None
+        self.stale_notice = ""
 
     _priced_by_test: tuple[tuple[str, ...], str | None] | None = None
 
@@ -337,9 +559,13 @@ class _ModelForm(HasTraits):
             # P-8: remember where these prices came from, for as long as nobody edits them.
             self._priced_by_test = (self._cost_texts(), result.price_source)
             self.pricing_warning = result.warning or ""
+            if self._tested is not None:
+                for field in COST_FIELDS:    # the prices the test filled in are what it vouches for
+                    self._tested[field] = getattr(self, field).strip()
         else:
             self.pricing_warning = ""
         self.test_ok = result.ok
+        self._refresh_stale()
 
 
 class AddModelForm(_ModelForm):
@@ -363,10 +589,61 @@ class AddModelForm(_ModelForm):
 
     def __init__(self, session: Any, **kwargs: Any) -> None:
         self._auto_slug = False
+        self._taken: dict[str, str] | None = None
         super().__init__(session, **kwargs)
         self._refresh_reuse()
         self._refresh_visible()
         self._refresh_warnings()
+
+    # -- slug, checked live (M-3, M-4, M-5) ------------------------------------------------------
+    def taken_slugs(self, refresh: bool = False) -> dict[str, str]:
+        """slug -> "platform" / "custom": platform model ids and the org's active custom slugs,
+        for the live clash check (the registry still decides, M-5). Empty when unavailable."""
+        if self._taken is None or refresh:
+            taken: dict[str, str] = {}
+            try:
+                frame = self._session.list_models(type="all")
+                for ref, kind in zip(frame["ref"], frame["type"]):
+                    taken[str(ref)] = str(kind)
+            except RegistryError:
+                pass
+            except Exception as exc:  # noqa: BLE001 — a live hint must never break the dialog
+                log_unexpected(exc, "list_models")
+            self._taken = taken
+        return self._taken
+
+    def slug_problem(self, refresh: bool = False) -> str | None:
+        """What is wrong with the Model Slug right now (form, derivation, clash), or None."""
+        label = LABELS["slug"]
+        slug = self.slug.strip()
+        try:
+            slug = rules.check_slug(slug) if slug else rules.derive_slug(self.display_name)
+        except InvalidRequest as exc:
+            if not slug:
+                return (f"{label} is required: give a {LABELS['display_name']} with letters or digits, "
+                        f"or a {label}")
+            return self.humanize(exc.message)
+        kind = self.taken_slugs(refresh).get(slug)
+        if kind == "platform":
+            return f"{label} '{slug}' is a platform model id; choose another {label}"
+        if kind == "custom":
+            return f"{label} '{slug}' is taken by an active custom model of this org; choose another {label}"
+        return None
+
+    def _refresh_slug_error(self) -> None:
+        problem = self.slug_problem()
+        errors = {k: v for k, v in self.field_errors.items() if k != "slug"}
+        if problem and (self.slug.strip() or self.display_name.strip()):
+            errors["slug"] = problem
+        if errors != self.field_errors:
+            self.field_errors = errors
+
+    def problems(self) -> dict[str, str]:
+        out = super().problems()
+        problem = self.slug_problem(refresh=True)
+        if problem:
+            out["slug"] = problem
+        return {name: out[name] for name in FIELD_ORDER if name in out}
 
     # -- derived state ---------------------------------------------------------------------------
     def _show_reuse(self) -> bool:
@@ -401,21 +678,40 @@ class AddModelForm(_ModelForm):
     # -- observers -------------------------------------------------------------------------------
     @observe("provider", "max_tokens", *CAPABILITY_FLAGS)
     def _on_test_relevant(self, change: dict[str, Any]) -> None:
-        """T-6: these change what the test proved, so its success no longer holds."""
+        """T-6: these change what the test proved, so its success no longer holds — and the
+        message that said it passed goes with it."""
         self.test_passed = False
+        self._clear_test_outcome()
+
+    def clear_credentials(self) -> None:
+        """Empty every credential input and the reuse choice: nothing typed for one provider (or
+        Bedrock method) is ever sent to another's endpoint."""
+        self.reuse_credentials_from = ""
+        self.clear_secrets()
+        for field in TEXT_CREDENTIALS:
+            setattr(self, field, "")
+        self.field_errors = {k: v for k, v in self.field_errors.items() if k not in CREDENTIAL_INPUTS}
 
     @observe("provider")
     def _on_provider(self, change: dict[str, Any]) -> None:
-        # A key typed for one provider is not sent to another's endpoint: forget it.
-        self.clear_secrets()
+        self.clear_credentials()
         self._refresh_reuse()
         self._refresh_disabled()
 
     @observe("auth_method")
     def _on_auth_method(self, change: dict[str, Any]) -> None:
         if self.provider == "bedrock":
+            self.clear_credentials()
             self._refresh_reuse()
             self._refresh_disabled()
+
+    @observe(*UNGATED_FIELDS)
+    def _on_ungated(self, change: dict[str, Any]) -> None:
+        """T-6 keeps Save enabled for these, so say that the passing test no longer covers them."""
+        self._refresh_stale()
+        if change["name"] in self.field_errors and change["name"] != "slug":
+            # The admin is fixing it: the old complaint goes until the next check.
+            self.field_errors = {k: v for k, v in self.field_errors.items() if k != change["name"]}
 
     @observe("reuse_credentials_from")
     def _on_reuse(self, change: dict[str, Any]) -> None:
@@ -432,7 +728,11 @@ class AddModelForm(_ModelForm):
     def _on_display_name(self, change: dict[str, Any]) -> None:
         """U-1: the slug follows the display name (M-3) until the user edits the slug."""
         if self.slug_edited:
+            self._refresh_slug_error()
             return
+        self._derive_slug()
+
+    def _derive_slug(self) -> None:
         try:
             derived = rules.derive_slug(self.display_name)
         except InvalidRequest:
@@ -442,11 +742,19 @@ class AddModelForm(_ModelForm):
             self.slug = derived
         finally:
             self._auto_slug = False
+        self._refresh_slug_error()
 
     @observe("slug")
     def _on_slug(self, change: dict[str, Any]) -> None:
-        if not self._auto_slug:
-            self.slug_edited = True
+        if self._auto_slug:
+            return
+        if not change["new"].strip():
+            # Clearing an edited slug hands it back to the display name.
+            self.slug_edited = False
+            self._derive_slug()
+            return
+        self.slug_edited = True
+        self._refresh_slug_error()
 
     @observe("test_passed", "testing", "saving")
     def _on_gate(self, change: dict[str, Any]) -> None:
@@ -481,13 +789,26 @@ class AddModelForm(_ModelForm):
             data["reuse_credentials_from"] = self.reuse_credentials_from
         return rules.coerce_draft(None, data)
 
+    def _test_call(self) -> Callable[[], ConnectionTest]:
+        draft = self.draft()       # built now: the test checks what the form held when clicked
+        return lambda: self._session.test_connection(draft)
+
+    def begin_test(self) -> Callable[[], ConnectionTest]:
+        self.test_passed = False   # a new test replaces the last outcome
+        return super().begin_test()
+
+    def finish_test(self, result: ConnectionTest) -> ConnectionTest:
+        current = self._test_generation == self._generation
+        super().finish_test(result)
+        if current:
+            self.test_passed = result.ok
+        return result
+
     def test(self) -> ConnectionTest:
         """Test Connection: ``session.test_connection(draft)``. On success ``can_save`` turns on,
-        empty cost fields are filled from the result and its pricing warning is shown."""
-        self.test_passed = False   # a new test replaces the last outcome
-        result = self._run_test(lambda: self._session.test_connection(self.draft()))
-        self.test_passed = result.ok
-        return result
+        empty cost fields are filled from the result and its pricing warning is shown. Every
+        problem of the form is shown at once (``field_errors``) and nothing is sent."""
+        return self._run_test()
 
     def save(self) -> CustomModel:
         """Save Model: ``session.add_model(draft, test=False)``.
@@ -499,6 +820,7 @@ class AddModelForm(_ModelForm):
         """
         if not self.can_save:
             raise InvalidRequest(MESSAGES["save_needs_test"])
+        self.show_problems()
         draft = self.draft()
         self.saving = True
         try:
@@ -508,6 +830,9 @@ class AddModelForm(_ModelForm):
                 # The same M-8/M-10 warnings are already on screen (``warnings``).
                 warnings.simplefilter("ignore", RegistryWarning)
                 model = self._session.add_model(draft, test=False)
+        except RegistryError as exc:
+            exc.message = self.show_error(exc)   # in the page's words, also next to its field
+            raise
         finally:
             self.saving = False
         self.clear_secrets()
@@ -529,6 +854,8 @@ class EditModelForm(_ModelForm):
     provider = Enum(PROVIDERS, default_value="fireworks", read_only=True)
     slug = Unicode("", read_only=True)
     model = AnyTrait(None)   # the masked CustomModel as last loaded
+    # M-14 (amended): the explicit choice that removes an OpenAI-compatible model's optional key.
+    remove_api_key = Bool(False)
 
     def __init__(self, session: Any, slug: str, view: CustomModel | None = None) -> None:
         super().__init__(session)
@@ -555,14 +882,53 @@ class EditModelForm(_ModelForm):
             for name, value in values.items():
                 setattr(self, name, value)
         self.clear_secrets()
+        self.remove_api_key = False
+        self.field_errors = {}
         self.model = view
         self._refresh_visible()
         self._refresh_warnings()
 
+    def stores_secret(self, field: str) -> bool:
+        """Whether ``field``'s input stands for a stored secret that a blank keeps (M-14): the
+        model has one, and it belongs to the auth method shown (not after an M-16 switch)."""
+        view = self.model
+        if view is None or not view.secret_masked:
+            return False
+        if self.provider == "bedrock" and self.auth_method != getattr(self, "_original", {}).get("auth_method"):
+            return False
+        return field == rules.secret_field_of(self.provider, self.effective_auth_method)
+
     def placeholder(self, field: str) -> str:
         if field in SECRET_FIELDS and getattr(self, field) is None:
-            return MESSAGES["keep_existing"]
+            if self.remove_api_key and field == "api_key":
+                return "(stored key will be removed)"
+            if self.stores_secret(field):
+                return MESSAGES["keep_existing"]
+            # Nothing stored to keep: say what to enter instead of promising to keep nothing.
+            if field == "api_key" and self.provider == "openai_compatible":
+                return f"{MESSAGES['no_key_stored']} sk-... (optional)"
+            return PLACEHOLDERS.get(field, {}).get(self.provider) or COMMON_PLACEHOLDERS.get(field, "")
         return super().placeholder(field)
+
+    def _compute_visible(self) -> tuple[str, ...]:
+        shown = super()._compute_visible()
+        if self.provider == "openai_compatible" and self.model is not None and self.model.secret_masked:
+            shown = tuple(name for name in FIELD_ORDER if name in {*shown, "remove_api_key"})
+        return shown
+
+    def _secret_required(self, field: str) -> bool:
+        return super()._secret_required(field) and not self.stores_secret(field)
+
+    def problems(self) -> dict[str, str]:
+        out = super().problems()
+        if self.remove_api_key and self.api_key is not None:
+            out.setdefault("remove_api_key", f"Either remove the stored key or enter a new "
+                                             f"{self.label('api_key')}, not both")
+        return {name: out[name] for name in FIELD_ORDER if name in out}
+
+    @observe("remove_api_key", "auth_method")
+    def _on_secret_choice(self, change: dict[str, Any]) -> None:
+        self._refresh_visible()    # placeholders follow (the view re-reads them on layout)
 
     @observe("saving")
     def _on_saving(self, change: dict[str, Any]) -> None:
@@ -590,15 +956,23 @@ class EditModelForm(_ModelForm):
         for field in SECRET_FIELDS:
             if field in credentials and getattr(self, field) is not None:
                 out[field] = getattr(self, field)
+        if self.remove_api_key and "remove_api_key" in self.visible_fields:
+            out["remove_api_key"] = True
         return out
+
+    def _test_call(self) -> Callable[[], ConnectionTest]:
+        patch = self.changes()
+        return lambda: self._session.test_connection(self.slug, **patch)
 
     def test(self) -> ConnectionTest:
         """Test: ``session.test_connection(slug, **changes())`` — the saved values with the edited
         ones on top; a blank credential uses the stored one (T-5). Never gates Save (T-7)."""
-        return self._run_test(lambda: self._session.test_connection(self.slug, **self.changes()))
+        return self._run_test()
 
     def save(self) -> CustomModel:
         """Save: ``session.update_model(slug, **changes())``; then reload and forget secrets (C-7)."""
+        self.field_errors = {}
+        self.show_problems()
         patch = self.changes()
         self.saving = True
         try:
@@ -607,6 +981,9 @@ class EditModelForm(_ModelForm):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RegistryWarning)
                 view = self._session.update_model(self.slug, **patch)
+        except RegistryError as exc:
+            exc.message = self.show_error(exc)
+            raise
         finally:
             self.saving = False
         self.load(view)

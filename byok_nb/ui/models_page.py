@@ -179,7 +179,12 @@ class ModelsPage(widgets.VBox):
         self.open_add_dialog()
 
     def open_add_dialog(self) -> AddModelDialog:
+        """Show the Add Custom Model dialog. A dialog already open keeps its half-filled draft
+        (clicking Add Custom Model again must not wipe it); Cancel discards it."""
         self.message.value = ""
+        if self.dialog is not None:
+            self.dialog_area.children = [self.dialog]
+            return self.dialog
         self.dialog = AddModelDialog(self.session, on_saved=self._on_saved, on_cancel=self.close_add_dialog)
         self.dialog_area.children = [self.dialog]
         return self.dialog

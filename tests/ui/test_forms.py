@@ -138,7 +138,10 @@ def test_t6_registry_error_during_test_is_a_failed_test_with_its_message():
 def test_t6_invalid_field_is_a_failed_test_without_calling_the_session(fake):
     form = filled_form(fake, input_cost_per_token="abc")
     form.test()
-    assert form.test_ok is False and "input_cost_per_token" in form.test_message
+    # Issue 12 item 6: the app speaks the page's labels (the API keeps the keyword, M-2).
+    assert form.test_ok is False and "Input cost/token (USD)" in form.test_message
+    assert "input_cost_per_token" not in form.test_message
+    assert form.field_errors["input_cost_per_token"].startswith("Input cost/token (USD)")
     assert fake.called("test_connection") == []
 
 
@@ -218,6 +221,7 @@ def test_u1_labels_word_for_word():
         "api_key": "API Key", "base_url": "Base URL", "endpoint_url": "Inference Endpoint URL",
         "aws_region": "AWS Region", "auth_method": "Authentication Method",
         "aws_access_key_id": "Access Key ID", "aws_secret_access_key": "Secret Access Key",
+        "remove_api_key": "Remove stored key",
     }
 
 
@@ -404,14 +408,15 @@ def test_c1_draft_sends_only_the_visible_credentials(fake):
     draft = form.draft()
     assert draft.auth_method == "iam" and draft.api_key is None
     assert draft.aws_secret_access_key.get_secret_value() == "secret-secret-secret"
-    form.auth_method = "api_key"
+    form.auth_method = "api_key"          # clears every credential input (issue 12 item 1)
+    form.aws_region, form.api_key = "us-west-2", "ABSKbearer123456"
     draft = form.draft()
     assert draft.aws_access_key_id is None and draft.aws_secret_access_key is None
     assert draft.api_key.get_secret_value() == "ABSKbearer123456"
 
 
 def test_m2_blank_slug_means_derive(fake):
-    form = filled_form(fake)
+    form = filled_form(fake, display_name="!!!")      # nothing to derive: the slug stays blank
     form.slug = ""
     assert form.draft().slug is None
 

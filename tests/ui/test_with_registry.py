@@ -126,8 +126,9 @@ def test_m16_edit_bedrock_auth_switch_with_the_real_registry(acme):
     fields = detail.form_view.fields
     fields["auth_method"].value = "api_key"
     assert fields["api_key"].layout.display != "none" and fields["api_key"].description == "Bedrock API Key"
-    detail.save_button.click()                    # no new key: the registry refuses (M-16)
-    assert "switching auth_method" in detail.message.value
+    detail.save_button.click()                    # no new key: refused (M-16), named by its label
+    assert "Bedrock API Key is required" in detail.message.value
+    assert "Bedrock API Key is required" in detail.form_view.errors["api_key"].value
     fields["api_key"].value = "ABSKbedrockbearerkey0042"
     detail.save_button.click()
     view = s.get_model("claude")
