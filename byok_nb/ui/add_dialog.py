@@ -97,6 +97,10 @@ class ModelFormView(widgets.VBox):
             self.fields[name].observe(self._on_secret_typed, names=["value"])
         if "reuse_credentials_from" in self.fields:
             form.observe(self._on_reuse_options, names=["reuse_options"])
+        if form.has_trait("remove_api_key"):
+            form.observe(self._on_secret, names=["remove_api_key"])
+        if "slug" not in read_only:
+            self.fields["slug"].observe(self._sync_slug_back, names=["value"])
         self._on_layout()
         self._on_disabled()
         self._on_errors()
@@ -178,7 +182,7 @@ class ModelFormView(widgets.VBox):
 
     def _on_secret(self, change: Any = None) -> None:
         """The form dropped a secret (provider change, Cancel, save): empty its box too."""
-        if change is not None and change.get("new") is None:
+        if change is not None and change.get("name") in SECRET_FIELDS and change.get("new") is None:
             w = self.fields[change["name"]]
             if w.value:
                 self._quiet = True
@@ -196,6 +200,12 @@ class ModelFormView(widgets.VBox):
         if name in self.form.disabled_fields:
             return
         setattr(self.form, name, change["new"] or None)
+
+    def _sync_slug_back(self, change: Any) -> None:
+        """Emptying the slug box re-derives it in the form; the link does not echo a change made
+        while it is busy updating, so the derived slug is pushed back to the box here."""
+        if self.fields["slug"].value != self.form.slug:
+            self.fields["slug"].value = self.form.slug
 
     def forget_secret(self, name: str) -> None:
         """"Clear typed key": the form forgets a key typed in this dialog (the box is already empty)."""

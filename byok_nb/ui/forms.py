@@ -358,6 +358,8 @@ class _ModelForm(HasTraits):
         text = value.get_secret_value() if isinstance(value, SecretStr) else value.strip()
         if field in SECRET_FIELDS:
             return secret_problem(label, text)
+        if field in ("base_url", "endpoint_url") and any(ch.isspace() for ch in text):
+            return f"{label} has a space or line break inside; check what was pasted"
         try:
             if field == "base_url":
                 rules.check_http_url("base_url", text)
