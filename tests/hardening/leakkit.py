@@ -592,6 +592,16 @@ class KernelWidgets:
                           and m["content"].get("data", {}).get("method") == "update_states")
         return msg["content"]["data"]["states"]
 
+    def states_with(self, text: str) -> dict[str, Any]:
+        """``states()`` once ``text`` shows in them: Test Connection answers off the kernel's main
+        thread (the page shows "Testing… N s" meanwhile), so its outcome follows the idle status."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            states = self.states()
+            if text in widget_text(states) or time.monotonic() > deadline:
+                return states
+            time.sleep(0.2)
+
     def click(self, model_id: str) -> None:
         self._idle_after(self._send("comm_msg", {"comm_id": model_id, "data": {
             "method": "custom", "content": {"event": "click"}}}))

@@ -571,7 +571,7 @@ def test_c3_c7_u1_u3_u7_widgets_never_hold_or_send_a_secret(world, debug_logs, t
     # An unexpected (non-registry) error in a callback: a short message, details to the log (U-7).
     dialog = page.open_add_dialog()
     frontend_set(dialog.view.fields["api_key"], value=c.hf_wrong)
-    monkeypatch.setattr(dialog.form, "test", lambda: (_ for _ in ()).throw(RuntimeError(f"boom {c.hf_wrong}")))
+    monkeypatch.setattr(dialog.form, "begin_test", lambda: (_ for _ in ()).throw(RuntimeError(f"boom {c.hf_wrong}")))
     dialog.test_button.click()
     assert "Unexpected error: RuntimeError" in dialog.message.value
     dialog.cancel_button.click()
@@ -732,11 +732,11 @@ def test_c3_c7_u2_u3_voila_page_and_kernel_widgets_hold_no_secret(world, tmp_pat
             api_key = find_widget(states, "byok-api-key")
             kernel.type(api_key, c.fireworks_wrong)                          # typed in the browser
             kernel.click(find_widget(states, "byok-test-connection"))
-            after_fail = widget_text(kernel.states())
+            after_fail = widget_text(kernel.states_with("The API key you provided is invalid."))
             assert "The API key you provided is invalid." in after_fail
             kernel.type(api_key, c.fireworks_rotated)
             kernel.click(find_widget(states, "byok-test-connection"))
-            assert "Connection test passed." in widget_text(kernel.states())
+            assert "Connection test passed." in widget_text(kernel.states_with("Connection test passed."))
             kernel.click(find_widget(states, "byok-save-model"))
             final = widget_text(kernel.states())
             assert "Saved model" in final and "added-in-voila" in final
