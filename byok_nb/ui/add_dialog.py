@@ -113,7 +113,7 @@ class ModelFormView(widgets.VBox):
         self.errors[name] = error
         top: widgets.Widget = self.fields[name]
         if name in SECRET_FIELDS:
-            clear = widgets.Button(description=MESSAGES["clear_secret"], icon="times",
+            clear = widgets.Button(description=MESSAGES["clear_secret"],
                                    layout=widgets.Layout(width="auto"))
             clear.add_class(f"byok-clear-{name.replace('_', '-')}")
             clear.on_click(lambda _b, name=name: self.forget_secret(name))
@@ -388,7 +388,7 @@ class AddModelDialog(widgets.VBox):
         self.on_cancel = on_cancel
         self.title = widgets.HTML(f"<h3>{MESSAGES['add_title']}</h3>")
         self.view = ModelFormView(self.form)
-        self.test_button = widgets.Button(description=MESSAGES["test_connection"], icon="plug")
+        self.test_button = widgets.Button(description=MESSAGES["test_connection"])
         self.test_button.add_class("byok-test-connection")
         self.save_button = widgets.Button(description=MESSAGES["save_model"], button_style="primary",
                                           disabled=True)

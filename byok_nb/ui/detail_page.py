@@ -119,7 +119,7 @@ class DetailPage(widgets.VBox):
         self.form_view: ModelFormView | None = None
         self.message = widgets.HTML()
         self.message.add_class("byok-detail-status")
-        self.back_button = widgets.Button(description="Models", icon="arrow-left")
+        self.back_button = widgets.Button(description="Models")
         self.back_button.add_class("byok-back")
         self.back_button.on_click(self._on_back)
         self.title = widgets.HTML()
@@ -142,17 +142,16 @@ class DetailPage(widgets.VBox):
         self.result_area = widgets.VBox()
         actions: list[widgets.Widget] = []
         if self.is_admin:
-            self.edit_button = widgets.Button(description=MESSAGES["edit"], icon="pencil")
+            self.edit_button = widgets.Button(description=MESSAGES["edit"])
             self.edit_button.add_class("byok-edit")
-            self.test_button = widgets.Button(description=MESSAGES["test"], icon="plug")
+            self.test_button = widgets.Button(description=MESSAGES["test"])
             self.test_button.add_class("byok-test")
-            self.probe_button = widgets.Button(description=PROBE_LABEL, icon="search",
+            self.probe_button = widgets.Button(description=PROBE_LABEL,
                                                tooltip="Try JSON mode, tool use, vision and reasoning "
                                                        "with tiny requests; suggests flags, never sets them")
             self.probe_button.add_class("byok-probe-capabilities")
             self.probe_button.on_click(self._on_probe)
-            self.delete_button = widgets.Button(description=MESSAGES["delete"], button_style="danger",
-                                                icon="trash")
+            self.delete_button = widgets.Button(description=MESSAGES["delete"], button_style="danger")
             self.delete_button.add_class("byok-delete")
             self.edit_button.on_click(self._on_edit)
             self.test_button.on_click(self._on_test)
@@ -286,7 +285,7 @@ class DetailPage(widgets.VBox):
         children: list[widgets.Widget] = [summary, table, note]
         self.apply_button = None
         if result.suggested_changes():
-            self.apply_button = widgets.Button(description=APPLY_SUGGESTIONS_LABEL, icon="pencil",
+            self.apply_button = widgets.Button(description=APPLY_SUGGESTIONS_LABEL,
                                                tooltip="Fill the suggestions into the Edit form "
                                                        "(nothing is saved)")
             self.apply_button.add_class("byok-apply-suggestions")

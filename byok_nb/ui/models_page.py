@@ -106,8 +106,8 @@ class ModelsPage(widgets.VBox):
         controls: list[widgets.Widget] = [self.type_filter, self.refresh_button]
         self.add_button: widgets.Button | None = None
         if self.is_admin:
-            self.add_button = widgets.Button(description=MESSAGES["add_title"], button_style="primary",
-                                             icon="plus")
+            # No icon: its glyph would become part of the button's accessible name (U-10).
+            self.add_button = widgets.Button(description=MESSAGES["add_title"], button_style="primary")
             self.add_button.add_class("byok-add-model")
             self.add_button.on_click(self._on_add)
             controls.append(self.add_button)
