@@ -44,10 +44,17 @@ Stable CSS classes (``widget.add_class``), for browser tests:
                                    ``byok-supports-tool-use``, ``byok-supports-reasoning``,
                                    ``byok-reasoning-parameter``, ``byok-input-cost-per-token``,
                                    ``byok-output-cost-per-token``
+``byok-field-row``                 one field: its input, (secrets) ``byok-clear-api-key`` /
+                                   ``byok-clear-aws-secret-access-key`` "Clear typed key" (drops a
+                                   key held since the last Test), and ``byok-field-error`` /
+                                   ``byok-error-<field>`` the field's error (role ``alert``)
+``byok-remove-api-key``            Edit mode, OpenAI-compatible with a stored key: "Remove stored key"
 ``byok-test-connection``           Test Connection button
 ``byok-save-model``                Save Model button (disabled until a test passes, T-6)
 ``byok-cancel``                    Cancel of the dialog
-``byok-test-message``              "Connection test passed." or the exact error
+``byok-test-message``              "Connection test passed." or the exact error; "Testing… N s"
+                                   (``byok-testing-text``) while a test runs
+``byok-changed-since-test``        "Changed since the last test — Test Connection again to check"
 ``byok-test-hint``                 a hint under a failed test (e.g. turn JSON mode off)
 ``byok-pricing-warning``           yellow "Cost tracking requires per-token pricing"
 ``byok-warnings``                  yellow M-8 / M-10 warnings

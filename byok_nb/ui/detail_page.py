@@ -3,7 +3,8 @@ and for org admins Edit / Test / Probe capabilities / Delete.
 
 Edit mode is :class:`~byok_nb.ui.forms.EditModelForm` behind the same field widgets as the Add
 dialog: provider and slug read-only (M-13), secret inputs empty with "Leave blank to keep
-existing" (M-14), Save never gated on a test (T-7). Delete asks first, showing how many active
+existing" when a secret is stored (M-14; an OpenAI-compatible model's optional key can be removed
+with "Remove stored key"), Save never gated on a test (T-7). Delete asks first, showing how many active
 workflows reference the slug (M-11, W-6). "Probe capabilities" (U-9) shows what the provider
 accepted — capability, current flag, suggestion, evidence — and never changes a flag: "Apply
 suggestions" only fills the suggestions into the Edit form, for the admin to review and Save.

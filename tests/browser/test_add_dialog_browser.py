@@ -9,6 +9,7 @@ dialog per provider: fill by label, Test Connection, Save Model, the row appears
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,9 +147,19 @@ def fill_common(dialog, model_id: str, display_name: str) -> None:
     field(dialog, "Display Name").fill(display_name)
 
 
-def test_passes(dialog) -> None:
+def test_passes(dialog, fake=None) -> None:
+    """Click Test Connection and wait for "Connection test passed.". With ``fake``, first wait
+    until the fake got the new request: an earlier pass may still be on screen (an ungated change
+    keeps it, with the changed-since-test notice)."""
+    before = requests_to(fake) if fake is not None else 0
     button(dialog, "Test Connection").click()
+    if fake is not None:
+        deadline = time.monotonic() + 60
+        while requests_to(fake) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert requests_to(fake) > before, "the test request never reached the provider"
     expect(dialog.get_by_role("status").filter(has_text="Connection test passed.")).to_be_visible(timeout=60_000)
+    expect(button(dialog, "Test Connection")).to_be_enabled(timeout=60_000)
 
 
 test_passes.__test__ = False   # a helper, not a test
@@ -253,7 +264,7 @@ def test_issue12_passed_message_follows_the_gate_and_testing_shows_progress(dial
     field(dialog, "Max Tokens").press("Tab")
     expect(dialog).not_to_contain_text("Connection test passed.")
     expect(save).to_be_disabled()
-    test_passes(dialog)
+    test_passes(dialog, fake)
     field(dialog, "Supports vision / image inputs").check()
     expect(dialog).not_to_contain_text("Connection test passed.")
     expect(save).to_be_disabled()
@@ -290,7 +301,8 @@ def test_issue12_key_changed_after_a_pass_is_announced(dialog_app, page):
     expect(notice).to_contain_text("API Key")
     expect(button(dialog, "Save Model")).to_be_enabled()           # the seed keeps Save enabled
     field(dialog, "API Key").fill(FW_KEY)
-    test_passes(dialog)
+    test_passes(dialog, dialog_app.fakes.fireworks)
+    expect(dialog).not_to_contain_text(CHANGED)
     field(dialog, "Provider Model ID").fill("accounts/acme/models/notice-2")
     expect(dialog.get_by_role("status").filter(has_text=CHANGED)).to_contain_text("Provider Model ID")
 
@@ -323,10 +335,11 @@ def test_issue12_cleared_key_is_not_sent_and_stored_key_can_be_removed(dialog_ap
     test_passes(dialog)
     assert "authorization" not in vllm.requests[-1].headers
     field(dialog, "API Key").fill("sk-typed-then-dropped-0002")
-    test_passes(dialog)
+    test_passes(dialog, vllm)
     assert vllm.requests[-1].headers["authorization"] == "Bearer sk-typed-then-dropped-0002"
     button(dialog, "Clear typed key").click()
-    test_passes(dialog)
+    expect(button(dialog, "Clear typed key")).to_be_hidden()
+    test_passes(dialog, vllm)
     assert "authorization" not in vllm.requests[-1].headers
     button(dialog, "Cancel").click()
 
@@ -336,8 +349,10 @@ def test_issue12_cleared_key_is_not_sent_and_stored_key_can_be_removed(dialog_ap
     field(detail, "Remove stored key").check()
     detail.get_by_role("button", name=EDIT_SAVE).click()
     expect(detail.locator(".byok-secret-masked")).to_contain_text("(none stored)")
+    before = requests_to(vllm)
     button(detail, "Test").click()
     expect(detail.get_by_role("status").filter(has_text="Connection test passed.")).to_be_visible(timeout=60_000)
+    assert requests_to(vllm) == before + 1
     assert "authorization" not in vllm.requests[-1].headers
     assert OAI_KEY.encode() not in dialog_app.registry_bytes()
 
@@ -372,7 +387,7 @@ def test_issue12_second_add_click_keeps_the_draft(dialog_app, page):
     button(page, "Add Custom Model").click()
     expect(page.locator(".byok-add-dialog")).to_have_count(1)
     expect(field(dialog, "Display Name")).to_have_value("Half filled")
-    expect(field(dialog, "Provider")).to_have_value("together")
+    expect(field(dialog, "Provider")).to_have_value("Together AI")   # ipywidgets: option value = label
     button(dialog, "Cancel").click()
     expect(page.locator(".byok-add-dialog")).to_have_count(0)
     button(page, "Add Custom Model").click()
