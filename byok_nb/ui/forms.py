@@ -134,6 +134,11 @@ UNGATED_FIELDS: tuple[str, ...] = (
     "reuse_credentials_from", "provider_model_id", "reasoning_parameter", *COST_FIELDS,
 )
 CREDENTIAL_INPUTS: tuple[str, ...] = (*SECRET_FIELDS, *TEXT_CREDENTIALS)
+# Edit mode gates nothing on a test (T-7), so a change to any field a test exercises is announced.
+EDIT_TESTED_FIELDS: tuple[str, ...] = (
+    *(f for f in UNGATED_FIELDS if f != "reuse_credentials_from"), "auth_method", "max_tokens",
+    *CAPABILITY_FLAGS, "remove_api_key",
+)
 
 
 class FormProblems(InvalidRequest):
@@ -492,9 +497,13 @@ class _ModelForm(HasTraits):
             raise
         return self.finish_test(result)
 
+    def _stale_fields(self) -> tuple[str, ...]:
+        """Fields whose change after a passing test is announced (not gated on)."""
+        return UNGATED_FIELDS
+
     def _ungated_snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for field in UNGATED_FIELDS:
+        for field in self._stale_fields():
             if not self.has_trait(field):
                 continue
             value = getattr(self, field)
@@ -522,7 +531,8 @@ class _ModelForm(HasTraits):
         return changed
 
     def _refresh_stale(self) -> None:
-        changed = [f for f in self.changed_since_test() if f in self.visible_fields]
+        changed = [f for f in self.changed_since_test()
+                   if f in self.visible_fields or f in CAPABILITY_FLAGS or f == "max_tokens"]
         self.stale_notice = (f"{MESSAGES['changed_since_test']}: {', '.join(self.label(f) for f in changed)}"
                              if changed else "")
 
@@ -886,6 +896,8 @@ class EditModelForm(_ModelForm):
         self.clear_secrets()
         self.remove_api_key = False
         self.field_errors = {}
+        self._tested = None          # what a test before this load covered is not what is shown now
+        self.stale_notice = ""
         self.model = view
         self._refresh_visible()
         self._refresh_warnings()
@@ -931,6 +943,14 @@ class EditModelForm(_ModelForm):
     @observe("remove_api_key", "auth_method")
     def _on_secret_choice(self, change: dict[str, Any]) -> None:
         self._refresh_visible()    # placeholders follow (the view re-reads them on layout)
+
+    def _stale_fields(self) -> tuple[str, ...]:
+        return EDIT_TESTED_FIELDS
+
+    @observe(*EDIT_TESTED_FIELDS)
+    def _on_edited(self, change: dict[str, Any]) -> None:
+        """T-7 gates nothing, so a passing Test that no longer covers the form says so."""
+        self._refresh_stale()
 
     @observe("saving")
     def _on_saving(self, change: dict[str, Any]) -> None:

@@ -419,3 +419,18 @@ def test_u1_clearing_the_slug_widget_resumes_derivation(fake):
     dialog.view.fields["slug"].value = "custom"
     dialog.view.fields["slug"].value = ""
     assert dialog.view.fields["slug"].value == "unicode-model"
+
+
+def test_t7_edit_change_after_a_passing_test_is_announced_and_save_stays_enabled():
+    form = EditModelForm(FakeSession(models=[make_view()]), "llama-ft")
+    form.test()
+    assert form.test_message == "Connection test passed." and form.stale_notice == ""
+    form.max_tokens = 64
+    assert form.stale_notice.startswith(CHANGED) and "Max Tokens" in form.stale_notice
+    assert form.can_save is True
+    form.api_key = "fw_rotated_key_000001"
+    assert "API Key" in form.stale_notice
+    form.test()
+    assert form.stale_notice == ""
+    form.save()
+    assert form.stale_notice == ""
