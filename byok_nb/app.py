@@ -3,7 +3,8 @@
 ``byok-nb serve`` runs Voila on 127.0.0.1 with tracebacks off and sources stripped, serving
 ``admin_app.ipynb``. That notebook calls :func:`app_session`, which opens the embedded default
 registry and acts as the user named by ``BYOK_NB_USER`` or ``JUPYTERHUB_USER`` (else the OS user).
-On an empty registry the first user becomes org admin of ``BYOK_NB_ORG`` (default ``default``).
+On a registry with no org yet, the first user creates ``BYOK_NB_ORG`` (default ``default``) and
+becomes its org admin.
 """
 from __future__ import annotations
 
@@ -46,29 +47,15 @@ def current_org() -> str:
 
 
 def bootstrap(registry: "Registry", org: str, user: str) -> bool:
-    """First run: create ``org`` and make ``user`` its org admin when the org has no members yet.
+    """First run: on a store with no org at all, create ``org`` and make ``user`` its org admin.
 
-    Safe when several Voila kernels start at once: losing a race is a Conflict, which is ignored.
+    One transaction creates both, so exactly one of several Voila kernels starting at once wins
+    (the rule of :func:`byok_nb.membership.claim_first_run`, shared with ``Registry.session``).
     Returns True when ``user`` was made org admin here.
     """
-    from sqlalchemy import func, select
+    from .membership import claim_first_run
 
-    from .errors import Conflict
-    from .store import read_tx, schema
-
-    with contextlib.suppress(Conflict):
-        registry.create_org(org)
-    with read_tx(registry._engine) as conn:
-        org_id = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).scalar_one()
-        members = conn.execute(select(func.count()).select_from(schema.members)
-                               .where(schema.members.c.org_id == org_id)).scalar_one()
-    if members:
-        return False
-    try:
-        registry.add_member(org, user, role="org_admin")
-    except Conflict:
-        return False
-    return True
+    return claim_first_run(registry._engine, org, user)
 
 
 def app_session(registry: "Registry | None" = None, *, org: str | None = None,

@@ -64,10 +64,13 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
             or not 0 < timeout <= MAX_TIMEOUT):   # nan fails the comparison too
         raise InvalidRequest(f"timeout must be a positive number of seconds up to {MAX_TIMEOUT} "
                              f"(one day), got {timeout!r}")
+    # The embedded default (E-2): no URL here and none in the environment. Only there may a first
+    # session create its org (see byok_nb.membership).
+    embedded_default = url is None and not os.environ.get("BYOK_NB_DATABASE_URL")
     raw_key = resolve_master_key(master_key, byok_home())
     engine = make_engine(url or default_database_url())
     ensure_schema(engine)
-    return Registry(engine, SecretBox(raw_key), timeout=float(timeout))
+    return Registry(engine, SecretBox(raw_key), timeout=float(timeout), embedded_default=embedded_default)
 
 
 def _now() -> dt.datetime:
@@ -97,8 +100,10 @@ def _endpoint_note(endpoint_url: str | None) -> str | None:
 class Registry:
     """A registry database plus the master key; hands out :class:`Session` objects."""
 
-    def __init__(self, engine: "Engine", box: SecretBox, *, timeout: float = 30.0) -> None:
+    def __init__(self, engine: "Engine", box: SecretBox, *, timeout: float = 30.0,
+                 embedded_default: bool = False) -> None:
         self._engine = engine
+        self._embedded_default = embedded_default
         self._box = box
         self.timeout = timeout
         self.egress = os.environ.get("BYOK_NB_EGRESS") or "default"  # P-6: read at open time
@@ -119,6 +124,12 @@ class Registry:
             self._hub.close()
             self._hub = None
         self._engine.dispose()
+
+    @property
+    def embedded_default(self) -> bool:
+        """True when opened as the embedded default: ``open_registry()`` with no URL while
+        ``BYOK_NB_DATABASE_URL`` is unset. Only then does a first session create its org."""
+        return self._embedded_default
 
     @property
     def hub(self):
@@ -181,14 +192,49 @@ class Registry:
             raise Conflict(f"{user!r} already has a role on {project or org!r}") from None
         return Member(org=org, user=user, role=role, project=project)
 
+    def remove_member(self, org: str, user: str, project: str | None = None) -> list[Member]:
+        """End ``user``'s membership of ``org``: every role they hold there (org admin and every
+        project role). With ``project``, only their role on that project. Returns the roles ended.
+
+        Their sessions stop working on their next call. Removing the last org admin is refused
+        (``Conflict``): make someone else org admin first. Recorded in the audit log.
+        """
+        from .membership import remove_member
+
+        return remove_member(self._engine, org, user, project=project)
+
+    def members(self, org: str) -> list[Member]:
+        """Every role in ``org``: one :class:`Member` per (user, org or project)."""
+        from .membership import list_members
+        from .store import read_tx
+
+        with read_tx(self._engine) as conn:
+            return list_members(conn, org)
+
     def session(self, org: str, user: str) -> "Session":
-        """A session acting as ``user`` in ``org``; every call is authorized as that user."""
+        """A session acting as ``user`` in ``org``; every call is authorized as that user.
+
+        On the embedded default registry (``open_registry()`` with no URL and no
+        ``BYOK_NB_DATABASE_URL``), a store with no org at all is a first run: this creates ``org``
+        and makes ``user`` its org admin, atomically — as the admin app does on its first visit.
+        Everywhere else an unknown org is ``NotFound`` (create it with ``create_org``) and a user
+        without a role gets ``Forbidden`` on each call (add them with ``add_member``).
+        """
         from .store import read_tx
 
         rules.check_storable_text("org", org)
         rules.check_storable_text("user", user)
-        with read_tx(self._engine) as conn:
-            org_id = self._org_id(conn, org)
+        try:
+            with read_tx(self._engine) as conn:
+                org_id = self._org_id(conn, org)
+        except NotFound:
+            if not self._embedded_default:
+                raise
+            from .membership import claim_first_run
+
+            claim_first_run(self._engine, org, user)
+            with read_tx(self._engine) as conn:   # NotFound still, when another org came first
+                org_id = self._org_id(conn, org)
         return Session(self, org=org, org_id=org_id, user=user)
 
     def rotate_master_key(self, new_key: str | bytes, dry_run: bool = False) -> RotationReport:
@@ -207,7 +253,9 @@ class Registry:
             raise InvalidRequest(f"an org is named by text, not {type(org).__name__}")
         row = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).first()
         if row is None:
-            raise NotFound(f"org {org!r} not found")
+            from .membership import org_not_found
+
+            raise org_not_found(org)
         return row[0]
 
     @staticmethod
@@ -251,14 +299,19 @@ class Session:
         return any(role == "org_admin" for role, _ in self.roles())
 
     def _require_member(self) -> None:
+        # Read on every call (no cache): a removed member's session stops at their next call.
         if not self.roles():
-            raise Forbidden(f"{self.user!r} is not a member of org {self.org!r}")
+            from .membership import not_a_member
+
+            raise not_a_member(self.org, self.user)
 
     def _require_admin(self) -> None:
         roles = self.roles()
         if not any(role == "org_admin" for role, _ in roles):
             if not roles:
-                raise Forbidden(f"{self.user!r} is not a member of org {self.org!r}")
+                from .membership import not_a_member
+
+                raise not_a_member(self.org, self.user)
             raise Forbidden(f"managing custom models requires the org_admin role in {self.org!r}")
 
     # -- reading models --------------------------------------------------------------------------

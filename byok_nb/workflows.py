@@ -258,7 +258,9 @@ def _roles(session: "Session") -> list[tuple[str, int]]:
     """The actor's roles; Forbidden when they have none in this org."""
     roles = session.roles()
     if not roles:
-        raise Forbidden(f"{session.user!r} is not a member of org {session.org!r}")
+        from .membership import not_a_member
+
+        raise not_a_member(session.org, session.user)
     return roles
 
 
@@ -505,13 +507,26 @@ class SeedError(InvalidRequest):
                          f"changed\n" + "\n".join(errors))
 
 
+# A seeding file is a list of assignments, not a data set: these bounds keep a bad or huge file
+# from tying up the store (validation reads, then one short write). Documented in the README.
+MAX_CSV_BYTES = 1024 * 1024      # 1 MiB
+MAX_CSV_ROWS = 10_000
+
+
+def _too_large(what: str) -> InvalidRequest:
+    return InvalidRequest(f"the CSV is too large: {what}; a seeding file may hold at most "
+                          f"{MAX_CSV_ROWS:,} rows and {MAX_CSV_BYTES // 1024:,} KiB — split it into "
+                          f"several files")
+
+
 def _read_csv_text(path_or_file: Any) -> str:
+    # Never read more than one byte past the limit, whatever the file's size.
     if hasattr(path_or_file, "read"):
-        data = path_or_file.read()
+        data = path_or_file.read(MAX_CSV_BYTES + 1)
     elif isinstance(path_or_file, (str, os.PathLike)):
         try:
             with open(path_or_file, "rb") as fh:
-                data = fh.read()
+                data = fh.read(MAX_CSV_BYTES + 1)
         except FileNotFoundError:
             raise NotFound(f"no CSV file {os.fspath(path_or_file)!r}") from None
         except IsADirectoryError:
@@ -522,14 +537,17 @@ def _read_csv_text(path_or_file: Any) -> str:
             raise InvalidRequest("the CSV path is not a valid file name") from None
     else:
         raise InvalidRequest("seed_assignments_csv takes a path or an open file")
-    if isinstance(data, (bytes, bytearray)):
-        try:
-            data = bytes(data).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidRequest("the CSV file is not UTF-8 text") from None
-    if not isinstance(data, str):
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if not isinstance(data, (bytes, bytearray)):
         raise InvalidRequest("seed_assignments_csv takes a path or an open file")
-    return data.lstrip("\ufeff")
+    if len(data) > MAX_CSV_BYTES:
+        raise _too_large(f"more than {MAX_CSV_BYTES // 1024:,} KiB")
+    try:
+        text = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the CSV file is not UTF-8 text") from None
+    return text.lstrip("\ufeff")
 
 
 def _parse_csv(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[str]]:
@@ -569,6 +587,8 @@ def _parse_csv(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
         line, start = start, reader.line_num + 1
         if not values or all(not v.strip() for v in values):
             continue
+        if len(rows) + len(errors) >= MAX_CSV_ROWS:
+            raise _too_large(f"more than {MAX_CSV_ROWS:,} rows")
         if len(values) != len(header):
             errors.append(f"line {line}: expected {len(header)} values ({','.join(header)}), got {len(values)}")
             continue
@@ -585,40 +605,140 @@ def seed_assignments_csv(session: "Session", path_or_file: Any) -> int:
     field is given two different models — and then all rows are applied in one transaction, or
     none: a bad file raises :class:`SeedError` (an ``InvalidRequest``) listing every bad row as
     ``line N: reason``, N being the file's line (the header is line 1). Returns the number of
-    assignments applied. Takes a path (str or ``os.PathLike``) or an open file (text or binary).
-    """
-    from .store import schema, write_tx
+    assignments applied. Takes a path (str or ``os.PathLike``) or an open file (text or binary) of
+    at most 1 MiB and 10,000 rows (``InvalidRequest`` beyond).
 
-    roles = _roles(session)
+    The file is parsed and validated outside any write transaction (reads do not block other
+    writers); the write transaction re-checks only what the rows resolved to — a few batched
+    reads — and applies the assignments, so other users' writes wait milliseconds, not the time
+    it takes to validate a large file.
+    """
+    from .store import read_tx, write_tx
+
+    _roles(session)
     _, rows, errors = _parse_csv(_read_csv_text(path_or_file))
-    updates: dict[int, tuple[int, str]] = {}  # field row id -> (line, ref)
-    with write_tx(session._reg._engine) as conn:
+    with read_tx(session._reg._engine) as conn:
+        plan = _SeedPlan(session, conn, _roles_in(session, conn))
         for line, row in rows:
-            blank = [c for c in FIELD_COLUMNS if not row.get(c)]
-            if blank:
-                errors.append(f"line {line}: {', '.join(blank)} {'is' if len(blank) == 1 else 'are'} blank")
-                continue
+            plan.add(line, row)
+    errors += plan.errors
+    if errors:
+        raise SeedError(_by_line(errors))
+    if not plan.updates:
+        return 0
+    with write_tx(session._reg._engine) as conn:
+        # What the rows resolved to may have changed since (a model deleted, a role removed, a
+        # field redefined): check that again, in batches, before writing.
+        stale = plan.recheck(conn, _roles_in(session, conn))
+        if stale:
+            raise SeedError(_by_line(stale))
+        plan.apply(conn)
+    return len(plan.updates)
+
+
+def _by_line(errors: list[str]) -> list[str]:
+    return sorted(errors, key=lambda e: int(e.split(":", 1)[0].split()[1]))
+
+
+def _roles_in(session: "Session", conn: "Connection") -> list[tuple[str, int]]:
+    from sqlalchemy import select
+
+    from .store import schema
+
+    m = schema.members
+    roles = [tuple(r) for r in conn.execute(select(m.c.role, m.c.project_id).where(
+        m.c.org_id == session.org_id, m.c.user_name == session.user))]
+    if not roles:
+        from .membership import not_a_member
+
+        raise not_a_member(session.org, session.user)
+    return roles
+
+
+class _SeedPlan:
+    """The validated assignments of one CSV: each distinct workflow, field and model is looked up
+    once (a file of 10,000 rows naming a few workflows costs a few queries, not 30,000)."""
+
+    def __init__(self, session: "Session", conn: "Connection", roles: list[tuple[str, int]]) -> None:
+        self.session, self.conn, self.roles = session, conn, roles
+        self.errors: list[str] = []
+        # field row id -> (line, ref, workflow row, field definition)
+        self.updates: dict[int, tuple[int, str, _WorkflowRow, LLMField]] = {}
+        self._workflows: dict[tuple[str, str | None], _WorkflowRow | RegistryError] = {}
+        self._fields: dict[tuple[int, str], Any] = {}
+        self._models: dict[str, ModelInfo | None] = {}
+
+    def _cached(self, cache: dict, key: Any, load: Any) -> Any:
+        if key not in cache:
             try:
-                wf = _find_workflow(session, conn, row["workflow"], project=row.get("project") or None)
-                if not _may_edit(roles, wf.project_id):
-                    raise _edit_forbidden(session, wf.project)
-                frow = _field_row(conn, wf, row["field"])
-                check_model_for_field(_field_from_row(frow), lookup_model(session, row["model"], conn),
-                                      row["model"], session.org)
+                cache[key] = load()
             except RegistryError as exc:
-                errors.append(f"line {line}: {exc.message}")
-                continue
-            earlier = updates.get(frow["id"])
-            if earlier is not None and earlier[1] != row["model"]:
-                errors.append(f"line {line}: field {row['field']!r} of workflow {wf.name!r} is already "
-                              f"assigned {earlier[1]!r} on line {earlier[0]}")
-                continue
-            if earlier is None:
-                updates[frow["id"]] = (line, row["model"])
-        if errors:
-            errors.sort(key=lambda e: int(e.split(":", 1)[0].split()[1]))
-            raise SeedError(errors)
+                cache[key] = exc
+        value = cache[key]
+        if isinstance(value, RegistryError):
+            raise value
+        return value
+
+    def add(self, line: int, row: dict[str, str]) -> None:
+        blank = [c for c in FIELD_COLUMNS if not row.get(c)]
+        if blank:
+            self.errors.append(f"line {line}: {', '.join(blank)} {'is' if len(blank) == 1 else 'are'} blank")
+            return
+        session, conn = self.session, self.conn
+        project = row.get("project") or None
+        try:
+            wf = self._cached(self._workflows, (row["workflow"], project),
+                              lambda: _find_workflow(session, conn, row["workflow"], project=project))
+            if not _may_edit(self.roles, wf.project_id):
+                raise _edit_forbidden(session, wf.project)
+            frow = self._cached(self._fields, (wf.id, row["field"]), lambda: _field_row(conn, wf, row["field"]))
+            model = self._cached(self._models, row["model"], lambda: lookup_model(session, row["model"], conn))
+            field = _field_from_row(frow)
+            check_model_for_field(field, model, row["model"], session.org)
+        except RegistryError as exc:
+            self.errors.append(f"line {line}: {exc.message}")
+            return
+        earlier = self.updates.get(frow["id"])
+        if earlier is not None and earlier[1] != row["model"]:
+            self.errors.append(f"line {line}: field {row['field']!r} of workflow {wf.name!r} is already "
+                               f"assigned {earlier[1]!r} on line {earlier[0]}")
+        elif earlier is None:
+            self.updates[frow["id"]] = (line, row["model"], wf, field)
+
+    def recheck(self, conn: "Connection", roles: list[tuple[str, int]]) -> list[str]:
+        """The rows whose validation no longer holds, read in a few batched queries."""
+        from sqlalchemy import select
+
+        from .store import schema
+
+        f, w = schema.workflow_fields, schema.workflows
+        now: dict[int, Any] = {}
+        ids = sorted(self.updates)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for r in conn.execute(select(f, w.c.project_id.label("_project_id"))
+                                  .select_from(f.join(w, w.c.id == f.c.workflow_id))
+                                  .where(f.c.id.in_(chunk), w.c.org_id == self.session.org_id)).mappings():
+                now[r["id"]] = r
+        models = {ref: lookup_model(self.session, ref, conn) for ref in {u[1] for u in self.updates.values()}}
+        stale = []
+        for field_id, (line, ref, wf, field) in self.updates.items():
+            try:
+                current = now.get(field_id)
+                if current is None or current["_project_id"] != wf.project_id:
+                    raise NotFound(f"workflow {wf.name!r} has no field {field.name!r} any more")
+                if not _may_edit(roles, wf.project_id):
+                    raise _edit_forbidden(self.session, wf.project)
+                check_model_for_field(_field_from_row(current), models[ref], ref, self.session.org)
+            except RegistryError as exc:
+                stale.append(f"line {line}: {exc.message}")
+        return stale
+
+    def apply(self, conn: "Connection") -> None:
+        from sqlalchemy import bindparam
+
+        from .store import schema
+
         f = schema.workflow_fields
-        for field_id, (_, ref) in updates.items():
-            conn.execute(f.update().where(f.c.id == field_id).values(model_ref=ref))
-    return len(updates)
+        conn.execute(f.update().where(f.c.id == bindparam("field_id")).values(model_ref=bindparam("ref")),
+                     [{"field_id": fid, "ref": ref} for fid, (_, ref, _, _) in self.updates.items()])

@@ -117,24 +117,86 @@ def test_w8_missing_file(seeded, tmp_path):
 
 
 def test_w8_a_transaction_covers_the_whole_file(seeded, tmp_path, monkeypatch):
-    """A failure while applying (after validation) leaves nothing half-written."""
-    from byok_nb.store import schema
+    """A failure after the assignments were written (before the commit) leaves nothing written."""
+    from byok_nb import workflows
 
     path = tmp_path / "a.csv"
     path.write_text("workflow,field,model\ntriage,chat,ft-llama\nbilling-bot,chat,plain\n")
-    original_update = schema.workflow_fields.update
+    original_apply = workflows._SeedPlan.apply
     calls = {"n": 0}
 
-    def exploding_update(*args, **kwargs):
+    def apply_then_fail(plan, conn):
+        original_apply(plan, conn)
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("disk full")
-        return original_update(*args, **kwargs)
+        raise RuntimeError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr(schema.workflow_fields, "update", exploding_update)
+        m.setattr(workflows._SeedPlan, "apply", apply_then_fail)
         with pytest.raises(RuntimeError):
             seeded.admin.seed_assignments_csv(path)
-    assert calls["n"] == 2
+    assert calls["n"] == 1
     assert _models(seeded.admin, "triage")["chat"] is None
     assert _models(seeded.admin, "billing-bot")["chat"] is None
+
+
+# -- bounds and the write lock (a large bad file must not hold up other writers) -------------------
+def test_w8_a_file_over_one_mib_is_refused_before_any_lookup(seeded, tmp_path):
+    from byok_nb.workflows import MAX_CSV_BYTES
+
+    row = "triage,chat,openai/gpt-4o\n"
+    big = "workflow,field,model\n" + row * (MAX_CSV_BYTES // len(row) + 1)
+    path = tmp_path / "big.csv"
+    path.write_text(big)
+    for source in (path, io.StringIO(big), io.BytesIO(big.encode())):
+        with pytest.raises(InvalidRequest, match=r"too large: more than 1,024 KiB.*split it") as info:
+            seeded.admin.seed_assignments_csv(source)
+        assert not isinstance(info.value, SeedError)
+    assert _models(seeded.admin, "triage")["chat"] is None
+
+
+def test_w8_a_file_over_ten_thousand_rows_is_refused(seeded):
+    from byok_nb.workflows import MAX_CSV_ROWS
+
+    text = "workflow,field,model\n" + "a,b,c\n" * (MAX_CSV_ROWS + 1)
+    with pytest.raises(InvalidRequest, match=r"more than 10,000 rows"):
+        seeded.admin.seed_assignments_csv(io.StringIO(text))
+    ok = "workflow,field,model\n" + "triage,chat,openai/gpt-4o\n" * MAX_CSV_ROWS   # exactly at the limit
+    assert seeded.admin.seed_assignments_csv(io.StringIO(ok)) == 1
+
+
+def test_w8_a_large_bad_file_is_validated_without_the_write_lock(seeded, db_path):
+    """Another connection holds SQLite's write lock the whole time: validating (and refusing) a
+    file of 10,000 bad rows never waits for it — so it never holds it either."""
+    import sqlite3
+
+    text = "workflow,field,model\n" + "".join(f"nope-{i},chat,no-such-model-{i}\n" for i in range(10_000))
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(SeedError) as info:
+            seeded.admin.seed_assignments_csv(io.StringIO(text))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(info.value.errors) == 10_000
+    assert info.value.errors[0].startswith("line 2: no workflow 'nope-0'")
+
+
+def test_w8_a_model_deleted_between_validation_and_writing_is_caught(seeded, monkeypatch):
+    """Validation runs before the write transaction; what it resolved is checked again inside it."""
+    from byok_nb import workflows
+
+    original_add = workflows._SeedPlan.add
+
+    def add_then_delete(plan, line, row):
+        original_add(plan, line, row)
+        if line == 3:   # another admin deletes the model after the row was validated
+            seeded.admin.delete_model("plain")
+
+    monkeypatch.setattr(workflows._SeedPlan, "add", add_then_delete)
+    with pytest.raises(SeedError) as info:
+        seeded.admin.seed_assignments_csv(io.StringIO("workflow,field,model\ntriage,chat,ft-llama\n"
+                                                      "billing-bot,chat,plain\n"))
+    assert info.value.errors == ["line 3: custom model 'plain' is deleted (inactive); re-add it to "
+                                 "reactivate it, or assign another model"]
+    assert _models(seeded.admin, "triage")["chat"] is None      # all or nothing still
