@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,9 @@ def record_usage_batch(session_or_registry: "Session | Registry", rows: Iterable
 
 
 def _record(engine: "Engine", rows: Iterable[Mapping[str, Any]], *, fixed: tuple[str, int] | None,
-            default_user: str) -> int:
+            default_user: str, also: "Callable[[Connection], None] | None" = None) -> int:
+    """Validate ``rows``, then write them in one short transaction; ``also`` runs in that same
+    transaction (the usage spool marks its replayed rows there)."""
     from .store import write_tx
 
     prep = _Preparer(engine, fixed=fixed, default_user=default_user)
@@ -116,6 +118,8 @@ def _record(engine: "Engine", rows: Iterable[Mapping[str, Any]], *, fixed: tuple
     with write_tx(engine) as conn:
         prep.resolve_models(conn, prepared)
         _write(conn, prepared)
+        if also is not None:
+            also(conn)
     return len(prepared)
 
 

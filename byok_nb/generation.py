@@ -9,7 +9,10 @@ bindings, images (the model must support vision) and its reasoning setting, tran
 
 Every call that reaches the point of calling a provider records exactly one usage row, whether it
 succeeds or fails (a provider error, a transport error, an egress refusal, undecryptable
-credentials); the error is then re-raised. Calls refused before that — an unknown workflow or
+credentials); the error is then re-raised. When the store cannot take the row once the provider
+has answered (busy past its timeout, unreachable), the completion is still returned and the row
+goes to the durable local usage spool (byok_nb.usage_spool), recorded on the next successful
+write or open, with a warning logged. Calls refused before that — an unknown workflow or
 field, a deleted model (W-7), bad options — record nothing: no model was called.
 
 >>> s.generate("triage", "classify", "Which team owns this ticket?")            # doctest: +SKIP
@@ -17,6 +20,7 @@ Completion(text='search', ...)
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -24,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .domain import Completion
-from .errors import Conflict, InvalidRequest, NotFound
+from .errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from .secrets import UnreadableSecret
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,7 +145,17 @@ def _record(session: "Session", row: dict[str, Any], *, ok: bool, latency_ms: fl
         # The class and status only: provider text may quote the request, never store it.
         status = getattr(error, "status_code", None)
         full["error"] = f"{type(error).__name__}{f' {status}' if status else ''}"
-    record(session._reg._engine, [full], fixed=(session.org, session.org_id), default_user=session.user)
+    called_at = dt.datetime.now(dt.timezone.utc)
+    spool = session._reg.usage_spool
+    try:
+        record(session._reg._engine, [full], fixed=(session.org, session.org_id), default_user=session.user)
+    except StoreUnavailable as exc:
+        # The provider has answered (and charged): keep the row durably and record it later
+        # rather than lose it or fail a call whose answer is here (byok_nb.usage_spool).
+        spool.keep(dict(full, ts=called_at.isoformat()), org=session.org, user=session.user, reason=exc)
+        return
+    if spool.pending():   # the store takes writes again: catch up
+        spool.replay_quietly()
 
 
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,10 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     raw_key = resolve_master_key(master_key, byok_home())
     engine = make_engine(url or default_database_url())
     ensure_schema(engine)
-    return Registry(engine, SecretBox(raw_key), timeout=float(timeout), embedded_default=embedded_default)
+    registry = Registry(engine, SecretBox(raw_key), timeout=float(timeout), embedded_default=embedded_default)
+    if registry.usage_spool.pending():   # usage rows a busy store could not take last time
+        registry.usage_spool.replay_quietly()
+    return registry
 
 
 def _now() -> dt.datetime:
@@ -109,6 +112,10 @@ class Registry:
         self.egress = os.environ.get("BYOK_NB_EGRESS") or "default"  # P-6: read at open time
         self._hub = None
         self._hub_lock = threading.Lock()
+        from .usage_spool import UsageSpool
+
+        # Where usage rows wait when the store could not take them after a provider answered.
+        self.usage_spool = UsageSpool(engine, byok_home())
 
     def __repr__(self) -> str:
         return f"Registry(url={self._engine.url.render_as_string(hide_password=True)!r})"
