@@ -43,3 +43,44 @@ def add_same_slug_worker(url: str, master_key: str, fields: dict[str, Any], barr
     except BaseException as exc:  # noqa: BLE001
         outcome = f"setup {type(exc).__name__}: {exc}"
     results.put(outcome)
+
+
+
+def first_run_worker(stores: list[tuple[str | None, str]], master_key: str, org: str, user: str,
+                     barrier, results) -> None:
+    """One first visitor of several empty stores, one race per store: open every store first (a
+    ``(url, home)`` pair; url None = the embedded default in ``home``), then per store wait for
+    everyone and take the first-run path at the same instant — the app's ``bootstrap`` with a URL,
+    ``Registry.session`` on the embedded default. Puts ``(user, ["admin" | "visitor" | error
+    text, one per store])`` on ``results``."""
+    import os
+
+    outcomes: list[str] = []
+    try:
+        os.environ["BYOK_NB_MASTER_KEY"] = master_key
+        os.environ.pop("BYOK_NB_DATABASE_URL", None)
+        import byok_nb
+        from byok_nb import app
+
+        registries = []
+        for url, home in stores:
+            os.environ["BYOK_NB_HOME"] = home
+            registries.append(byok_nb.open_registry(url))
+        for (url, _), reg in zip(stores, registries):
+            barrier.wait(timeout=120)
+            try:
+                if url is None:
+                    try:
+                        session = reg.session(org=org, user=user)
+                        outcomes.append("admin" if session.is_org_admin else "visitor")
+                    except byok_nb.NotFound:   # another visitor's org came first
+                        outcomes.append("visitor")
+                else:
+                    outcomes.append("admin" if app.bootstrap(reg, org, user) else "visitor")
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+        for reg in registries:
+            reg.close()
+    except BaseException as exc:  # noqa: BLE001
+        outcomes.append(f"setup {type(exc).__name__}: {exc}")
+    results.put((user, outcomes))

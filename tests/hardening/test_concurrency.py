@@ -211,3 +211,91 @@ def test_e2_unreachable_database_is_a_registry_error(master_key):
         byok_nb.open_registry(url, master_key=master_key)
     assert info.value.status_code == 503 and "unavailable" in info.value.message
     assert "s3cret-pw" not in info.value.message
+
+
+# -- first run (M-1): several first visitors at once make exactly one org admin --------------------
+FIRST_VISITORS = 6
+ROUNDS = 3   # one race per empty store: a single race can pass by luck on a loaded machine
+
+
+@pytest.fixture
+def empty_stores(db_url, master_key, tmp_path):
+    """ROUNDS empty registry databases of this test's backend, schema created (as `byok-nb serve`
+    makes sure before any kernel starts)."""
+    import pgkit
+
+    urls, extra = [db_url], []
+    for n in range(1, ROUNDS):
+        if db_url.startswith("sqlite"):
+            urls.append(f"sqlite:///{tmp_path / f'registry-{n}.db'}")
+        else:
+            extra.append(pgkit.create_database("byok_nb_first_run"))
+            urls.append(extra[-1])
+    for url in urls:
+        byok_nb.open_registry(url, master_key=master_key).close()
+    try:
+        yield urls
+    finally:
+        for url in extra:
+            pgkit.drop_database(url)
+
+
+def _first_run_race(stores, master_key, orgs):
+    from racekit import first_run_worker
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(FIRST_VISITORS), ctx.Queue()
+    hardkit.run_spawned(first_run_worker, [(stores, master_key, org, f"user{n}", barrier, results)
+                                           for n, org in enumerate(orgs)], timeout=180)
+    outcomes = dict(results.get(timeout=10) for _ in range(FIRST_VISITORS))
+    # per store: {user: outcome}
+    return [{user: got[i] if i < len(got) else got[-1] for user, got in outcomes.items()}
+            for i in range(len(stores))]
+
+
+def _memberships(url):
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            orgs = dict(conn.execute(select(schema.orgs.c.id, schema.orgs.c.name)).all())
+            members = conn.execute(select(schema.members.c.org_id, schema.members.c.user_name,
+                                          schema.members.c.role)).all()
+    finally:
+        engine.dispose()
+    return [(orgs[m.org_id], m.user_name, m.role) for m in members]
+
+
+@pytest.mark.slow
+def test_m1_six_first_visitors_of_the_app_at_once_make_exactly_one_org_admin(empty_stores, master_key, tmp_path):
+    """Six Voila kernels bootstrapping the same org on an empty store (SQLite and PostgreSQL)."""
+    races = _first_run_race([(url, str(tmp_path)) for url in empty_stores], master_key,
+                            ["default"] * FIRST_VISITORS)
+    for url, outcomes in zip(empty_stores, races):
+        assert sorted(outcomes.values()) == ["admin"] + ["visitor"] * (FIRST_VISITORS - 1), outcomes
+        admin = next(user for user, outcome in outcomes.items() if outcome == "admin")
+        assert _memberships(url) == [("default", admin, "org_admin")]
+
+
+@pytest.mark.slow
+def test_m1_six_first_visitors_naming_different_orgs_create_exactly_one(empty_stores, master_key, tmp_path):
+    """The first-run rule is "a store with no org at all": only one of them can be first."""
+    races = _first_run_race([(url, str(tmp_path)) for url in empty_stores], master_key,
+                            [f"org{n}" for n in range(FIRST_VISITORS)])
+    for url, outcomes in zip(empty_stores, races):
+        assert sorted(outcomes.values()) == ["admin"] + ["visitor"] * (FIRST_VISITORS - 1), outcomes
+        (org, user, role), = _memberships(url)
+        assert role == "org_admin" and outcomes[user] == "admin" and org == f"org{user[len('user'):]}"
+
+
+@pytest.mark.slow
+def test_m1_six_first_sessions_on_the_embedded_default_make_exactly_one_org_admin(master_key, tmp_path):
+    """``open_registry().session(org, user)`` from six processes at once on a fresh embedded
+    default (BYOK_NB_HOME in tmp): one creates the org and is its admin, the rest are visitors."""
+    homes = [tmp_path / f"home-{n}" for n in range(ROUNDS)]
+    for home in homes:   # the schema exists before the race (the race is about the first org)
+        byok_nb.open_registry(f"sqlite:///{home / 'registry.db'}", master_key=master_key).close()
+    races = _first_run_race([(None, str(home)) for home in homes], master_key, ["acme"] * FIRST_VISITORS)
+    for home, outcomes in zip(homes, races):
+        assert sorted(outcomes.values()) == ["admin"] + ["visitor"] * (FIRST_VISITORS - 1), outcomes
+        admin = next(user for user, outcome in outcomes.items() if outcome == "admin")
+        assert _memberships(f"sqlite:///{home / 'registry.db'}") == [("acme", admin, "org_admin")]
