@@ -1,4 +1,4 @@
-"""The ``byok-nb`` command: serve | demo | scan | rotate-key | platform sync (E-1)."""
+"""The ``byok-nb`` command: serve | demo | scan | rotate-key | platform sync | member (E-1)."""
 from __future__ import annotations
 
 import argparse
@@ -154,6 +154,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo(port=args.port)
 
 
+def _cmd_member(args: argparse.Namespace) -> int:
+    """Org membership, with the operator's authority (whoever holds the store and its master key
+    may change it; there is no acting user to check)."""
+    from .registry import default_database_url, open_registry
+
+    url = args.database_url or default_database_url()
+    missing = _missing_sqlite_file(url)
+    if missing:   # never create an empty registry just to report that nobody is in it
+        print(f"error: no registry database at {missing}", file=sys.stderr)
+        return 2
+    with open_registry(url) as reg:
+        if args.member_command == "add":
+            member = reg.add_member(args.org, args.user, role=args.role, project=args.project)
+            print(f"added {member.user!r} to org {member.org!r} as {member.role}"
+                  + (f" on project {member.project!r}" if member.project else ""))
+        elif args.member_command == "remove":
+            ended = reg.remove_member(args.org, args.user, project=args.project)
+            roles = ", ".join(m.role + (f" on project {m.project!r}" if m.project else "") for m in ended)
+            print(f"removed {args.user!r} from org {args.org!r} ({roles}); their sessions stop "
+                  f"working on their next call")
+        else:
+            members = reg.members(args.org)
+            if not members:
+                print(f"org {args.org!r} has no members")
+            for m in members:
+                print(f"{m.user}\t{m.role}\t{m.project or ''}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byok-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="when the current key is the key file, replace it with the new key after the commit")
     rotate.add_argument("--database-url", default=None, help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
     rotate.set_defaults(func=_cmd_rotate_key)
+
+    member = sub.add_parser("member", help="add, remove or list the members of an org (operator)")
+    member_sub = member.add_subparsers(dest="member_command", required=True)
+    for name, help_text in (("add", "give a user a role in an org"),
+                            ("remove", "end a user's membership of an org (every role, or one project's)"),
+                            ("list", "list an org's members and their roles")):
+        cmd = member_sub.add_parser(name, help=help_text)
+        cmd.add_argument("--org", required=True)
+        if name != "list":
+            cmd.add_argument("--user", required=True)
+        if name == "add":
+            cmd.add_argument("--role", required=True, choices=("org_admin", "project_admin", "contributor"))
+        if name in ("add", "remove"):
+            cmd.add_argument("--project", default=None,
+                             help="the project of a project_admin / contributor role"
+                                  + (" (remove only that role)" if name == "remove" else ""))
+        cmd.add_argument("--database-url", default=None,
+                         help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
+        cmd.set_defaults(func=_cmd_member)
 
     platform = sub.add_parser("platform", help="platform model catalogue")
     platform_sub = platform.add_subparsers(dest="platform_command", required=True)
