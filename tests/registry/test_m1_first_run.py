@@ -209,3 +209,21 @@ def test_m1_cli_member_uses_the_embedded_registry_and_never_creates_one(monkeypa
     capsys.readouterr()
     assert cli(["member", "list", "--org", "acme"]) == 0
     assert capsys.readouterr().out.splitlines() == ["bo\torg_admin"]
+
+
+@pytest.mark.parametrize("bad", ["", " ", "a\x00b", "\ud800", "x" * 10_000])
+def test_m1_cli_member_refuses_bad_names_with_a_registry_error(registry_url, master_key, monkeypatch, capsys, bad):
+    monkeypatch.setenv("BYOK_NB_MASTER_KEY", master_key)
+    with byok_nb.open_registry(registry_url) as reg:
+        reg.create_org("acme")
+        reg.add_member("acme", "ana", role="org_admin")
+    url = ["--database-url", registry_url]
+    for argv in (["member", "add", "--org", "acme", "--user", bad, "--role", "org_admin"],
+                 ["member", "remove", "--org", "acme", "--user", bad],
+                 ["member", "remove", "--org", bad, "--user", "ana"],
+                 ["member", "remove", "--org", "acme", "--user", "ana", "--project", bad],
+                 ["member", "list", "--org", bad]):
+        assert cli([*argv, *url]) == 1, argv
+        assert capsys.readouterr().err.startswith("error: ")
+    with byok_nb.open_registry(registry_url) as reg:
+        assert [(m.user, m.role) for m in reg.members("acme")] == [("ana", "org_admin")]
