@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import RegistryError, StoreUnavailable
+from .errors import InvalidRequest, RegistryError, StoreUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Engine
@@ -139,7 +139,16 @@ class UsageSpool:
             if not acquired or not self.path.exists():
                 return 0
             rows = self._read()
-            written = self._record(rows) if rows else 0
+            try:
+                written = self._record(rows) if rows else 0
+            except InvalidRequest as exc:
+                # A row the store refuses will never go in: set the file aside (kept for an
+                # operator to look at) rather than retry it on every call.
+                aside = self.path.with_name(f"{self.path.stem}.rejected-{uuid.uuid4().hex[:8]}.jsonl")
+                os.replace(self.path, aside)
+                log.error("spooled usage rows were refused by the registry (%s); moved to %s",
+                          exc.message, aside)
+                return 0
             self.path.unlink()
             _fsync_dir(self.path.parent)
         if written:
@@ -150,9 +159,10 @@ class UsageSpool:
         """:meth:`replay`, logging instead of raising when the store still refuses."""
         try:
             return self.replay()
-        except RegistryError as exc:
+        except (RegistryError, OSError) as exc:
+            reason = exc.message if isinstance(exc, RegistryError) else (exc.strerror or type(exc).__name__)
             log.warning("spooled usage rows in %s are not recorded yet (%s); they will be retried",
-                        self.path or "memory", exc.message)
+                        self.path or "memory", reason)
             return 0
 
     def _read(self) -> list[dict[str, Any]]:

@@ -127,3 +127,20 @@ def test_w9_an_unwritable_spool_makes_the_call_say_its_usage_was_not_recorded(bu
             reg.session(org="acme", user="ana").generate("triage", "chat", "Hello")
     assert "provider answered" in info.value.message and "not writable" in info.value.message
     assert FIREWORKS_KEY not in info.value.message
+
+
+def test_w9_a_spool_the_store_refuses_is_set_aside_not_retried_forever(busy_setup, caplog):
+    world, reg, db_path = busy_setup
+    with WriteLock(db_path):
+        reg.session(org="acme", user="ana").generate("triage", "chat", "Hello")
+    path = reg.usage_spool.path
+    bad = [dict(row, input_tokens="lots") for row in _spooled(reg)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in bad))
+    caplog.set_level(logging.ERROR, logger="byok_nb.usage")
+    assert reg.usage_spool.replay_quietly() == 0
+    assert not path.exists()
+    aside = list(path.parent.glob("*.rejected-*.jsonl"))
+    assert len(aside) == 1 and json.loads(aside[0].read_text())["input_tokens"] == "lots"
+    assert any("moved to" in r.getMessage() for r in caplog.records)
+    reg.session(org="acme", user="ana").generate("triage", "chat", "Again")   # and calls go on
+    assert len(reg.session(org="acme", user="ana").usage()) == 1
