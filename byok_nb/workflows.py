@@ -308,15 +308,29 @@ def _find_workflow(session: "Session", conn: "Connection", workflow: Any,
         label = str(workflow)
     elif isinstance(workflow, str) and workflow.strip():
         label = workflow.strip()
-        named = query.where(w.c.name == label)
-        if project:
-            named = named.where(p.c.name == project)
-        rows = conn.execute(named).all()
-        if not rows and "/" in label and not project:
-            proj, _, name = label.partition("/")
-            rows = conn.execute(query.where(w.c.name == name, p.c.name == proj)).all()
+
+        def named(name: str, in_project: str | None) -> list[Any]:
+            found = query.where(w.c.name == name)
+            if in_project:
+                found = found.where(p.c.name == in_project)
+            return conn.execute(found).all()
+
+        return _choose_workflow(session, label, project, named)
     else:
         raise InvalidRequest("a workflow is named by its Workflow object, id, name or 'project/name'")
+    return _one_workflow(session, label, project, rows)
+
+
+def _choose_workflow(session: "Session", label: str, project: str | None, named: Any) -> _WorkflowRow:
+    """The workflow a name (or "project/name") picks; ``named(name, project)`` lists candidates."""
+    rows = named(label, project)
+    if not rows and "/" in label and not project:
+        proj, _, name = label.partition("/")
+        rows = named(name, proj)
+    return _one_workflow(session, label, project, rows)
+
+
+def _one_workflow(session: "Session", label: str, project: str | None, rows: list[Any]) -> _WorkflowRow:
     if not rows:
         where = f" in project {project!r}" if project else ""
         raise NotFound(f"no workflow {label!r}{where} in org {session.org!r}")
@@ -665,8 +679,30 @@ class _SeedPlan:
         # field row id -> (line, ref, workflow row, field definition)
         self.updates: dict[int, tuple[int, str, _WorkflowRow, LLMField]] = {}
         self._workflows: dict[tuple[str, str | None], _WorkflowRow | RegistryError] = {}
-        self._fields: dict[tuple[int, str], Any] = {}
+        self._by_name: dict[str, list[Any]] | None = None     # the org's workflows, read once
+        self._fields: dict[int, dict[str, Any]] = {}          # workflow id -> its fields by name
         self._models: dict[str, ModelInfo | None] = {}
+
+    def _workflow(self, label: str, project: str | None) -> _WorkflowRow:
+        if self._by_name is None:
+            self._by_name = {}
+            for r in self.conn.execute(_workflow_query(self.session)).all():
+                self._by_name.setdefault(r.name, []).append(r)
+
+        def named(name: str, in_project: str | None) -> list[Any]:
+            rows = self._by_name.get(name, [])
+            return [r for r in rows if r.project == in_project] if in_project else rows
+
+        return _choose_workflow(self.session, label.strip(), project, named)
+
+    def _field(self, wf: _WorkflowRow, name: str) -> Any:
+        fields = self._fields.get(wf.id)
+        if fields is None:
+            fields = self._fields[wf.id] = {r["name"]: r for r in _field_rows(self.conn, wf.id)}
+        row = fields.get(name.strip())
+        if row is None:
+            raise NotFound(f"workflow {wf.name!r} has no field {name!r}")
+        return row
 
     def _cached(self, cache: dict, key: Any, load: Any) -> Any:
         if key not in cache:
@@ -688,10 +724,10 @@ class _SeedPlan:
         project = row.get("project") or None
         try:
             wf = self._cached(self._workflows, (row["workflow"], project),
-                              lambda: _find_workflow(session, conn, row["workflow"], project=project))
+                              lambda: self._workflow(row["workflow"], project))
             if not _may_edit(self.roles, wf.project_id):
                 raise _edit_forbidden(session, wf.project)
-            frow = self._cached(self._fields, (wf.id, row["field"]), lambda: _field_row(conn, wf, row["field"]))
+            frow = self._field(wf, row["field"])
             model = self._cached(self._models, row["model"], lambda: lookup_model(session, row["model"], conn))
             field = _field_from_row(frow)
             check_model_for_field(field, model, row["model"], session.org)
