@@ -144,3 +144,33 @@ def test_w9_a_spool_the_store_refuses_is_set_aside_not_retried_forever(busy_setu
     assert any("moved to" in r.getMessage() for r in caplog.records)
     reg.session(org="acme", user="ana").generate("triage", "chat", "Again")   # and calls go on
     assert len(reg.session(org="acme", user="ana").usage()) == 1
+
+
+def test_w9_spooled_usage_reaches_either_backend_exactly_once(world, monkeypatch, registry_backend):
+    """The store refuses the usage write once (as an unreachable PostgreSQL or a busy SQLite would):
+    the row is spooled, then replayed into that backend with its id, and a second replay of the
+    same file adds nothing."""
+    from byok_nb import analytics
+    from byok_nb.errors import StoreUnavailable
+
+    world.admin.create_workflow("triage", "search", fields=[LLMField("chat", model="ft-llama")])
+    original = analytics._write
+    calls = {"n": 0}
+
+    def unavailable_once(conn, rows):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StoreUnavailable("the registry database is unavailable; try again (server closed the connection)")
+        return original(conn, rows)
+
+    monkeypatch.setattr(analytics, "_write", unavailable_once)
+    reg = world.registry
+    completion = world.contributor.generate("triage", "chat", "Hello")
+    assert completion.text and len(_spooled(reg)) == 1
+    saved = reg.usage_spool.path.read_text()
+    assert reg.usage_spool.replay() == 1
+    reg.usage_spool.path.write_text(saved)
+    assert reg.usage_spool.replay() == 0
+    usage = world.admin.usage()
+    assert usage[["model", "ok"]].values.tolist() == [["ft-llama", True]]
+    assert usage["input_tokens"].iloc[0] == completion.input_tokens
