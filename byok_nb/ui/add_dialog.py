@@ -107,7 +107,8 @@ class ModelFormView(widgets.VBox):
 
     def _row(self, name: str) -> widgets.Widget:
         """The field's input, (for secrets) its Clear button, and its error line under it."""
-        error = widgets.HTML()
+        # Indented to sit under the input, past the label column (DESCRIPTION_STYLE).
+        error = widgets.HTML(layout=widgets.Layout(margin="0 0 4px 218px"))
         error.add_class("byok-field-error")
         error.add_class(f"byok-error-{name.replace('_', '-')}")
         self.errors[name] = error

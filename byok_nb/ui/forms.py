@@ -456,9 +456,9 @@ class _ModelForm(HasTraits):
         if self.testing:
             raise InvalidRequest("a test is already running")
         self.field_errors = {}
+        self._test_generation = self._generation   # the outcome, even "fix these fields", is current
         self.show_problems()
         call = self._test_call()
-        self._test_generation = self._generation
         self._tested = self._ungated_snapshot()
         self.test_message = ""
         self.test_hint = ""

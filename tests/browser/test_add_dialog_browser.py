@@ -288,7 +288,7 @@ def test_issue12_passed_message_follows_the_gate_and_testing_shows_progress(dial
 
 
 # -- item 3: an ungated change after a pass is announced ---------------------------------------------
-def test_issue12_key_changed_after_a_pass_is_announced(dialog_app, page):
+def test_issue12_key_changed_after_a_pass_is_announced(dialog_app, page, screenshots):
     dialog = open_dialog(dialog_app, page)
     choose_provider(dialog, "Fireworks")
     field(dialog, "API Key").fill(FW_KEY)
@@ -300,6 +300,7 @@ def test_issue12_key_changed_after_a_pass_is_announced(dialog_app, page):
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("API Key")
     expect(button(dialog, "Save Model")).to_be_enabled()           # the seed keeps Save enabled
+    dialog.screenshot(path=str(screenshots / "add_dialog_changed_since_test.png"))
     field(dialog, "API Key").fill(FW_KEY)
     test_passes(dialog, dialog_app.fakes.fireworks)
     expect(dialog).not_to_contain_text(CHANGED)
@@ -358,7 +359,7 @@ def test_issue12_cleared_key_is_not_sent_and_stored_key_can_be_removed(dialog_ap
 
 
 # -- item 6: every problem at once, by label; no false "keep existing" -------------------------------
-def test_issue12_every_problem_at_once_next_to_its_field(dialog_app, page):
+def test_issue12_every_problem_at_once_next_to_its_field(dialog_app, page, screenshots):
     dialog = open_dialog(dialog_app, page)
     choose_provider(dialog, "Bedrock")
     field(dialog, "Input cost/token (USD)").fill("abc")
@@ -366,12 +367,14 @@ def test_issue12_every_problem_at_once_next_to_its_field(dialog_app, page):
     for text in ("Provider Model ID is required", "AWS Region is required", "Access Key ID is required",
                  "Secret Access Key is required", "Input cost/token (USD) must be"):
         expect(alerts(dialog).filter(has_text=text).first).to_be_visible()
+    expect(dialog.locator(".byok-test-message").get_by_role("alert")).to_contain_text("Please fix the marked fields")
     html = page.content()
     for keyword in ("provider_model_id", "aws_access_key_id", "aws_region is", "input_cost_per_token must"):
         assert keyword not in html
     # Each message sits with its own field.
     expect(dialog.locator(".byok-error-aws-region")).to_contain_text("AWS Region is required")
     expect(dialog.locator(".byok-error-provider-model-id")).to_contain_text("Provider Model ID is required")
+    dialog.screenshot(path=str(screenshots / "add_dialog_every_problem.png"))
     button(dialog, "Cancel").click()
 
     detail = open_detail(page, "Open proxy")

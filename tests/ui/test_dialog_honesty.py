@@ -324,7 +324,12 @@ def test_u1_every_problem_at_once_in_the_page_labels(fake):
         shown = dialog.view.errors[field]
         assert visible(shown) and 'role="alert"' in shown.value
         assert text.split(" ")[0] in shown.value
-    assert "_" not in dialog.form.test_message.replace("byok", "")  # no keyword leaks into the words
+    outcome = dialog.form.test_message                     # and all of them as the test's outcome
+    assert outcome.startswith("Please fix the marked fields") and dialog.form.test_ok is False
+    for text in errors.values():
+        assert text in outcome
+    assert "_" not in outcome                               # no keyword leaks into the words
+    assert 'role="alert"' in dialog.result.message.value
     assert fake.called("test_connection") == []
 
 
