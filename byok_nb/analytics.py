@@ -388,8 +388,9 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
     """A-1: the org's usage log, one row a call, oldest first.
 
     Columns: ``ts`` (UTC), ``org``, ``project``, ``workflow``, ``field``, ``model``, ``model_type``,
-    ``provider``, ``input_tokens``, ``output_tokens``, ``latency_ms``, ``ok``, ``cost_usd`` (at the
-    prices recorded with the call; NaN when the model had no price, 0 only when it is free).
+    ``provider``, ``input_tokens``, ``output_tokens`` (Int64), ``latency_ms``, ``ok``, ``cost_usd``
+    (float USD at the prices recorded with the call; NaN when the model had no price, 0 only when
+    it is free).
     ``since`` / ``until`` (datetime — naive means UTC —, ISO text or epoch seconds) keep the calls
     with ``since <= ts < until``; a large log is best read a window at a time (totals over all of
     it come from :func:`cost_report`, which does not read the log).
@@ -398,6 +399,7 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
     import pandas as pd
     from sqlalchemy import select
 
+    from .frames import counts
     from .store import read_tx, schema
 
     session._require_member()
@@ -423,14 +425,16 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
         frame[name] = raw[name].astype(object).where(raw[name] != "", None)
     for name in ("model", "model_type", "provider"):
         frame[name] = raw[name].astype(object)
-    frame["input_tokens"] = raw["input_tokens"].astype("int64")
-    frame["output_tokens"] = raw["output_tokens"].astype("int64")
+    frame["input_tokens"] = counts(raw["input_tokens"])
+    frame["output_tokens"] = counts(raw["output_tokens"])
     frame["latency_ms"] = raw["latency_ms"].astype("float64")
     frame["ok"] = raw["ok"].astype(bool)
     pin = _price_floats(raw["pin"])
     pout = _price_floats(raw["pout"])
+    tokens_in = frame["input_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    tokens_out = frame["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(invalid="ignore"):
-        frame["cost_usd"] = frame["input_tokens"].to_numpy() * pin + frame["output_tokens"].to_numpy() * pout
+        frame["cost_usd"] = pd.Series(tokens_in * pin + tokens_out * pout, index=frame.index, dtype="float64")
     return frame[USAGE_COLUMNS]
 
 
@@ -457,7 +461,7 @@ def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFr
     """A-2: cost per ``model``, ``provider``, ``workflow``, ``project`` or ``day`` (or ``field``, or a
     list of these, e.g. ``["day", "model"]``).
 
-    One row a group with its key column(s) and ``calls``, ``input_tokens``, ``output_tokens``,
+    One row a group with its key column(s) and ``calls``, ``input_tokens``, ``output_tokens`` (Int64),
     ``cost_usd`` (float; the cost of the priced calls, NaN when none was priced),
     ``untracked_calls`` (calls whose model had no price), ``failed_calls`` and ``cost_usd_exact``
     (the same cost as an exact Decimal, None when no call was priced). Read from the rollup and
@@ -513,6 +517,11 @@ def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFr
 def _finish_report(out: "pd.DataFrame", dims: tuple[str, ...]) -> "pd.DataFrame":
     import pandas as pd
 
+    from .frames import counts
+
+    for name in ("calls", "input_tokens", "output_tokens", "untracked_calls", "failed_calls"):
+        out[name] = counts(out[name])
+    out["cost_usd"] = out["cost_usd"].astype("float64")
     for d in dims:
         if d == "day":
             out[d] = pd.to_datetime(out[d], format="%Y-%m-%d")
@@ -590,13 +599,16 @@ def what_if(session: "Session", input_tokens: int, output_tokens: int, workflow:
 
     Given ``workflow`` and ``field``, only the models that field may use (its picker) are compared.
     Columns: ``ref``, ``label``, ``type``, ``provider``, ``input_cost_per_token``,
-    ``output_cost_per_token``, ``cost_usd`` (float, NaN when unpriced) and ``cost_usd_exact``
-    (Decimal or None).
+    ``input_cost_per_1m``, ``output_cost_per_token``, ``output_cost_per_1m`` (float USD, NaN when
+    unpriced), ``cost_usd`` (float, NaN when unpriced) and ``cost_usd_exact`` (Decimal or None).
+
+    >>> s.what_if(1_000_000, 250_000)[["ref", "input_cost_per_1m", "cost_usd"]].head(3)  # doctest: +SKIP
     """
     import numpy as np
     import pandas as pd
 
     from . import workflows
+    from .frames import with_prices
     from .store import read_tx
 
     session._require_member()
@@ -616,7 +628,7 @@ def what_if(session: "Session", input_tokens: int, output_tokens: int, workflow:
                      "input_cost_per_token": m.input_cost_per_token,
                      "output_cost_per_token": m.output_cost_per_token,
                      "cost_usd": float(exact) if exact is not None else np.nan, "cost_usd_exact": exact})
-    frame = pd.DataFrame(rows, columns=["ref", "label", "type", "provider", "input_cost_per_token",
-                                        "output_cost_per_token", "cost_usd", "cost_usd_exact"])
+    frame = with_prices(pd.DataFrame(rows, columns=["ref", "label", "type", "provider", "input_cost_per_token",
+                                                    "output_cost_per_token", "cost_usd", "cost_usd_exact"]))
     frame["cost_usd"] = frame["cost_usd"].astype("float64")
     return frame.sort_values(["cost_usd", "ref"], na_position="last", kind="stable").reset_index(drop=True)

@@ -12,8 +12,8 @@ if TYPE_CHECKING:  # pragma: no cover
 MODEL_COLUMNS = [
     "ref", "label", "type", "provider", "provider_model_id", "max_tokens",
     "supports_json_mode", "supports_vision", "supports_tool_use", "supports_reasoning",
-    "reasoning_parameter", "input_cost_per_token", "output_cost_per_token", "price_source",
-    "secret_masked", "active",
+    "reasoning_parameter", "input_cost_per_token", "input_cost_per_1m", "output_cost_per_token",
+    "output_cost_per_1m", "price_source", "secret_masked", "active",
 ]
 
 
@@ -38,8 +38,16 @@ def _custom_row(m: CustomModel) -> dict:
 
 
 def models_frame(platform: Sequence[PlatformModel], custom: Sequence[CustomModel]) -> "pd.DataFrame":
-    """One row a model. Prices stay exact ``Decimal`` objects (None = unpriced, 0 = free)."""
+    """One row a model. Prices are float64 USD per token (NaN = unpriced, 0 = free), each with
+    its per-1M-token column; ``max_tokens`` is Int64. Exact prices: ``get_model(slug)``."""
     import pandas as pd
 
+    from .frames import counts, with_prices
+
     rows = [_platform_row(m) for m in platform] + [_custom_row(m) for m in custom]
-    return pd.DataFrame(rows, columns=MODEL_COLUMNS)
+    base = [c for c in MODEL_COLUMNS if not c.endswith("_per_1m")]
+    frame = with_prices(pd.DataFrame(rows, columns=base))
+    frame["max_tokens"] = counts(frame["max_tokens"])
+    for flag in ("supports_json_mode", "supports_vision", "supports_tool_use", "supports_reasoning", "active"):
+        frame[flag] = frame[flag].astype(bool)
+    return frame[MODEL_COLUMNS]

@@ -373,8 +373,7 @@ class Session:
             rows = conn.execute(select(a.c.ts, a.c.actor, a.c.action, a.c.slug, a.c.changes)
                                 .where(a.c.org_id == self.org_id).order_by(a.c.id)).mappings().all()
         frame = pd.DataFrame([dict(r) for r in rows], columns=["ts", "actor", "action", "slug", "changes"])
-        if not frame.empty:
-            frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)   # datetime64 even when empty
         return frame
 
     # -- managing models -------------------------------------------------------------------------

@@ -180,8 +180,10 @@ def test_m8_costs_are_exact_decimals(acme, registry):
         assert str(view.input_cost_per_token) in ("3E-7", "3e-7", "0.0000003")
         assert view.output_cost_per_token == Decimal("0.0000012")
         assert view.price_source == "user"
+    # The table is pandas-native (float64 prices, a per-1M column); the exact price is on the model.
     frame = acme.admin.list_models(type="custom")
-    assert frame["input_cost_per_token"].item() == Decimal("0.0000003")
+    assert frame["input_cost_per_token"].dtype == "float64" and frame["input_cost_per_token"].item() == 3e-7
+    assert frame["input_cost_per_1m"].item() == 0.3 and frame["output_cost_per_1m"].item() == 1.2
     assert raw_row(registry, model.slug)["input_cost_per_token"] == "0.0000003"
 
 

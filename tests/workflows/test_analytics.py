@@ -40,7 +40,7 @@ def test_a1_usage_columns_and_types(used):
         "output_tokens", "latency_ms", "ok", "cost_usd"]
     assert len(u) == 6
     assert str(u["ts"].dt.tz) == "UTC"
-    assert u["input_tokens"].dtype == "int64" and u["output_tokens"].dtype == "int64"
+    assert u["input_tokens"].dtype == "Int64" and u["output_tokens"].dtype == "Int64"   # nullable counts
     assert u["cost_usd"].dtype == "float64" and u["ok"].dtype == bool
     assert set(u["org"]) == {"acme"}
     assert u["ts"].is_monotonic_increasing
@@ -296,8 +296,8 @@ def test_a3_estimate_cost_is_exact_for_huge_volumes(world):
 
 def test_a3_what_if_compares_the_orgs_models(world):
     table = world.contributor.what_if(1_000_000, 100_000)
-    assert list(table.columns) == ["ref", "label", "type", "provider", "input_cost_per_token",
-                                   "output_cost_per_token", "cost_usd", "cost_usd_exact"]
+    assert list(table.columns) == ["ref", "label", "type", "provider", "input_cost_per_token", "input_cost_per_1m",
+                                   "output_cost_per_token", "output_cost_per_1m", "cost_usd", "cost_usd_exact"]
     refs = list(table["ref"])
     assert {"ft-llama", "tog-effort", "plain", "free-local", "openai/gpt-4o"} <= set(refs)
     assert refs[-1] == "plain" and math.isnan(table.iloc[-1]["cost_usd"])    # unpriced last
@@ -329,3 +329,54 @@ def test_m1_importing_usage_needs_org_admin(world):
     with pytest.raises(Forbidden):
         record_usage_batch(world.contributor, [{"model": "openai/gpt-4o"}])
     assert world.admin.usage().empty
+
+
+# -- pandas-native tables: numeric columns have numeric dtypes ------------------------------------
+def _numeric_columns_are_numeric(frame, *, counts=(), money=()):
+    for name in counts:
+        assert str(frame[name].dtype) == "Int64", (name, frame[name].dtype)
+    for name in money:
+        assert frame[name].dtype == "float64", (name, frame[name].dtype)
+        assert not any(isinstance(v, Decimal) or v is None for v in frame[name].tolist()), name
+    # Nothing numeric hides in an object column (Decimal, None mixed with NaN).
+    for name in frame.columns:
+        if frame[name].dtype == object and name != "cost_usd_exact":
+            assert not any(isinstance(v, (Decimal, int, float)) and not isinstance(v, bool)
+                           for v in frame[name].tolist()), name
+
+
+def test_a1_a2_a3_every_returned_table_is_pandas_native(used):
+    s = used.admin
+    _numeric_columns_are_numeric(s.usage(), counts=("input_tokens", "output_tokens"),
+                                 money=("latency_ms", "cost_usd"))
+    for by in ("model", "day", ["day", "model"], "workflow"):
+        _numeric_columns_are_numeric(s.cost_report(by=by), money=("cost_usd",), counts=(
+            "calls", "input_tokens", "output_tokens", "untracked_calls", "failed_calls"))
+    _numeric_columns_are_numeric(s.what_if(1000, 100), money=(
+        "input_cost_per_token", "input_cost_per_1m", "output_cost_per_token", "output_cost_per_1m", "cost_usd"))
+    _numeric_columns_are_numeric(s.list_models(), counts=("max_tokens",), money=(
+        "input_cost_per_token", "input_cost_per_1m", "output_cost_per_token", "output_cost_per_1m"))
+    _numeric_columns_are_numeric(s.audit_log())
+    assert str(s.audit_log()["ts"].dtype).startswith("datetime64")
+
+
+def test_a2_money_columns_do_arithmetic_the_way_pandas_users_expect(used):
+    report = used.admin.cost_report(by="model").set_index("model")
+    micro = report["cost_usd"] * 1e6                   # a Decimal column raised TypeError here
+    assert math.isnan(micro["plain"]) and micro["free-local"] == 0.0
+    assert micro["ft-llama"] == pytest.approx(float(report.loc["ft-llama", "cost_usd_exact"]) * 1e6)
+    assert isinstance(report.loc["ft-llama", "cost_usd_exact"], Decimal)   # exact money stays exact
+    assert report["cost_usd"].sum() == pytest.approx(sum(float(v) for v in report["cost_usd_exact"] if v is not None))
+
+
+def test_list_models_prices_per_token_and_per_million(world):
+    models = world.admin.list_models().set_index("ref")
+    assert models.loc["ft-llama", "input_cost_per_1m"] == 0.2 and models.loc["ft-llama", "output_cost_per_1m"] == 0.4
+    assert models.loc["ft-llama", "input_cost_per_token"] == 2e-7
+    assert math.isnan(models.loc["plain", "input_cost_per_token"]) and math.isnan(models.loc["plain", "input_cost_per_1m"])
+    assert models.loc["free-local", "input_cost_per_1m"] == 0.0          # free is 0, not NaN
+    cols = list(models.reset_index().columns)
+    assert cols.index("input_cost_per_1m") == cols.index("input_cost_per_token") + 1
+    # Still exact where it was exact: the model object.
+    assert world.admin.get_model("ft-llama").input_cost_per_token == Decimal("0.0000002")
+    assert world.admin.list_models(type="custom").empty is False
