@@ -27,6 +27,7 @@ _LAZY = {
     "ModelDraft": ".domain",
     "Org": ".domain",
     "PickerEntry": ".domain",
+    "PickerResult": ".domain",
     "PlatformModel": ".domain",
     "Project": ".domain",
     "Registry": ".registry",
@@ -49,7 +50,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .domain import (
         CapabilityProbe, Completion, ConnectionTest, CustomModel, DeleteResult, LLMField, ModelDraft,
-        Org, PickerEntry, PlatformModel, Project, Workflow,
+        Org, PickerEntry, PickerResult, PlatformModel, Project, Workflow,
     )
     from .registry import Registry, RegistryWarning, Session, open_registry
     from .secrets import generate_master_key

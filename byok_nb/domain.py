@@ -1,11 +1,20 @@
-"""Data types of the public API (SPEC §1). Data only: no I/O, no rules beyond field shapes."""
+"""Data types of the public API (SPEC §1). Data only: no I/O, no rules beyond field shapes.
+
+Each result type has a short one-line ``repr`` and a ``_repr_html_`` card for notebooks (built by
+:mod:`byok_nb.display` from what the object already shows: masked keys, never a secret).
+"""
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from . import display
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 PROVIDERS: tuple[str, ...] = ("fireworks", "together", "bedrock", "huggingface", "openai_compatible")
 PROVIDER_LABELS: dict[str, str] = {
@@ -108,6 +117,31 @@ class CustomModel(BaseModel):
     def ref(self) -> str:
         return self.slug
 
+    def __repr__(self) -> str:
+        return display.short_repr("CustomModel", slug=self.slug, provider=self.provider,
+                                  provider_model_id=self.provider_model_id, key=self.secret_masked,
+                                  active=self.active)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        flags = ", ".join(name.removeprefix("supports_").replace("_", " ")
+                          for name in CAPABILITY_FLAGS if getattr(self, name)) or "none"
+        rows = [
+            ("Slug", self.slug), ("Provider", PROVIDER_LABELS.get(self.provider, self.provider)),
+            ("Provider model ID", self.provider_model_id), ("Max tokens", f"{self.max_tokens:,}"),
+            ("Capabilities", flags),
+            ("Reasoning parameter", self.reasoning_parameter if self.supports_reasoning else None),
+            ("Input price", display.usd_per_million(self.input_cost_per_token)),
+            ("Output price", display.usd_per_million(self.output_cost_per_token)),
+            ("Price source", self.price_source), ("Base URL", self.base_url),
+            ("Endpoint URL", self.endpoint_url), ("AWS region", self.aws_region),
+            ("Auth method", self.auth_method), ("Access key ID", self.aws_access_key_id),
+            ("Key", self.secret_masked or "none stored"),
+            ("Created", f"{self.created_at:%Y-%m-%d %H:%M} UTC by {self.created_by}"),
+        ]
+        return display.card(self.label, rows, status=(self.active, "active" if self.active else "deleted"))
+
 
 class PlatformModel(BaseModel):
     """A curated platform model routed through OpenRouter (P-7)."""
@@ -156,6 +190,26 @@ class ConnectionTest(BaseModel):
     output_cost_per_token: Decimal | None = None
     price_source: str | None = None
 
+    def __repr__(self) -> str:
+        return display.short_repr("ConnectionTest", ok=self.ok, message=self.message,
+                                  latency_ms=self.latency_ms, status_code=self.status_code,
+                                  warning=self.warning)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        priced = self.input_cost_per_token is not None or self.output_cost_per_token is not None
+        rows = [
+            ("Message", self.message), ("Hint", self.hint), ("Warning", self.warning),
+            ("Provider status", self.status_code), ("Latency", display.ms(self.latency_ms)),
+            ("Tokens", display.tokens(self.input_tokens, self.output_tokens)),
+            ("Reply", ("the expected JSON" if self.reply_ok else "not the expected JSON") if self.ok else None),
+            ("Input price", display.usd_per_million(self.input_cost_per_token) if priced else None),
+            ("Output price", display.usd_per_million(self.output_cost_per_token) if priced else None),
+            ("Price source", self.price_source),
+        ]
+        return display.card("Test Connection", rows, status=(self.ok, "passed" if self.ok else "failed"))
+
 
 class CapabilityFinding(BaseModel):
     """What "Probe capabilities" (U-9) found about one capability flag.
@@ -178,6 +232,12 @@ class CapabilityFinding(BaseModel):
     def differs(self) -> bool:
         """True when the probe suggests a value other than the current flag."""
         return self.suggested is not None and self.suggested != self.current
+
+    def __repr__(self) -> str:
+        return display.short_repr("CapabilityFinding", flag=self.flag, current=self.current,
+                                  suggested=self.suggested, evidence=self.evidence)
+
+    __str__ = __repr__
 
 
 class CapabilityProbe(BaseModel):
@@ -209,6 +269,27 @@ class CapabilityProbe(BaseModel):
         """``{flag: suggested}`` for each conclusive suggestion that differs from the current flag
         (what an "Apply suggestions" would put into the Edit form; never saved by the probe)."""
         return {f.flag: f.suggested for f in self.findings() if f.differs}  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return display.short_repr("CapabilityProbe", ok=self.ok, slug=self.slug, message=self.message,
+                                  suggested_changes=self.suggested_changes())
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        def verdict(f: CapabilityFinding) -> str:
+            if f.suggested is None:
+                return "inconclusive"
+            return ("supported" if f.suggested else "not supported") + (" (differs)" if f.differs else "")
+
+        findings = display.table(
+            ["Capability", "Now", "Probe suggests", "Evidence"],
+            [(f.flag.removeprefix("supports_").replace("_", " "), "on" if f.current else "off", verdict(f),
+              display.shorten(f.evidence, 300)) for f in self.findings()])
+        rows = [("Model", self.slug), ("Message", self.message), ("Latency", display.ms(self.latency_ms)),
+                ("Suggested changes", ", ".join(f"{k}={v}" for k, v in self.suggested_changes().items()) or "none")]
+        return display.card("Probe capabilities", rows, status=(self.ok, "probed" if self.ok else "not probed"),
+                            extra=findings)
 
 
 class DeleteResult(BaseModel):
@@ -273,12 +354,59 @@ class Workflow(BaseModel):
 
 
 class PickerEntry(BaseModel):
+    """One model a field's picker offers: ``label``, ``ref`` (platform id or slug), ``type``, and
+    ``why_hidden`` (None when shown; the reason when listed by ``include_hidden=True``)."""
+
     model_config = ConfigDict(frozen=True)
 
     label: str
     ref: str
     type: Literal["platform", "custom"]
     why_hidden: str | None = None
+
+    def __repr__(self) -> str:
+        return display.short_repr("PickerEntry", label=self.label, ref=self.ref, why_hidden=self.why_hidden)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return display.card(self.label, [("Reference", self.ref), ("Type", self.type),
+                                          ("Hidden because", self.why_hidden)])
+
+
+PICKER_COLUMNS = ["group", "label", "ref", "type", "why_hidden"]
+
+
+class PickerResult(dict):  # type: ignore[type-arg]
+    """What ``Session.picker`` returns: a dict ``{"Platform": [PickerEntry, ...], "Custom": [...]}``
+    that also shows itself as a table and converts to a DataFrame.
+
+    >>> s.picker("triage", "summary").to_frame()          # doctest: +SKIP
+    """
+
+    def entries(self) -> list[tuple[str, PickerEntry]]:
+        return [(group, entry) for group, items in self.items() for entry in items]
+
+    def to_frame(self) -> "pd.DataFrame":
+        """One row an entry: ``group``, ``label``, ``ref``, ``type``, ``why_hidden``."""
+        import pandas as pd
+
+        return pd.DataFrame([(group, e.label, e.ref, e.type, e.why_hidden) for group, e in self.entries()],
+                            columns=PICKER_COLUMNS)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{group}: {len(items)}" for group, items in self.items())
+        hidden = sum(1 for _, e in self.entries() if e.why_hidden is not None)
+        return f"PickerResult({counts}{f', hidden: {hidden}' if hidden else ''})"
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        records = [(group, e.label, e.ref, e.why_hidden or "") for group, e in self.entries()]
+        if not records:
+            return display.card("Picker", [("Models", "none match this field")])
+        return display.card("Picker", [], extra=display.table(["Group", "Name", "Reference", "Hidden because"],
+                                                              records))
 
 
 class Completion(BaseModel):
@@ -295,6 +423,27 @@ class Completion(BaseModel):
     @property
     def json(self) -> Any:  # type: ignore[override]
         return self.json_
+
+    def __repr__(self) -> str:
+        return display.short_repr("Completion", model=self.model, text=self.text,
+                                  tool_calls=len(self.tool_calls) or None, input_tokens=self.input_tokens,
+                                  output_tokens=self.output_tokens, latency_ms=self.latency_ms)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        import json
+
+        calls = [f"{c.get('function', {}).get('name', '?')}({c.get('function', {}).get('arguments', '')})"
+                 for c in self.tool_calls if isinstance(c, dict)]
+        rows = [
+            ("Reply", display.pre(self.text) if self.text else None),
+            ("JSON", display.pre(json.dumps(self.json_, indent=2, default=str)) if self.json_ is not None else None),
+            ("Tool calls", display.pre("\n".join(calls)) if calls else None),
+            ("Tokens", display.tokens(self.input_tokens, self.output_tokens)),
+            ("Latency", display.ms(self.latency_ms)),
+        ]
+        return display.card(self.model, rows)
 
 
 class RotationReport(BaseModel):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .domain import LLMField, PickerEntry, Workflow
+from .domain import LLMField, PickerEntry, PickerResult, Workflow
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -487,7 +487,7 @@ def assign_model(session: "Session", workflow: Any, field: str, ref: str) -> Wor
 
 
 def picker(session: "Session", workflow: Any, field: str, include_hidden: bool = False
-           ) -> dict[str, list[PickerEntry]]:
+           ) -> PickerResult:
     """W-2: the models a field may use, grouped ``{"Platform": [...], "Custom": [...]}``.
 
     Only active models whose flags meet the field's needs are listed, labelled by display name (or
@@ -501,7 +501,7 @@ def picker(session: "Session", workflow: Any, field: str, include_hidden: bool =
     with read_tx(session._reg._engine) as conn:
         _, f = resolve_field(session, conn, workflow, field)
         platform, custom = _active_models(session, conn)
-    out: dict[str, list[PickerEntry]] = {"Platform": [], "Custom": []}
+    out = PickerResult(Platform=[], Custom=[])
     for group, models in (("Platform", platform), ("Custom", custom)):
         for m in models:
             reason = why_hidden(f, m)
