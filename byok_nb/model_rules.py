@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from .domain import PROVIDERS, ModelDraft
 from .errors import InvalidRequest
+from .suggest import AUTH_METHOD_ALIASES, FIELD_ALIASES, PROVIDER_ALIASES, did_you_mean
 
 SLUG_MAX_LENGTH = 128
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9\-_./:]{0,127}")
@@ -100,11 +101,16 @@ def check_storable_text(name: str, value: Any, max_length: int | None = None) ->
 
 
 def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
-    """An InvalidRequest naming every bad field, without echoing the input (it may be a secret)."""
+    """An InvalidRequest naming every bad field, without echoing the input (it may be a secret).
+    An unknown field name gets the field it most likely meant (``api_base`` -> ``base_url``)."""
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in error.get("loc", ())) or "input"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+        loc = error.get("loc", ())
+        where = ".".join(str(p) for p in loc) or "input"
+        if error.get("type") == "extra_forbidden" and loc:
+            parts.append(f"{where}: unknown field{unknown_field_hint(str(loc[-1]))}")
+        else:
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return InvalidRequest("invalid model fields — " + "; ".join(parts))
 
 
@@ -120,6 +126,11 @@ def transliterate(text: str) -> str:
 
     # Twice: lower-casing can itself produce a combining mark ("İ" -> "i̇").
     return strip_marks(strip_marks(text).lower()) if text else ""
+
+
+def unknown_field_hint(name: str) -> str:
+    """``" (did you mean 'base_url'?)"`` for a field name a model does not have, else ``""``."""
+    return did_you_mean(name, [*ModelDraft.model_fields, "provider"], FIELD_ALIASES)
 
 
 def derive_slug(display_name: str | None) -> str:
@@ -242,7 +253,8 @@ def check_provider(provider: str | None) -> str:
     if provider is None or not str(provider).strip():
         raise InvalidRequest("provider is required")
     if provider not in PROVIDERS:
-        raise InvalidRequest(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}")
+        raise InvalidRequest(f"provider must be one of {', '.join(PROVIDERS)}; got {provider!r}"
+                             f"{did_you_mean(provider, PROVIDERS, PROVIDER_ALIASES)}")
     return provider
 
 
@@ -253,7 +265,8 @@ def check_auth_method(provider: str, auth_method: str | None) -> str | None:
         return None
     method = auth_method or "iam"
     if method not in BEDROCK_AUTH_METHODS:
-        raise InvalidRequest(f"auth_method must be 'iam' or 'api_key', got {auth_method!r}")
+        raise InvalidRequest(f"auth_method must be 'iam' or 'api_key', got {auth_method!r}"
+                             f"{did_you_mean(method, BEDROCK_AUTH_METHODS, AUTH_METHOD_ALIASES)}")
     return method
 
 

@@ -127,6 +127,11 @@ class Registry:
         self.close()
 
     def close(self) -> None:
+        """Close the registry's database connections and provider clients (also on ``with`` exit).
+
+        >>> with open_registry() as reg:          # doctest: +SKIP
+        ...     reg.create_org("acme")
+        """
         if self._hub is not None:
             self._hub.close()
             self._hub = None
@@ -151,6 +156,11 @@ class Registry:
 
     # -- bootstrap (no actor) --------------------------------------------------------------------
     def create_org(self, name: str) -> Org:
+        """Create an organization; Conflict when the name is taken. Needs no acting user.
+
+        >>> reg.create_org("acme")                 # doctest: +SKIP
+        Org(id=1, name='acme')
+        """
         from .store import schema, write_tx
         from sqlalchemy.exc import IntegrityError
 
@@ -163,6 +173,10 @@ class Registry:
         return Org(id=org_id, name=name)
 
     def create_project(self, org: str, name: str) -> Project:
+        """Create a project in ``org`` (workflows belong to projects); Conflict when it exists.
+
+        >>> reg.create_project("acme", "search")   # doctest: +SKIP
+        """
         from .store import schema, write_tx
         from sqlalchemy.exc import IntegrityError
 
@@ -178,7 +192,11 @@ class Registry:
 
     def add_member(self, org: str, user: str, role: str = "contributor", project: str | None = None) -> Member:
         """Give ``user`` a role: ``org_admin`` for the whole org, or ``project_admin`` /
-        ``contributor`` on one project of it."""
+        ``contributor`` on one project of it.
+
+        >>> reg.add_member("acme", "ana", role="org_admin")                         # doctest: +SKIP
+        >>> reg.add_member("acme", "cy", role="contributor", project="search")      # doctest: +SKIP
+        """
         from .store import schema, write_tx
         from sqlalchemy.exc import IntegrityError
 
@@ -226,6 +244,8 @@ class Registry:
         and makes ``user`` its org admin, atomically — as the admin app does on its first visit.
         Everywhere else an unknown org is ``NotFound`` (create it with ``create_org``) and a user
         without a role gets ``Forbidden`` on each call (add them with ``add_member``).
+
+        >>> s = reg.session(org="acme", user="ana")   # doctest: +SKIP
         """
         from .store import read_tx
 
@@ -245,7 +265,11 @@ class Registry:
         return Session(self, org=org, org_id=org_id, user=user)
 
     def rotate_master_key(self, new_key: str | bytes, dry_run: bool = False) -> RotationReport:
-        """C-5: re-encrypt every stored secret under ``new_key`` in one transaction."""
+        """Re-encrypt every stored secret under ``new_key`` in one transaction; ``dry_run=True``
+        only checks that each secret decrypts. Returns a report with the number of secrets.
+
+        >>> reg.rotate_master_key(byok_nb.generate_master_key(), dry_run=True)   # doctest: +SKIP
+        """
         from .rotation import rotate_master_key
 
         return rotate_master_key(self, new_key, dry_run=dry_run)
@@ -293,6 +317,8 @@ class Session:
 
     # -- roles (M-1) -----------------------------------------------------------------------------
     def roles(self) -> list[tuple[str, int]]:
+        """This user's roles in the org as ``(role, project id)`` pairs (project id 0 = whole org);
+        empty when the user is not a member."""
         from sqlalchemy import select
         from .store import read_tx, schema
 
@@ -303,6 +329,7 @@ class Session:
 
     @property
     def is_org_admin(self) -> bool:
+        """Whether this user may manage the org's custom models."""
         return any(role == "org_admin" for role, _ in self.roles())
 
     def _require_member(self) -> None:
@@ -323,18 +350,37 @@ class Session:
 
     # -- reading models --------------------------------------------------------------------------
     def get_model(self, slug: str) -> CustomModel:
-        """The masked view of an active custom model (NotFound once deleted)."""
+        """A saved custom model as a :class:`CustomModel` (secrets masked, exact Decimal prices);
+        NotFound once deleted.
+
+        >>> s.get_model("llama-3-1-8b-internal-v4").secret_masked     # doctest: +SKIP
+        '****ab12'
+        """
         self._require_member()
         return self._to_view(self._active_row(slug))
 
     def platform_models(self) -> list[PlatformModel]:
+        """The curated platform models (routed through OpenRouter) with their capabilities and prices.
+
+        >>> [m.id for m in s.platform_models()][:2]          # doctest: +SKIP
+        ['openai/gpt-4o', 'openai/gpt-4o-mini']
+        """
         from .catalog import load_platform_models
 
         self._require_member()
         return list(load_platform_models())
 
     def list_models(self, type: str = "all", include_inactive: bool = False) -> "pd.DataFrame":
-        """Platform and custom models as a DataFrame, one row a model (see SPEC §1 for columns)."""
+        """Platform and custom models as a DataFrame, one row a model.
+
+        ``type`` is ``"all"``, ``"platform"`` or ``"custom"``. Columns: ``ref`` (platform id or slug),
+        ``label``, ``type``, ``provider``, ``provider_model_id``, ``max_tokens``, the four
+        ``supports_*`` flags, ``reasoning_parameter``, ``input_cost_per_token`` /
+        ``output_cost_per_token`` (USD, NaN when unpriced) each followed by its ``*_per_1m``
+        price, ``price_source``, ``secret_masked`` and ``active``.
+
+        >>> s.list_models("custom")[["ref", "provider", "input_cost_per_1m"]]   # doctest: +SKIP
+        """
         from .listing import models_frame
 
         self._require_member()
@@ -345,8 +391,11 @@ class Session:
         return models_frame(platform, custom)
 
     def reuse_sources(self, provider: str, auth_method: str | None = None) -> list[CustomModel]:
-        """C-6: the org's active models of ``provider`` with a stored secret (and, for Bedrock, the
-        same auth method when one is given)."""
+        """The org's active models of ``provider`` whose stored credentials a new model may reuse
+        (``reuse_credentials_from=<slug>``); for Bedrock, only those of ``auth_method`` when given.
+
+        >>> [m.slug for m in s.reuse_sources("fireworks")]   # doctest: +SKIP
+        """
         from sqlalchemy import select
         from .store import read_tx, schema
 
@@ -362,7 +411,12 @@ class Session:
         return [self._to_view(r) for r in rows]
 
     def audit_log(self) -> "pd.DataFrame":
-        """M-17: every add, edit, test, delete and reactivation (org admins only)."""
+        """Every add, edit, test, probe, delete and reactivation of the org's custom models, oldest
+        first: ``ts``, ``actor``, ``action``, ``slug``, ``changes`` (secrets only as "rotated").
+        Org admins only.
+
+        >>> s.audit_log().tail()            # doctest: +SKIP
+        """
         import pandas as pd
         from sqlalchemy import select
         from .store import read_tx, schema
@@ -379,7 +433,8 @@ class Session:
     # -- managing models -------------------------------------------------------------------------
     def add_model(self, draft: Any = None, /, *, test: bool = True, **fields: Any) -> CustomModel:
         """Register a custom model; with ``test=True`` (default) Test Connection runs first and a
-        failure raises ProviderError without saving (T-9).
+        failure raises ProviderError without saving anything. Takes a ModelDraft, a dict or keyword
+        fields; the slug is derived from the display name when not given.
 
         >>> s.add_model(provider="fireworks", api_key="fw_...", display_name="Llama 3.1 8B (internal v4)",
         ...             provider_model_id="accounts/acme/models/x")          # doctest: +SKIP
@@ -401,8 +456,14 @@ class Session:
         return self._save_new(values, secret, reuse_note)
 
     def test_connection(self, draft: Any = None, /, **overrides: Any) -> ConnectionTest:
-        """Run Test Connection (T-1 … T-5) for a draft (ModelDraft, dict or keywords) or, given a
-        slug, for a saved model with optional overrides (blank credentials = stored ones)."""
+        """Run Test Connection: one tiny request to the provider. Takes a draft (ModelDraft, dict or
+        keywords) or, given a slug, a saved model with optional overrides (blank credentials = the
+        stored ones). Returns a :class:`ConnectionTest` (``ok``, ``message``, latency, tokens and
+        suggested prices); a failure is a result, not an exception.
+
+        >>> s.test_connection("llama-3-1-8b-internal-v4").ok     # doctest: +SKIP
+        True
+        """
         self._require_admin()
         values, secret, slug, model_id, unreadable = self._call_inputs(draft, overrides)
         if unreadable is not None:
@@ -412,11 +473,11 @@ class Session:
                               audit_slug=slug, model_id=model_id)
 
     def probe_capabilities(self, model: Any = None, /, **overrides: Any) -> CapabilityProbe:
-        """U-9: try JSON mode, tool use, vision and reasoning with tiny requests and *suggest*
+        """Try JSON mode, tool use, vision and reasoning with tiny requests and *suggest* capability
         flags with the evidence. Takes what ``test_connection`` takes: a slug (with optional edit
         overrides; blank credentials = stored ones), a ModelDraft, a dict or keywords.
 
-        Never changes the model (M-9): the result's ``suggested_changes()`` is for a person to
+        Never changes the model: the result's ``suggested_changes()`` is for a person to
         apply with ``update_model``. Audited as ``probe`` (who used the stored credentials, and
         the suggestions), like a Test Connection. Org admins only.
 
@@ -466,9 +527,12 @@ class Session:
         return values, secret, values.get("slug"), None, None
 
     def update_model(self, slug: str, /, **changes: Any) -> CustomModel:
-        """PATCH a custom model (M-13 … M-16): only the named fields change; a blank secret keeps
-        the stored one, a new one rotates it. ``remove_api_key=True`` removes an OpenAI-compatible
-        model's optional API key (for an endpoint that needs none); audited as "removed"."""
+        """Change a custom model: only the named fields change; a blank secret keeps the stored one,
+        a new one replaces it. The slug and provider are permanent. ``remove_api_key=True``
+        removes an OpenAI-compatible model's optional API key (for an endpoint that needs none).
+
+        >>> s.update_model("llama-3-1-8b-internal-v4", input_cost_per_token="0.0000002")   # doctest: +SKIP
+        """
         from .store import schema, write_tx
 
         self._require_admin()
@@ -491,7 +555,12 @@ class Session:
         return self._to_view(new_row)
 
     def delete_model(self, slug: str) -> DeleteResult:
-        """M-11: deactivate (soft delete); returns how many active workflows reference the slug."""
+        """Delete (deactivate) a custom model; returns how many active workflows still reference it
+        (they fail to generate until given another model). Re-adding the slug reactivates it.
+
+        >>> s.delete_model("llama-3-1-8b-internal-v4").referencing_workflows   # doctest: +SKIP
+        0
+        """
         from .store import schema, write_tx
 
         self._require_admin()
@@ -504,7 +573,11 @@ class Session:
         return DeleteResult(slug=slug, referencing_workflows=count)
 
     def referencing_workflows(self, slug: str) -> int:
-        """How many active workflows have a field on ``slug`` (W-6), for the delete confirmation."""
+        """How many active workflows have a field on ``slug`` (what a delete confirmation shows).
+
+        >>> s.referencing_workflows("llama-3-1-8b-internal-v4")   # doctest: +SKIP
+        2
+        """
         from .store import read_tx
 
         self._require_member()
@@ -513,40 +586,94 @@ class Session:
 
     # -- workflows, generation and analytics live in their own modules --------------------------
     def create_workflow(self, name: str, project: str, fields: Any = ()):
+        """Create a workflow in ``project`` with named LLM fields, each saying what it needs of its
+        model (tools, image inputs, structured output, reasoning) and optionally its model.
+
+        >>> s.create_workflow("triage", "search", fields=[byok_nb.LLMField("summary", model="openai/gpt-4o")])  # doctest: +SKIP
+        """
         from . import workflows
         return workflows.create_workflow(self, name, project, fields)
 
     def assign_model(self, workflow: str, field: str, slug: str):
+        """Point a workflow's field at a model (platform id or custom slug); InvalidRequest names the
+        capability the model lacks for that field.
+
+        >>> s.assign_model("triage", "summary", "llama-3-1-8b-internal-v4")   # doctest: +SKIP
+        """
         from . import workflows
         return workflows.assign_model(self, workflow, field, slug)
 
     def picker(self, workflow: str, field: str, include_hidden: bool = False):
+        """The models a field may use, as ``{"Platform": [...], "Custom": [...]}`` of entries with
+        ``label``, ``ref`` and ``why_hidden``; ``include_hidden=True`` adds the models that do not
+        qualify, each with the reason. ``.to_frame()`` gives a DataFrame.
+
+        >>> s.picker("triage", "summary").to_frame()        # doctest: +SKIP
+        """
         from . import workflows
         return workflows.picker(self, workflow, field, include_hidden=include_hidden)
 
     def seed_assignments_csv(self, path_or_file: Any):
+        """Assign models to workflow fields from a CSV with columns ``workflow, field, model``
+        (optional ``project``): every row is checked first, then all are applied or none; the
+        error lists each bad row by its line. Returns the number of assignments.
+
+        >>> s.seed_assignments_csv("assignments.csv")      # doctest: +SKIP
+        3
+        """
         from . import workflows
         return workflows.seed_assignments_csv(self, path_or_file)
 
     def generate(self, workflow: str, field: str, messages: Any, **options: Any):
+        """Call the model assigned to a workflow field with a prompt string or OpenAI-style message
+        dicts, applying the field's tools, structured output, images and reasoning. Returns a
+        :class:`Completion` (``text``, ``json``, ``tool_calls``, tokens, latency); every call,
+        failed ones too, is recorded for ``usage`` and ``cost_report``.
+
+        >>> s.generate("triage", "summary", "Summarize: ...").text   # doctest: +SKIP
+        """
         from . import generation
         return generation.generate(self, workflow, field, messages, **options)
 
     def usage(self, since: Any = None, until: Any = None) -> "pd.DataFrame":
+        """The org's calls, one row each, oldest first: ``ts``, ``org``, ``project``, ``workflow``,
+        ``field``, ``model``, ``model_type``, ``provider``, ``input_tokens``, ``output_tokens``,
+        ``latency_ms``, ``ok``, ``cost_usd`` (NaN when the model had no price, 0 when free).
+        ``since`` / ``until`` (datetime, ISO text or epoch seconds) keep ``since <= ts < until``.
+
+        >>> s.usage(since="2026-11-01")[["model", "cost_usd"]].groupby("model").sum()   # doctest: +SKIP
+        """
         from . import analytics
         return analytics.usage(self, since=since, until=until)
 
     def cost_report(self, by: str = "model") -> "pd.DataFrame":
+        """Cost grouped by ``model``, ``provider``, ``workflow``, ``field``, ``project`` or ``day``
+        (or a list of them): ``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` (float),
+        ``untracked_calls`` (calls of unpriced models), ``failed_calls`` and ``cost_usd_exact``
+        (the same cost as an exact Decimal).
+
+        >>> s.cost_report(by=["day", "model"])           # doctest: +SKIP
+        """
         from . import analytics
         return analytics.cost_report(self, by=by)
 
     def estimate_cost(self, ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
+        """The exact USD cost of a call of ``ref`` (platform id or custom slug) at its current
+        prices, or None when the model is unpriced (``Decimal("0")`` when it is free).
+
+        >>> s.estimate_cost("openai/gpt-4o", 1_000, 200)   # doctest: +SKIP
+        Decimal('0.0045000')
+        """
         from . import analytics
         return analytics.estimate_cost(self, ref, input_tokens, output_tokens)
 
     def what_if(self, input_tokens: int, output_tokens: int, workflow: str | None = None,
                 field: str | None = None) -> "pd.DataFrame":
-        """A-3 what-if table: this volume's cost on every model (or those one field may use)."""
+        """What a token volume would cost on each of the org's models (or only those one workflow
+        field may use), cheapest first, unpriced last.
+
+        >>> s.what_if(1_000_000, 250_000)[["ref", "cost_usd"]].head()   # doctest: +SKIP
+        """
         from . import analytics
         return analytics.what_if(self, input_tokens, output_tokens, workflow=workflow, field=field)
 
@@ -687,7 +814,8 @@ class Session:
             raise InvalidRequest(f"remove_api_key must be True or False, not {type(remove_key).__name__}")
         unknown = sorted(set(changes) - set(ModelDraft.model_fields) - {"provider"})
         if unknown:
-            raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+            raise InvalidRequest("; ".join(f"{name}: unknown field{rules.unknown_field_hint(name)}"
+                                           for name in unknown))
         patch = rules.coerce_draft(None, {k: v for k, v in changes.items() if k != "provider"})
         provider = row["provider"]
         values = {name: row[name] for name in (
@@ -932,7 +1060,8 @@ class Session:
                       aws_secret_access_key=wrapped if secret_field == "aws_secret_access_key" else None)
 
     def target_for(self, slug: str) -> "tuple[Any, Target]":
-        """The stored row and a call target with decrypted credentials, for generation (W-9)."""
+        """The stored row and a call target with decrypted credentials, for generation (internal:
+        the target holds the secret, wrapped so it never prints)."""
         row = self._active_row(slug)
         values = {name: row[name] for name in ("provider", "auth_method", "provider_model_id", "base_url",
                                                "endpoint_url", "aws_region", "aws_access_key_id")}

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from .domain import LLMField, PickerEntry, PickerResult, Workflow
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError
+from .suggest import LLM_FIELD_ALIASES, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
@@ -242,6 +243,10 @@ def _invalid(where: str, exc: ValidationError) -> InvalidRequest:
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
         loc = ".".join(str(p) for p in error.get("loc", ())) or "input"
+        if error.get("type") == "extra_forbidden" and error.get("loc"):
+            hint = did_you_mean(str(error["loc"][-1]), LLMField.model_fields, LLM_FIELD_ALIASES)
+            parts.append(f"{loc}: unknown field{hint}")
+            continue
         parts.append(f"{loc}: {error.get('msg', 'invalid')}")
     return InvalidRequest(f"{where}: " + "; ".join(parts))
 
