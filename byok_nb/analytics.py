@@ -385,7 +385,7 @@ def _now_us() -> int:
 
 # -- reading ---------------------------------------------------------------------------------------
 def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.DataFrame":
-    """A-1: the org's usage log, one row a call, oldest first.
+    """The org's usage log, one row a call, oldest first.
 
     Columns: ``ts`` (UTC), ``org``, ``project``, ``workflow``, ``field``, ``model``, ``model_type``,
     ``provider``, ``input_tokens``, ``output_tokens`` (Int64), ``latency_ms``, ``ok``, ``cost_usd``
@@ -458,7 +458,7 @@ def _dimensions(by: Any) -> tuple[str, ...]:
 
 
 def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFrame":
-    """A-2: cost per ``model``, ``provider``, ``workflow``, ``project`` or ``day`` (or ``field``, or a
+    """Cost per ``model``, ``provider``, ``workflow``, ``project`` or ``day`` (or ``field``, or a
     list of these, e.g. ``["day", "model"]``).
 
     One row a group with its key column(s) and ``calls``, ``input_tokens``, ``output_tokens`` (Int64),
@@ -578,7 +578,7 @@ def _check_tokens(name: str, value: Any) -> int:
 
 
 def estimate_cost(session: "Session", ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
-    """A-3: the exact USD cost of a call of ``ref`` (platform id or custom slug) at its current
+    """The exact USD cost of a call of ``ref`` (platform id or custom slug) at its current
     prices, or None when the model is unpriced (``Decimal("0")`` when it is free)."""
     from .workflows import lookup_model
 
@@ -594,7 +594,7 @@ def estimate_cost(session: "Session", ref: str, input_tokens: int, output_tokens
 
 def what_if(session: "Session", input_tokens: int, output_tokens: int, workflow: Any = None,
             field: str | None = None) -> "pd.DataFrame":
-    """A-3: what a token volume would cost on each of the org's models (platform and active custom),
+    """What a token volume would cost on each of the org's models (platform and active custom),
     cheapest first, unpriced ones last.
 
     Given ``workflow`` and ``field``, only the models that field may use (its picker) are compared.

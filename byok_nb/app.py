@@ -94,6 +94,30 @@ def wait_for_visitor() -> None:
     wait_for_request()
 
 
+# What serving the app needs beyond the package's own dependencies: the `app` extra.
+APP_PACKAGES = ("voila", "ipykernel")
+APP_INSTALL = "pip install 'byok_nb[app]'"
+
+
+def missing_app_packages() -> list[str]:
+    """The packages of the ``app`` extra that are not installed (Voila serves the app; ipykernel is
+    the Python kernel it runs the notebook in)."""
+    import importlib.util
+
+    return [name for name in APP_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def refuse_without_app_packages(command: str) -> bool:
+    """Print what to install and return True when the app cannot be served here — before anything
+    is prepared or announced, so a missing part never shows up as a dead server."""
+    missing = missing_app_packages()
+    if not missing:
+        return False
+    print(f"error: byok-nb {command} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+          f"not installed. Install the admin app's extra:\n  {APP_INSTALL}", file=sys.stderr)
+    return True
+
+
 def app_notebook() -> Path:
     """The admin app notebook: the repository's ``notebooks/`` copy in a source checkout, else the
     copy shipped inside the package (a pip install)."""
@@ -138,6 +162,8 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
 
     Returns Voila's exit code (0 after Ctrl-C).
     """
+    if refuse_without_app_packages("serve"):
+        return 2
     target = Path(notebook) if notebook else app_notebook()
     if not target.exists():
         print(f"error: no such notebook: {target}", file=sys.stderr)
@@ -214,6 +240,8 @@ def demo_environment() -> Iterator[dict[str, str]]:
 
 def demo(port: int = DEFAULT_PORT) -> int:
     """Serve the admin app on a throwaway registry with a loopback fake Fireworks and demo models."""
+    if refuse_without_app_packages("demo"):
+        return 2
     with demo_environment() as env:
         print(f"byok-nb demo: throwaway registry in {env['BYOK_NB_HOME']}; fake Fireworks at "
               f"{env['BYOK_NB_FIREWORKS_BASE_URL']} accepts the API key {demo_api_key()}", flush=True)

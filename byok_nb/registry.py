@@ -803,9 +803,9 @@ class Session:
                         ) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
         """Apply PATCH ``changes`` to a stored row: (values, new secret or None, audit changes)."""
         if "slug" in changes:
-            raise InvalidRequest("slug is permanent after creation (M-13); delete the model and re-add it")
+            raise InvalidRequest("slug is permanent after creation; delete the model and re-add it")
         if "provider" in changes and changes["provider"] != row["provider"]:
-            raise InvalidRequest("provider is permanent after creation (M-13); delete the model and re-add it")
+            raise InvalidRequest("provider is permanent after creation; delete the model and re-add it")
         if "reuse_credentials_from" in changes:
             raise InvalidRequest("reuse_credentials_from is only for adding a model")
         changes = dict(changes)

@@ -386,7 +386,7 @@ def resolve_field(session: "Session", conn: "Connection", workflow: Any, field: 
 
 # -- public API ------------------------------------------------------------------------------------
 def create_workflow(session: "Session", name: str, project: str, fields: Iterable[Any] = ()) -> Workflow:
-    """W-1: create a workflow in ``project`` with LLM fields (LLMField objects or dicts).
+    """Create a workflow in ``project`` with LLM fields (LLMField objects or dicts).
 
     A field's ``model``, when given, is checked like :func:`assign_model` (W-5). Org admins and the
     project's admins and contributors may create workflows; a duplicate name in the project is
@@ -468,7 +468,7 @@ def list_workflows(session: "Session", project: str | None = None) -> list[Workf
 
 
 def assign_model(session: "Session", workflow: Any, field: str, ref: str) -> Workflow:
-    """W-5: point ``field`` of ``workflow`` at a platform id or custom slug.
+    """Point ``field`` of ``workflow`` at a platform id or custom slug.
 
     The model must be active and have every capability the field needs, else ``InvalidRequest``
     naming the missing flag(s); an unknown reference is ``NotFound``. The reference string itself
@@ -493,7 +493,7 @@ def assign_model(session: "Session", workflow: Any, field: str, ref: str) -> Wor
 
 def picker(session: "Session", workflow: Any, field: str, include_hidden: bool = False
            ) -> PickerResult:
-    """W-2: the models a field may use, grouped ``{"Platform": [...], "Custom": [...]}``.
+    """The models a field may use, grouped ``{"Platform": [...], "Custom": [...]}``.
 
     Only active models whose flags meet the field's needs are listed, labelled by display name (or
     the slug when that is blank, M-6). ``include_hidden=True`` adds the models that do not qualify,
@@ -517,7 +517,7 @@ def picker(session: "Session", workflow: Any, field: str, include_hidden: bool =
 
 # -- CSV seeding (W-8) -----------------------------------------------------------------------------
 class SeedError(InvalidRequest):
-    """W-8: the CSV had bad rows; nothing was applied. ``errors`` lists ``line N: reason``."""
+    """The CSV had bad rows; nothing was applied. ``errors`` lists ``line N: reason``."""
 
     def __init__(self, errors: list[str]) -> None:
         self.errors = list(errors)
@@ -616,7 +616,7 @@ def _parse_csv(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
 
 
 def seed_assignments_csv(session: "Session", path_or_file: Any) -> int:
-    """W-8: assign models to workflow fields from a CSV with columns ``workflow, field, model``
+    """Assign models to workflow fields from a CSV with columns ``workflow, field, model``
     (and optionally ``project``, for workflow names used in several projects).
 
     Every row is validated first — workflow and field exist, the model is a platform id or an
