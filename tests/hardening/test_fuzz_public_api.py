@@ -178,7 +178,8 @@ class World:
     def snapshot(self) -> dict[str, Any]:
         """What a refused call must not change."""
         models = self.admin.list_models(type="custom", include_inactive=True)
-        return {"models": models.to_dict("records"),
+        # NaN (an unpriced model) never equals itself: compare missing values as None.
+        return {"models": models.astype(object).where(models.notna(), None).to_dict("records"),
                 "workflows": [(w.name, [(f.name, f.model) for f in w.fields])
                               for w in byok_nb_workflows(self.admin)],
                 "secrets": {slug: secret_of(self.admin, slug) for slug in ("seed", "seed-oai", "seed-iam")}}
