@@ -1,7 +1,7 @@
 """The Voila admin app: who the user is, the first-run bootstrap, and serving it (SPEC E-1, E-2, E-4).
 
 ``byok-nb serve`` runs Voila on 127.0.0.1 with tracebacks off and sources stripped, serving
-``admin_app.ipynb``. That notebook calls :func:`app_session`, which opens the embedded default
+``admin_app.ipynb`` behind a session token (printed once, in the URL, like Jupyter does). That notebook calls :func:`app_session`, which opens the embedded default
 registry and acts as the user named by ``BYOK_NB_USER`` or ``JUPYTERHUB_USER`` (else the OS user).
 On a registry with no org yet, the first user creates ``BYOK_NB_ORG`` (default ``default``) and
 becomes its org admin.
@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
+import webbrowser
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_ORG = "default"
 DEFAULT_PORT = 8866
+DEFAULT_HOST = "127.0.0.1"
 APP_NOTEBOOK = "admin_app.ipynb"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -82,6 +89,9 @@ def wait_for_visitor() -> None:
     call happens then, and everything after it (the session, the user's models) at request time,
     so the page shows fresh data without paying for the imports. Anywhere else (Jupyter, nbval, a
     Voila without preheating) it returns at once.
+
+    The wait itself is :func:`byok_nb.voila_query.wait_for_request`, not Voila's own: importing
+    ``voila.utils`` in every kernel cost more CPU than the whole app (see docs/benchmarks.md).
     """
     if os.environ.get("VOILA_PREHEAT") != "True":
         return
@@ -89,7 +99,8 @@ def wait_for_visitor() -> None:
     import sqlalchemy  # noqa: F401
 
     from . import registry, store  # noqa: F401
-    from voila.utils import wait_for_request
+    from .ui import app as _ui_app  # noqa: F401 — ipywidgets and the Models page
+    from .voila_query import wait_for_request
 
     wait_for_request()
 
@@ -125,23 +136,76 @@ def app_notebook() -> Path:
     return in_repo if in_repo.is_file() else _PACKAGE_DIR / "notebooks" / APP_NOTEBOOK
 
 
-def voila_command(notebook: str | os.PathLike[str], port: int, *, open_browser: bool = False,
-                  preheat: bool = True, extra_args: Sequence[str] = ()) -> list[str]:
-    """The Voila command line: loopback only, no tracebacks, no sources, a fixed port.
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach: ``localhost``, 127.0.0.0/8, ``::1``."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def new_session_token() -> str:
+    """A fresh random token for one run of the server (48 hex digits, as Jupyter's)."""
+    return secrets.token_hex(24)
+
+
+def voila_command(notebook: str | os.PathLike[str], port: int, *, host: str = DEFAULT_HOST,
+                  token: bool = True, preheat: bool = True,
+                  extra_args: Sequence[str] = ()) -> list[str]:
+    """The Voila command line: no tracebacks, no sources, a fixed port, loopback by default,
+    token authentication unless ``token=False`` (refused for a host that is not loopback).
+
+    The token itself is never on the command line (any local user can read another's with
+    ``ps``): Voila takes it from ``JUPYTER_TOKEN`` in its environment — see :func:`voila_env`.
+    On loopback, requests whose ``Host`` is not a loopback name are refused (403), so a web page
+    cannot reach the app by pointing its own host name at 127.0.0.1 (DNS rebinding).
+    The browser is never opened by Voila: it would open the URL without the token.
 
     ``notebook`` may be a directory (then each notebook is at ``/voila/render/<name>``).
     ``preheat`` keeps one started kernel per notebook in reserve (Voila's preheated kernels); the
     admin app uses it to do its imports before anyone asks (see :func:`wait_for_visitor`), which
-    is what brings the Models page under F-5's 3 seconds.
+    is what brings the Models page under 3 seconds.
     """
+    from .errors import InvalidRequest
+
+    if not token and not is_loopback(host):
+        raise InvalidRequest(f"refusing to serve without a token on {host!r}: anyone who can reach "
+                             "that address would get the app and its kernel; turning the token off "
+                             "is allowed only on a loopback address such as 127.0.0.1")
     cmd = [sys.executable, "-m", "voila", str(notebook),
-           f"--port={int(port)}", "--Voila.ip=127.0.0.1", "--Voila.port_retries=0",
-           "--show_tracebacks=False", "--strip_sources=True"]
+           f"--port={int(port)}", f"--Voila.ip={host}", "--Voila.port_retries=0",
+           "--show_tracebacks=False", "--strip_sources=True", "--no-browser"]
+    if token:
+        cmd.append("--token")    # Voila.auto_token: the identity provider reads JUPYTER_TOKEN
+    if is_loopback(host):
+        # Jupyter's Host check (allow_remote_access off). The command line can only give a dict
+        # item a string, and the check tests the value's truth: the empty string is "off".
+        cmd.append("--Voila.tornado_settings=allow_remote_access=")
     if preheat:
         cmd += ["--preheat_kernel=True", "--pool_size=1"]
-    if not open_browser:
-        cmd.append("--no-browser")
     return [*cmd, *extra_args]
+
+
+def voila_env(base: Mapping[str, str] | None, token: str | None) -> dict[str, str]:
+    """The environment for :func:`voila_command`'s process: ``JUPYTER_TOKEN`` set to ``token``
+    (or removed when there is none) and ``JUPYTER_TOKEN_FILE`` removed, so an operator's stray
+    Jupyter settings can neither replace the token nor blank it."""
+    env = dict(os.environ if base is None else base)
+    env.pop("JUPYTER_TOKEN_FILE", None)
+    env.pop("JUPYTER_TOKEN", None)
+    if token:
+        env["JUPYTER_TOKEN"] = token
+    return env
+
+
+def app_url(host: str, port: int, token: str | None) -> str:
+    """The URL to open: ``http://HOST:PORT/?token=...`` (no query without a token)."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if shown in ("0.0.0.0", "[::]"):
+        shown = "127.0.0.1"
+    return f"http://{shown}:{int(port)}/" + (f"?token={token}" if token else "")
 
 
 def _prepare_registry() -> str:
@@ -157,28 +221,46 @@ def _prepare_registry() -> str:
 
 
 def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: bool = False,
-          env: Mapping[str, str] | None = None) -> int:
-    """Serve the admin app (or ``notebook``) with Voila on 127.0.0.1 until interrupted.
+          env: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, token: bool = True) -> int:
+    """Serve the admin app (or ``notebook``) with Voila on ``host`` (127.0.0.1) until interrupted.
 
-    Returns Voila's exit code (0 after Ctrl-C).
+    With ``token`` (the default) a fresh session token protects the page, the kernels and their
+    websockets; the URL carrying it is printed once on standard output when the server answers.
+    ``token=False`` serves without one and is refused unless ``host`` is loopback.
+    Returns Voila's exit code (0 after Ctrl-C), 2 for a refused set-up.
     """
+    from .errors import InvalidRequest
+
     if refuse_without_app_packages("serve"):
         return 2
     target = Path(notebook) if notebook else app_notebook()
     if not target.exists():
         print(f"error: no such notebook: {target}", file=sys.stderr)
         return 2
+    session_token = new_session_token() if token else None
+    try:
+        command = voila_command(target, port, host=host, token=token)
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
     database = _prepare_registry()
-    print(f"byok-nb: serving {target.name} at http://127.0.0.1:{port}/ as {current_user()!r} in org "
-          f"{current_org()!r} (registry {database})", flush=True)
-    proc = subprocess.Popen(voila_command(target, port, open_browser=open_browser),
-                            env=dict(env) if env is not None else None)
+    print(f"byok-nb: serving {target.name} as {current_user()!r} in org {current_org()!r} "
+          f"(registry {database})", flush=True)
+    if not token:
+        print("byok-nb: no token: anyone who can open a connection to this machine's loopback "
+              "(every local user) gets the app and its kernel", flush=True)
+    proc = subprocess.Popen(command, env=voila_env(env, session_token))
     # A service manager stops us with SIGTERM: pass it on, so Voila shuts its kernels down
     # and `demo` still removes its throwaway registry.
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
+        url = app_url(host, port, session_token)
+        if _wait_until_answering(proc, url):
+            print(f"byok-nb: the app is at {url}", flush=True)
+            if open_browser:
+                _open_in_browser(url)
         return proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
@@ -190,6 +272,31 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_until_answering(proc: subprocess.Popen, url: str, timeout: float = 120.0) -> bool:
+    """Wait until Voila answers HTTP (on a path that starts no kernel); False if it exited."""
+    probe = url.split("?")[0] + "voila/static/__ready__"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(probe, timeout=2).close()
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+def _open_in_browser(url: str) -> None:
+    """Open ``url`` through a private redirect file, as Jupyter does, so the token is not on the
+    browser's command line (which other local users can read)."""
+    fd, path = tempfile.mkstemp(prefix="byok_nb_open_", suffix=".html")   # mode 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as page:
+        page.write(f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={url}">'
+                   f'<a href="{url}">Open the byok_nb admin app</a>\n')
+    webbrowser.open(Path(path).as_uri())
 
 
 # -- demo ----------------------------------------------------------------------------------------
@@ -238,11 +345,14 @@ def demo_environment() -> Iterator[dict[str, str]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def demo(port: int = DEFAULT_PORT) -> int:
-    """Serve the admin app on a throwaway registry with a loopback fake Fireworks and demo models."""
+def demo(port: int = DEFAULT_PORT, *, token: bool = False) -> int:
+    """Serve the admin app on a throwaway registry with a loopback fake Fireworks and demo models.
+
+    Loopback only, and without a token by default: the registry holds nothing but the demo's
+    fake key and is deleted on exit (``token=True`` protects it like ``serve``)."""
     if refuse_without_app_packages("demo"):
         return 2
     with demo_environment() as env:
         print(f"byok-nb demo: throwaway registry in {env['BYOK_NB_HOME']}; fake Fireworks at "
               f"{env['BYOK_NB_FIREWORKS_BASE_URL']} accepts the API key {demo_api_key()}", flush=True)
-        return serve(port=port, env=env)
+        return serve(port=port, env=env, token=token)

@@ -145,13 +145,14 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .app import serve
 
-    return serve(port=args.port, notebook=args.notebook, open_browser=args.open)
+    return serve(port=args.port, notebook=args.notebook, open_browser=args.open, host=args.host,
+                 token=not args.no_token)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .app import demo
 
-    return demo(port=args.port)
+    return demo(port=args.port, token=args.token)
 
 
 def _cmd_member(args: argparse.Namespace) -> int:
@@ -187,14 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byok-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the admin app with Voila on 127.0.0.1")
+    serve = sub.add_parser("serve", help="serve the admin app with Voila on 127.0.0.1, behind a session token")
     serve.add_argument("--port", type=int, default=8866)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; anything else is reachable by other machines)")
     serve.add_argument("--notebook", default=None, help="notebook to serve (default: the admin app)")
-    serve.add_argument("--open", action="store_true", help="open a browser")
+    serve.add_argument("--open", action="store_true", help="open a browser (at the URL with the token)")
+    serve.add_argument("--no-token", action="store_true",
+                       help="serve without a token: every local user gets the app; refused unless --host is loopback")
     serve.set_defaults(func=_cmd_serve)
 
     demo = sub.add_parser("demo", help="serve the admin app on a throwaway registry with a fake provider")
     demo.add_argument("--port", type=int, default=8866)
+    demo.add_argument("--token", action="store_true", help="protect the demo with a session token, as serve does")
     demo.set_defaults(func=_cmd_demo)
 
     scan = sub.add_parser("scan", help="report key-shaped strings in notebooks' outputs and widget state")

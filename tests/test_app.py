@@ -63,10 +63,52 @@ def test_e1_voila_command_is_loopback_without_tracebacks_or_sources():
     for flag in ("--Voila.ip=127.0.0.1", "--port=9999", "--show_tracebacks=False", "--strip_sources=True",
                  "--no-browser", "--Voila.port_retries=0"):
         assert flag in cmd
-    assert "--no-browser" not in app.voila_command("x.ipynb", 1, open_browser=True)
+    # Voila would open the URL without the token: serve opens the browser itself.
+    assert "--no-browser" in app.voila_command("x.ipynb", 1, token=False)
     # F-5: preheated kernels by default (see docs/benchmarks.md), off on request.
     assert "--preheat_kernel=True" in cmd
     assert not any("preheat" in arg for arg in app.voila_command("x.ipynb", 1, preheat=False))
+
+
+def test_serve_command_turns_token_authentication_on_without_putting_the_token_in_argv():
+    cmd = app.voila_command("admin_app.ipynb", 9999)
+    assert "--token" in cmd                                    # Voila.auto_token
+    assert not any(arg.startswith(("--token=", "--Voila.token", "--IdentityProvider.token")) for arg in cmd)
+    assert "--token" not in app.voila_command("admin_app.ipynb", 9999, token=False)
+    # The token travels in the environment, which other local users cannot read.
+    env = app.voila_env({"PATH": "/bin", "JUPYTER_TOKEN": "stale", "JUPYTER_TOKEN_FILE": "/tmp/empty"}, "t0k3n")
+    assert env == {"PATH": "/bin", "JUPYTER_TOKEN": "t0k3n"}
+    assert "JUPYTER_TOKEN" not in app.voila_env({"JUPYTER_TOKEN": "x"}, None)
+    assert app.app_url("127.0.0.1", 8866, "t0k3n") == "http://127.0.0.1:8866/?token=t0k3n"
+    assert app.app_url("::1", 8866, None) == "http://[::1]:8866/"
+    first, second = app.new_session_token(), app.new_session_token()
+    assert first != second and len(first) == 48 and int(first, 16) >= 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "example.org", ""])
+def test_serve_refuses_to_turn_the_token_off_on_a_host_that_is_not_loopback(host):
+    with pytest.raises(byok_nb.InvalidRequest, match="loopback"):
+        app.voila_command("admin_app.ipynb", 9999, host=host, token=False)
+    assert "--token" in app.voila_command("admin_app.ipynb", 9999, host=host)   # with a token it serves
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_serve_may_turn_the_token_off_on_loopback_and_checks_the_host_header(host):
+    cmd = app.voila_command("admin_app.ipynb", 9999, host=host, token=False)
+    assert "--token" not in cmd
+    assert "--Voila.tornado_settings=allow_remote_access=" in cmd     # DNS rebinding: Host is checked
+
+
+def test_cli_serve_no_token_on_a_public_host_is_refused_before_anything_starts(monkeypatch, capsys):
+    from byok_nb import cli
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("Voila must not be started")
+
+    monkeypatch.setattr(app.subprocess, "Popen", no_process)
+    assert cli.main(["serve", "--no-token", "--host", "0.0.0.0", "--port", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "0.0.0.0" in err and "loopback" in err
 
 
 def test_f5_wait_for_visitor_returns_at_once_outside_a_preheated_kernel(monkeypatch):

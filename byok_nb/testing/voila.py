@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..app import voila_command
+from ..app import new_session_token, voila_command, voila_env
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox (containers run as root), no GPU, and nothing that phones home: the tests are offline.
@@ -59,11 +59,15 @@ def sandbox_env(home: str | os.PathLike[str], **settings: str) -> dict[str, str]
 
 class VoilaServer:
     """``byok-nb serve``'s Voila command on a free loopback port, output captured to ``log_path``;
-    started (and waited for) on enter, stopped on exit."""
+    started (and waited for) on enter, stopped on exit.
+
+    Token authentication is on, as with ``byok-nb serve``: :attr:`url` and :meth:`render_url`
+    carry the token (the first page load swaps it for a cookie); :attr:`base_url` does not.
+    ``token=False`` is serve's ``--no-token``."""
 
     def __init__(self, notebook: str | os.PathLike[str], *, env: Mapping[str, str],
                  log_path: str | os.PathLike[str], port: int | None = None,
-                 startup_timeout: float = 60.0, preheat: bool = True,
+                 startup_timeout: float = 60.0, preheat: bool = True, token: bool = True,
                  extra_args: tuple[str, ...] = ()) -> None:
         self.notebook = Path(notebook)
         self.env = dict(env)
@@ -71,22 +75,34 @@ class VoilaServer:
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.preheat = preheat
+        self.token = new_session_token() if token else None
         self.extra_args = tuple(extra_args)
         self._proc: subprocess.Popen | None = None
         self._log = None
 
     @property
-    def url(self) -> str:
+    def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    @property
+    def url(self) -> str:
+        """The app's URL as ``byok-nb serve`` prints it (with the token, when there is one)."""
+        return self.base_url + self._query
+
+    @property
+    def _query(self) -> str:
+        return f"?token={self.token}" if self.token else ""
+
     def render_url(self, name: str) -> str:
-        """URL of notebook ``name`` when a directory is served."""
-        return f"{self.url}voila/render/{name}"
+        """URL of notebook ``name`` when a directory is served (with the token)."""
+        return f"{self.base_url}voila/render/{name}{self._query}"
 
     def start(self) -> "VoilaServer":
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(voila_command(self.notebook, self.port, preheat=self.preheat,
-                                                    extra_args=self.extra_args), env=self.env,
+                                                    token=self.token is not None,
+                                                    extra_args=self.extra_args),
+                                      env=voila_env(self.env, self.token),
                                       stdout=self._log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, cwd=self.env.get("BYOK_NB_HOME"))
         self._wait_until_listening()
@@ -94,7 +110,7 @@ class VoilaServer:
 
     def _wait_until_listening(self) -> None:
         # Any HTTP answer on a path that starts no kernel means tornado is serving.
-        probe = f"{self.url}voila/static/__ready__"
+        probe = f"{self.base_url}voila/static/__ready__"
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
