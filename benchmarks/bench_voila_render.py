@@ -6,7 +6,7 @@ same Voila takes to render a one-button notebook, in the same run.
 One Voila serves a temporary folder holding the admin app and a one-button notebook, on a
 throwaway registry with the demo models (``byok-nb demo``'s set-up), with ``byok-nb serve``'s
 command line. Each round opens each page in a fresh browser context (a new kernel each time, as
-for a new visitor) and times from the request to the Models table (``.byok-models-table-html``)
+for a new visitor) and times from the request to the Models table (a row of ``.byok-models-table``)
 or the button being visible. A first unmeasured round warms the OS file cache.
 
 ``byok-nb serve`` preheats one kernel per notebook (the admin app does its imports before anyone
@@ -26,28 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-
 from byok_nb.app import app_notebook, demo_environment
-from byok_nb.testing.voila import VoilaServer, chromium_missing_reason, launch_chromium
+from byok_nb.testing.voila import (MODELS_TABLE_SELECTOR, ONE_BUTTON_SELECTOR, VoilaServer,
+                                   chromium_missing_reason, launch_chromium, write_one_button_notebook)
 
 TARGET_SECONDS = 3.0
 TARGET_RATIO = 2.0
 PAGES = {  # name -> (notebook, what must be visible)
-    "admin app, Models table": ("admin_app.ipynb", ".byok-models-table-html"),
-    "one-button notebook": ("one_button.ipynb", "button.bench-button"),
+    "admin app, Models table": ("admin_app.ipynb", MODELS_TABLE_SELECTOR),
+    "one-button notebook": ("one_button.ipynb", ONE_BUTTON_SELECTOR),
 }
-
-
-def one_button_notebook(path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import ipywidgets as widgets\n\n"
-        "button = widgets.Button(description='Click me')\n"
-        "button.add_class('bench-button')\n"
-        "button")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
 
 
 def time_page(browser, url: str, selector: str) -> float:
@@ -105,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="byok_nb_bench_voila_"))
     try:
         shutil.copy(app_notebook(), folder / "admin_app.ipynb")
-        one_button_notebook(folder / "one_button.ipynb")
+        write_one_button_notebook(folder / "one_button.ipynb")
         with demo_environment() as env, sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             served = measure(browser, folder, env, preheat=True, rounds=args.rounds, settle=args.settle)

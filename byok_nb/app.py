@@ -243,6 +243,10 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
     except InvalidRequest as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    if _port_taken(host, port):
+        # Checked first: the URL printed below must be Voila's, not another server's.
+        print(f"error: {host}:{port} is already in use (choose another --port)", file=sys.stderr)
+        return 2
     database = _prepare_registry()
     print(f"byok-nb: serving {target.name} as {current_user()!r} in org {current_org()!r} "
           f"(registry {database})", flush=True)
@@ -274,11 +278,22 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
             signal.signal(signal.SIGTERM, previous)
 
 
-def _wait_until_answering(proc: subprocess.Popen, url: str, timeout: float = 120.0) -> bool:
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        try:
+            sock.bind((host.strip("[]"), int(port)))
+        except OSError:
+            return True
+    return False
+
+
+def _wait_until_answering(proc: subprocess.Popen, url: str) -> bool:
     """Wait until Voila answers HTTP (on a path that starts no kernel); False if it exited."""
     probe = url.split("?")[0] + "voila/static/__ready__"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+    while proc.poll() is None:
         try:
             urllib.request.urlopen(probe, timeout=2).close()
             return True

@@ -151,3 +151,18 @@ def test_e1_demo_environment_registers_demo_models_and_cleans_up():
         slug = custom.ref.iloc[0]
         assert s.test_connection(slug).ok           # the loopback fake accepts the demo key
     assert not home.exists()
+
+
+def test_serve_refuses_a_port_in_use_so_the_printed_url_is_never_another_servers(tmp_path, capsys, monkeypatch):
+    import socket
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("Voila must not be started")
+
+    monkeypatch.setattr(app.subprocess, "Popen", no_process)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert app.serve(port=taken.getsockname()[1]) == 2
+    captured = capsys.readouterr()
+    assert "already in use" in captured.err and "token=" not in captured.out

@@ -40,6 +40,27 @@ def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
                                       **kwargs)
 
 
+ONE_BUTTON_SELECTOR = "button.bench-button"
+# The Models table has arrived when a row of it is visible (a <tr> today; a role=row element
+# would count too, should the table become a grid).
+MODELS_TABLE_SELECTOR = ".byok-models-table :is(tr, [role=row]) >> nth=0"
+
+
+def write_one_button_notebook(path: str | os.PathLike[str]) -> None:
+    """The yardstick of the Voila benchmarks: a notebook that shows one ipywidgets button
+    (class ``bench-button``), the least a widget page can cost."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import ipywidgets as widgets\n\n"
+        "button = widgets.Button(description='Click me')\n"
+        "button.add_class('bench-button')\n"
+        "button")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
