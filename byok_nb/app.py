@@ -259,12 +259,13 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    redirect_file: str | None = None
     try:
         url = app_url(host, port, session_token)
         if _wait_until_answering(proc, url):
             print(f"byok-nb: the app is at {url}", flush=True)
             if open_browser:
-                _open_in_browser(url)
+                redirect_file = _open_in_browser(url)
         return proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
@@ -276,6 +277,9 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if redirect_file:
+            with contextlib.suppress(OSError):
+                os.unlink(redirect_file)
 
 
 def _port_taken(host: str, port: int) -> bool:
@@ -304,14 +308,15 @@ def _wait_until_answering(proc: subprocess.Popen, url: str) -> bool:
     return False
 
 
-def _open_in_browser(url: str) -> None:
+def _open_in_browser(url: str) -> str:
     """Open ``url`` through a private redirect file, as Jupyter does, so the token is not on the
-    browser's command line (which other local users can read)."""
+    browser's command line (which other local users can read). Returns the file's path."""
     fd, path = tempfile.mkstemp(prefix="byok_nb_open_", suffix=".html")   # mode 0600
     with os.fdopen(fd, "w", encoding="utf-8") as page:
         page.write(f'<!DOCTYPE html><meta http-equiv="refresh" content="0;url={url}">'
                    f'<a href="{url}">Open the byok_nb admin app</a>\n')
     webbrowser.open(Path(path).as_uri())
+    return path
 
 
 # -- demo ----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 import byok_nb
@@ -46,8 +47,9 @@ def test_serve_prints_the_token_url_once_and_it_opens_the_app_in_chromium(chromi
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
+    server_log = open(tmp_path / "serve.stderr", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "byok_nb.cli", "serve", "--port", str(port)],
-                            env=_env(home), cwd=home, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=_env(home), cwd=home, stdout=subprocess.PIPE, stderr=server_log,
                             text=True)
     lines: list[str] = []
     try:
@@ -61,6 +63,10 @@ def test_serve_prints_the_token_url_once_and_it_opens_the_app_in_chromium(chromi
         assert match, f"no token URL on standard output: {lines}"
         url, token = match.group(1), match.group(3)
         assert int(match.group(2)) == port
+        # Voila's and the kernels' command lines (every local user can read them) do not hold it.
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("voila" in " ".join(child.cmdline()) for child in children)
+        assert not any(token in " ".join(child.cmdline()) for child in children)
 
         # Without the token: the login page, never the app.
         bare = httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=False, timeout=60)
@@ -83,8 +89,10 @@ def test_serve_prints_the_token_url_once_and_it_opens_the_app_in_chromium(chromi
         except subprocess.TimeoutExpired:
             proc.kill()
             rest, _ = proc.communicate()
+        server_log.close()
     printed = "\n".join(lines) + (rest or "")
     assert printed.count(token) == 1, "the token is printed once, in the URL"
+    assert token not in (tmp_path / "serve.stderr").read_text(errors="replace"), "Voila's log shows '...'"
 
 
 def test_serve_without_the_token_gives_no_page_no_kernel_and_no_kernel_websocket(tmp_path):
