@@ -1,4 +1,4 @@
-"""The ``byok-nb`` command: serve | demo | scan | rotate-key | platform sync | member (E-1)."""
+"""The ``byok-nb`` command: serve | demo | scan | rotate-key | adopt-key | platform sync | member (E-1)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
     import os
 
     from .registry import byok_home, default_database_url, open_registry
-    from .secrets import KEY_FILE_NAME, decode_master_key, key_id_of, load_or_create_key_file
+    from .secrets import KEY_FILE_NAME, decode_master_key, key_id_of, read_key_file
 
     new_key = args.new_key or os.environ.get("BYOK_NB_NEW_MASTER_KEY")
     if not new_key:
@@ -26,10 +26,10 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
     if from_env:
         current = decode_master_key(os.environ["BYOK_NB_MASTER_KEY"])
         source = "BYOK_NB_MASTER_KEY"
-    elif key_file.exists():
-        current = load_or_create_key_file(home)   # refuses a key file readable by others
-        source = str(key_file)
     else:
+        current = read_key_file(key_file)   # refuses a key file readable by others, a directory...
+        source = str(key_file)
+    if current is None:
         print(f"error: no current master key: BYOK_NB_MASTER_KEY is not set and {key_file} does not "
               f"exist (BYOK_NB_HOME={home})", file=sys.stderr)
         return 2
@@ -82,6 +82,65 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
               f"credentials, and a process still running with the old key would store new "
               f"credentials the new key cannot read (run rotate-key again to fix those).")
     print("Database backups taken before this rotation still need the old key.")
+    return 0
+
+
+def _cmd_adopt_key(args: argparse.Namespace) -> int:
+    """C-4 recovery from a master key that is truly lost: make the key this process finds
+    (BYOK_NB_MASTER_KEY, else master.key — created when there is none) the store's key. Every
+    secret it cannot read is cleared, so each such model asks for its credentials again. Without
+    --confirm-lost-key it only says what it would do. See docs/security.md."""
+    import os
+
+    from . import key_custody
+    from .registry import byok_home, default_database_url
+    from .secrets import KEY_FILE_NAME, SecretBox, create_key_file, decode_master_key, key_id_of, read_key_file
+    from .store import ensure_schema, make_engine
+
+    home = byok_home()
+    key_file = home / KEY_FILE_NAME
+    if os.environ.get("BYOK_NB_MASTER_KEY"):
+        raw, source = decode_master_key(os.environ["BYOK_NB_MASTER_KEY"]), "BYOK_NB_MASTER_KEY"
+    else:
+        raw, source = read_key_file(key_file), str(key_file)
+    url = args.database_url or default_database_url()
+    missing = _missing_sqlite_file(url)
+    if missing:
+        print(f"error: no registry database at {missing}", file=sys.stderr)
+        return 2
+    engine = make_engine(url)
+    try:
+        ensure_schema(engine)
+        state = key_custody.describe(engine)
+        recorded, counts = state["recorded"], state["secrets_by_key"]
+        held = key_id_of(raw) if raw is not None else None
+        if held is not None and recorded == held and set(counts) <= {held}:
+            print(f"master key {held} ({source}) is already the store's key; nothing to adopt")
+            return 0
+        stranded = sum(n for kid, n in counts.items() if kid != held)
+        if not args.confirm_lost_key:
+            using = (f"master key {held} ({source})" if held is not None else
+                     f"a new master key, written to {key_file} (mode 600)")
+            print(f"adopt-key would make {using} the store's key in place of master key "
+                  f"{recorded or '(none recorded)'}, and clear {stranded} stored secret(s) it cannot "
+                  f"read: their models then ask for their credentials again. Only do this when the "
+                  f"old key is truly lost. Nothing was changed; to proceed run:\n"
+                  f"  byok-nb adopt-key --confirm-lost-key", file=sys.stderr)
+            return 2
+        if raw is None:
+            raw = create_key_file(home)
+            print(f"created a new master key in {key_file} (mode 600)")
+        report = key_custody.adopt_key(engine, SecretBox(raw))
+    finally:
+        engine.dispose()
+    if report.already_current:
+        print(f"master key {report.new_key_id} is already the store's key; nothing to adopt")
+        return 0
+    print(f"adopted master key {report.new_key_id} in place of {report.previous_key_id or '(none recorded)'}; "
+          f"cleared {len(report.cleared)} stored secret(s) that only the lost key could read")
+    for name in report.cleared:
+        print(f"  re-enter the credentials of {name}")
+    print("Restart every kernel and Voila app that uses this registry with the adopted key.")
     return 0
 
 
@@ -218,6 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="when the current key is the key file, replace it with the new key after the commit")
     rotate.add_argument("--database-url", default=None, help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
     rotate.set_defaults(func=_cmd_rotate_key)
+
+    adopt = sub.add_parser("adopt-key", help="when the master key is truly lost: adopt the current key "
+                                             "(BYOK_NB_MASTER_KEY or master.key); every stored secret "
+                                             "must then be re-entered")
+    adopt.add_argument("--confirm-lost-key", action="store_true",
+                       help="do it: clear every secret the adopted key cannot read (without this flag "
+                            "the command only says what it would do)")
+    adopt.add_argument("--database-url", default=None, help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
+    adopt.set_defaults(func=_cmd_adopt_key)
 
     member = sub.add_parser("member", help="add, remove or list the members of an org (operator)")
     member_sub = member.add_subparsers(dest="member_command", required=True)

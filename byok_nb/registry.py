@@ -22,7 +22,7 @@ from .domain import (
     ModelDraft, Org, PlatformModel, Project, RotationReport,
 )
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
-from .secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, resolve_master_key
+from .secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, stored_secret_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -56,8 +56,12 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
 
     With no URL: ``BYOK_NB_DATABASE_URL``, else SQLite at ``$BYOK_NB_HOME/registry.db``
     (``~/.byok_nb``). The master key: the argument, else ``BYOK_NB_MASTER_KEY``, else the key file
-    ``$BYOK_NB_HOME/master.key`` (created 0600 on first use).
+    ``$BYOK_NB_HOME/master.key`` — created 0600 only when the store holds no secrets; a store
+    with secrets and no key is refused (C-4). A key other than the store's opens it read-only for
+    secrets: lists and details work, secrets are unreadable, no secret is written.
     """
+    from . import key_custody
+    from .secrets import create_key_file, find_master_key
     from .store import ensure_schema, make_engine
 
     if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
@@ -67,10 +71,20 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     # The embedded default (E-2): no URL here and none in the environment. Only there may a first
     # session create its org (see byok_nb.membership).
     embedded_default = url is None and not os.environ.get("BYOK_NB_DATABASE_URL")
-    raw_key = resolve_master_key(master_key, byok_home())
+    home = byok_home()
+    raw_key, source = find_master_key(master_key, home)   # checks the key file; creates nothing
     engine = make_engine(url or default_database_url())
-    ensure_schema(engine)
-    registry = Registry(engine, SecretBox(raw_key), timeout=float(timeout), embedded_default=embedded_default)
+    try:
+        ensure_schema(engine)
+        if raw_key is None:
+            key_custody.refuse_if_secrets_need_a_key(engine, source)
+            raw_key = create_key_file(home)
+        box = SecretBox(raw_key)
+        key_custody.settle_at_open(engine, box)
+    except BaseException:
+        engine.dispose()
+        raise
+    registry = Registry(engine, box, timeout=float(timeout), embedded_default=embedded_default)
     if registry.usage_spool.pending():   # usage rows a busy store could not take last time
         registry.usage_spool.replay_quietly()
     return registry
@@ -516,9 +530,9 @@ class Session:
             row = self._active_row(model)
             values, secret, _ = self._patched_values(row, overrides)
             unreadable = None
-            if secret is None and row["secret_ciphertext"] is not None and not values.get("_remove_secret"):
+            if secret is None and not values.get("_remove_secret"):
                 try:
-                    secret = self._decrypt(row)
+                    secret = self._stored_secret(row)
                 except UnreadableSecret as exc:
                     unreadable = exc
             return values, secret, row["slug"], row["id"], unreadable
@@ -543,8 +557,10 @@ class Session:
                 return self._to_view(row)
             update = self._row_values(values)
             update["updated_at"] = _now()
+            if secret is None and not values.get("_remove_secret"):
+                secret = self._rebound_secret(row, update, conn)
             if secret is not None:
-                update.update(self._encrypted(secret, row["id"]))
+                update.update(self._encrypted(secret, {**row, **update}, conn))
             elif values.get("_remove_secret"):
                 update.update(secret_ciphertext=None, secret_key_id=None, secret_masked=None)
             conn.execute(schema.custom_models.update().where(schema.custom_models.c.id == row["id"]).values(**update))
@@ -878,7 +894,8 @@ class Session:
                                      f"{', '.join(missing)} in the same request")
             if values["auth_method"] == "api_key":
                 values["aws_access_key_id"] = None
-        has_secret = new_secret is not None or (row["secret_ciphertext"] is not None and not switched
+        # A secret cleared by adopt-key still counts as the model's (calls ask to re-enter it).
+        has_secret = new_secret is not None or (stored_secret_state(row) != "none" and not switched
                                                 and not remove_key)
         self._check_credentials(values, has_secret=has_secret)
         changed: dict[str, Any] = {}
@@ -944,14 +961,46 @@ class Session:
             out[cost] = rules.format_cost(out[cost])
         return out
 
-    def _encrypted(self, secret: str, record_id: str) -> dict[str, Any]:
+    def _encrypted(self, secret: str, row: Any, conn: "Connection") -> dict[str, Any]:
+        """The secret columns of ``row`` (its final values: id, org_id and the bound columns) in
+        this write transaction — refused unless this registry's key is the store's current key, so
+        no secret is ever written under a rotated-out or wrong key."""
+        from .key_custody import require_current_key
+
         box = self._reg._box
-        return {"secret_ciphertext": box.encrypt(secret, record_id=record_id, field="secret"),
+        require_current_key(conn, box)
+        return {"secret_ciphertext": box.seal_row(secret, row),
                 "secret_key_id": box.key_id, "secret_masked": mask_secret(secret)}
 
     def _decrypt(self, row: Any) -> str:
-        return self._reg._box.decrypt(row["secret_ciphertext"], record_id=row["id"], field="secret",
-                                      key_id=row["secret_key_id"])
+        return self._reg._box.open_row(row)
+
+    def _stored_secret(self, row: Any) -> str | None:
+        """The decrypted secret of a stored row; None when it has none. UnreadableSecret (C-4) when
+        it cannot be read: tampered, under another key, or cleared by adopt-key."""
+        if stored_secret_state(row) == "none":
+            return None
+        return self._decrypt(row)
+
+    def _rebound_secret(self, row: Any, update: dict[str, Any], conn: "Connection") -> str | None:
+        """The stored secret, when an edit changes a column its associated data covers (base URL,
+        endpoint, region, auth method, access key id, provider model id), so it can be encrypted
+        again for the new values in the same transaction; None when nothing needs that. A secret
+        this key cannot read is left as it was: it stays unreadable (C-4, re-enter it), and an edit
+        that puts the columns back makes it readable again."""
+        from .key_custody import require_current_key
+        from .secrets import BOUND_COLUMNS
+
+        if row["secret_ciphertext"] is None:
+            return None
+        if all(update.get(name, row[name]) == row[name] for name in BOUND_COLUMNS):
+            return None
+        # Under another key this secret could not be re-encrypted: refuse rather than orphan it.
+        require_current_key(conn, self._reg._box)
+        try:
+            return self._decrypt(row)
+        except UnreadableSecret:
+            return None
 
     def _save_new(self, values: dict[str, Any], secret: str | None, reuse_note: dict | None) -> CustomModel:
         """Insert, or reactivate an inactive record with the same slug (M-12), atomically."""
@@ -979,14 +1028,16 @@ class Session:
                         raise Conflict(f"slug {slug!r} belongs to a deleted {existing.provider} model; "
                                        f"it can only be reactivated with the same provider")
                     record_id = existing.id
-                    secret_cols = (self._encrypted(secret, record_id) if secret is not None else
+                    bound = {**row_values, "id": record_id, "org_id": self.org_id}
+                    secret_cols = (self._encrypted(secret, bound, conn) if secret is not None else
                                    {"secret_ciphertext": None, "secret_key_id": None, "secret_masked": None})
                     conn.execute(cm.update().where(cm.c.id == record_id).values(
                         **row_values, **secret_cols, active=True, updated_at=now))
                     action = "reactivate"
                 else:
                     record_id = uuid.uuid4().hex
-                    secret_cols = (self._encrypted(secret, record_id) if secret is not None else {})
+                    bound = {**row_values, "id": record_id, "org_id": self.org_id}
+                    secret_cols = (self._encrypted(secret, bound, conn) if secret is not None else {})
                     conn.execute(cm.insert().values(
                         id=record_id, org_id=self.org_id, **row_values, **secret_cols, active=True,
                         created_at=now, updated_at=now, created_by=self.user))
@@ -1065,7 +1116,7 @@ class Session:
         row = self._active_row(slug)
         values = {name: row[name] for name in ("provider", "auth_method", "provider_model_id", "base_url",
                                                "endpoint_url", "aws_region", "aws_access_key_id")}
-        secret = self._decrypt(row) if row["secret_ciphertext"] is not None else None
+        secret = self._stored_secret(row)
         return row, self._target_from_values(values, secret)
 
     def _run_test(self, target: "Target", values: dict[str, Any], *, audit_slug: str | None,

@@ -5,10 +5,11 @@ a secret the current key cannot read aborts it with nothing changed. The writes 
 one transaction: a rotation interrupted at any point (exception, SIGKILL, power loss) leaves every
 secret under the old key, and a committed one leaves every secret under the new key.
 
+The rotating key must be the store's current key (key_custody), and the commit records the new
+key as the store's: from then on every process still holding the old key is refused when it tries
+to write a secret (it must reopen the registry), so no secret is ever written under a retired key.
 A secret already under the new key (its key id is the new key's, and the new key decrypts it) is
-left as it is. That makes a rotation safe to run again: after a crash between the commit and
-installing the new key, or to re-encrypt secrets a process still holding the old key wrote after
-the rotation.
+left as it is.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from .domain import RotationReport
 from .errors import InvalidRequest
-from .secrets import SecretBox, UnreadableSecret, decode_master_key
+from .key_custody import begin_key_change, record_key
+from .secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, decode_master_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
@@ -48,21 +50,28 @@ def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bo
     cm, orgs = schema.custom_models, schema.orgs
     engine = registry._engine
     with (read_tx(engine) if dry_run else write_tx(engine)) as conn:
-        if not dry_run and conn.dialect.name == "postgresql":
-            # Readers go on; writers wait, so no secret is added under the old key mid-rotation.
-            # (SQLite's BEGIN IMMEDIATE already holds the database's one write lock.)
-            conn.exec_driver_sql("LOCK TABLE custom_models IN EXCLUSIVE MODE")
+        if dry_run:
+            from .key_custody import require_current_key
+
+            require_current_key(conn, old_box)
+        else:
+            # PostgreSQL: LOCK TABLE custom_models — readers go on, secret writers wait, so none
+            # is added under the old key mid-rotation (SQLite's BEGIN IMMEDIATE already holds the
+            # one write lock); then the rotating key must be the store's current key.
+            begin_key_change(conn, old_box)
         rows = conn.execute(
             select(cm.c.id, cm.c.slug, cm.c.active, cm.c.secret_ciphertext, cm.c.secret_key_id,
+                   *(cm.c[name] for name in BOUND_COLUMNS if name != "org_id"), cm.c.org_id,
                    orgs.c.name.label("org"))
             .select_from(cm.join(orgs, orgs.c.id == cm.c.org_id))
-            .where(cm.c.secret_ciphertext.is_not(None)).order_by(cm.c.id)).all()
+            .where(cm.c.secret_ciphertext.is_not(None)).order_by(cm.c.id)).mappings().all()
         updates, unreadable = _reencrypt_all(rows, old_box, new_box, encrypt=not dry_run)
         if unreadable:
             raise UnreadableSecret(_unreadable_message(unreadable))
         if not dry_run:
             for start in range(0, len(updates), WRITE_CHUNK):
                 _write_chunk(conn, updates[start:start + WRITE_CHUNK])
+            record_key(conn, new_box.key_id)   # same transaction: old-key writers are refused from now on
     if not dry_run:
         registry._box = new_box
     return RotationReport(dry_run=dry_run, secrets=len(updates), old_key_id=old_box.key_id,
@@ -75,22 +84,21 @@ def _reencrypt_all(rows: list[Any], old_box: SecretBox, new_box: SecretBox, *, e
     updates: list[dict[str, Any]] = []
     unreadable: list[Any] = []
     for row in rows:
-        where = {"record_id": row.id, "field": "secret"}
-        if row.secret_key_id == new_box.key_id:
+        if row["secret_key_id"] == new_box.key_id:
             try:
-                new_box.decrypt(row.secret_ciphertext, key_id=row.secret_key_id, **where)
+                new_box.open_row(row)
             except UnreadableSecret:
                 unreadable.append(row)
             continue   # already under the new key
         try:
-            plain = old_box.decrypt(row.secret_ciphertext, key_id=row.secret_key_id, **where)
+            plain = old_box.open_row(row)
         except UnreadableSecret:
             unreadable.append(row)
             continue
         if encrypt:
-            updates.append({"_id": row.id, "_ct": new_box.encrypt(plain, **where), "_kid": new_box.key_id})
+            updates.append({"_id": row["id"], "_ct": new_box.seal_row(plain, row), "_kid": new_box.key_id})
         else:
-            updates.append({"_id": row.id})
+            updates.append({"_id": row["id"]})
         del plain
     return updates, unreadable
 
@@ -110,7 +118,7 @@ def _write_chunk(conn: "Connection", chunk: list[dict[str, Any]]) -> None:
 
 
 def _unreadable_message(rows: list[Any]) -> str:
-    named = ", ".join(f"{r.org}/{r.slug}{'' if r.active else ' (deleted)'}" for r in rows[:_MAX_NAMED])
+    named = ", ".join(f"{r['org']}/{r['slug']}{'' if r['active'] else ' (deleted)'}" for r in rows[:_MAX_NAMED])
     more = f" and {len(rows) - _MAX_NAMED} more" if len(rows) > _MAX_NAMED else ""
     return (f"key rotation aborted, nothing was changed: {len(rows)} stored secret(s) cannot be "
             f"decrypted with the current master key: {named}{more}. Open the registry with the key "

@@ -211,12 +211,10 @@ def _decrypt_all(registry: Any) -> tuple[list[str], str | None]:
     secrets: list[str] = []
     unreadable = 0
     with read_tx(registry._engine) as conn:
-        rows = conn.execute(select(cm.c.id, cm.c.secret_ciphertext, cm.c.secret_key_id)
-                            .where(cm.c.secret_ciphertext.is_not(None))).all()
+        rows = conn.execute(select(cm).where(cm.c.secret_ciphertext.is_not(None))).mappings().all()
     for row in rows:
         try:
-            secrets.append(registry._box.decrypt(row.secret_ciphertext, record_id=row.id, field="secret",
-                                                 key_id=row.secret_key_id))
+            secrets.append(registry._box.open_row(row))
         except UnreadableSecret:
             unreadable += 1
     note = (f"{unreadable} stored secret(s) could not be decrypted with this master key and were not "

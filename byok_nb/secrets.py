@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import re
 import secrets as _stdlib_secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import Conflict, InvalidRequest
 
@@ -58,20 +60,95 @@ def key_id_of(raw_key: bytes) -> str:
     return hashlib.sha256(b"byok_nb key id\0" + raw_key).hexdigest()[:16]
 
 
-def load_or_create_key_file(home: Path) -> bytes:
-    """The master key in ``home/master.key``, created 0600 on first use.
+def read_key_file(path: Path) -> bytes | None:
+    """The master key in the key file ``path``; None when nothing is there.
 
-    A key file that group or others can read is refused: the key protects every stored secret.
+    Everything that can be wrong with the file is an :class:`InvalidRequest` naming it and the
+    fault — never a raw OSError or UnicodeDecodeError: a directory, a dangling symbolic link, a
+    FIFO or device, a file group or others can read (the key protects every stored secret), a
+    file that cannot be read, that is not ASCII text, or that holds no valid key.
     """
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = home / KEY_FILE_NAME
-    if not path.exists():
-        _publish_new_key_file(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise InvalidRequest(f"BYOK_NB_HOME {path.parent} is not a directory, so it cannot hold the "
+                             f"master key file {path.name}; point BYOK_NB_HOME at a directory") from None
+    except OSError as exc:
+        raise InvalidRequest(f"master key file {path} cannot be examined: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(path)
+        except OSError:   # dangling, a loop, or a target we may not see: not silently replaced
+            raise InvalidRequest(f"master key file {path} is a symbolic link to "
+                                 f"{_link_target(path)}, which does not exist or cannot be reached; "
+                                 f"restore the key file it points to, or remove the link") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidRequest(f"master key file {path} is a directory, not a file holding the key")
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidRequest(f"master key file {path} is not a regular file (a FIFO, socket or device)")
+    mode = stat.S_IMODE(info.st_mode)
     if mode & 0o077:
         raise InvalidRequest(f"master key file {path} is readable by group or others "
                              f"(mode {mode:o}); run: chmod 600 {path}")
-    return decode_master_key(path.read_text())
+    try:
+        # O_NONBLOCK: should the file be swapped for a FIFO after the check, open must not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(_KEY_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise InvalidRequest(f"master key file {path} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > _KEY_FILE_MAX_BYTES:
+        raise InvalidRequest(f"master key file {path} does not hold a master key: it is larger than "
+                             f"{_KEY_FILE_MAX_BYTES} bytes")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"master key file {path} does not hold a master key: it contains bytes "
+                             f"that are not ASCII text (a key is urlsafe base64)") from None
+    if not text.strip():
+        raise InvalidRequest(f"master key file {path} is empty: it does not hold a master key")
+    try:
+        return decode_master_key(text)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"master key file {path} does not hold a valid key: {exc.message}") from None
+
+
+_KEY_FILE_MAX_BYTES = 4096   # a key is 45 bytes; anything this large is not a key file
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "an unknown target"
+
+
+def create_key_file(home: Path) -> bytes:
+    """A fresh master key in ``home/master.key`` (0600); whoever publishes first wins, so two
+    kernels starting together read the same key."""
+    path = home / KEY_FILE_NAME
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot create BYOK_NB_HOME {home} for the master key file: "
+                             f"{exc.strerror or exc}") from None
+    try:
+        _publish_new_key_file(path)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot create the master key file {path}: {exc.strerror or exc}") from None
+    key = read_key_file(path)
+    if key is None:   # removed between publishing and reading: never guess
+        raise InvalidRequest(f"master key file {path} disappeared while it was being created")
+    return key
+
+
+def load_or_create_key_file(home: Path) -> bytes:
+    """The master key in ``home/master.key``, created 0600 when there is none (use only where a
+    new key cannot strand stored secrets: open_registry decides that with the store)."""
+    key = read_key_file(home / KEY_FILE_NAME)
+    return key if key is not None else create_key_file(home)
 
 
 def _publish_new_key_file(path: Path) -> None:
@@ -93,24 +170,69 @@ def _publish_new_key_file(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def resolve_master_key(master_key: str | bytes | None, home: Path) -> bytes:
-    """Explicit key, else ``BYOK_NB_MASTER_KEY``, else the key file in ``home``."""
+KEY_ARGUMENT, KEY_VARIABLE = "the master_key argument", "BYOK_NB_MASTER_KEY"
+
+
+def find_master_key(master_key: str | bytes | None, home: Path) -> tuple[bytes | None, str]:
+    """(raw key, where it came from): the explicit key, else ``BYOK_NB_MASTER_KEY``, else the key
+    file in ``home``. Never creates a key: (None, key file path) when there is none, so the caller
+    can first ask the store whether a new key would strand its secrets."""
     if master_key is not None:
         if isinstance(master_key, bytes) and len(master_key) == 32:
-            return master_key
-        return decode_master_key(master_key)
-    env_key = os.environ.get("BYOK_NB_MASTER_KEY")
+            return master_key, KEY_ARGUMENT
+        return decode_master_key(master_key), KEY_ARGUMENT
+    env_key = os.environ.get(KEY_VARIABLE)
     if env_key:
-        return decode_master_key(env_key)
-    return load_or_create_key_file(home)
+        return decode_master_key(env_key), KEY_VARIABLE
+    path = home / KEY_FILE_NAME
+    return read_key_file(path), str(path)
 
 
-def associated_data(record_id: str, field: str) -> bytes:
+def resolve_master_key(master_key: str | bytes | None, home: Path) -> bytes:
+    """Explicit key, else ``BYOK_NB_MASTER_KEY``, else the key file in ``home`` (created when
+    missing). open_registry does not use this: it creates a key only for a store without secrets."""
+    raw, _ = find_master_key(master_key, home)
+    return raw if raw is not None else create_key_file(home)
+
+
+# What the authenticated data of a secret covers besides its record id and field: everything that
+# decides where and as whom the secret is sent. A row edited outside the API (a restored backup,
+# sqlite3) so that its key would go to another server, org or account no longer decrypts (C-4).
+BOUND_COLUMNS: tuple[str, ...] = ("org_id", "provider", "auth_method", "base_url", "endpoint_url",
+                                  "aws_region", "aws_access_key_id", "provider_model_id")
+
+
+def associated_data(record_id: str, field: str, bound: Mapping[str, Any]) -> bytes:
+    """The AES-GCM associated data of one secret: its record, field and bound columns (JSON, so
+    no value can spill into its neighbour the way a delimiter-joined string could)."""
+    values = [None if bound.get(name) is None else str(bound.get(name)) for name in BOUND_COLUMNS]
+    return b"byok_nb/v2|custom_model|" + json.dumps([str(record_id), field, *values],
+                                                     separators=(",", ":")).encode("ascii")
+
+
+def legacy_associated_data(record_id: str, field: str) -> bytes:
+    """The associated data of secrets written before it covered the bound columns. Read only by
+    the one-time upgrade (key_custody.upgrade_bindings), never when a secret is used."""
     return f"byok_nb/v1|custom_model|{record_id}|{field}".encode()
 
 
+def wrong_key_message(needed: str, held: str) -> str:
+    """C-4 for a secret under another master key: say which key it needs."""
+    return (f"{UNREADABLE_SECRET_MESSAGE} (they are stored under master key {needed}; this registry "
+            f"was opened with master key {held}: reopen it with key {needed}, from "
+            f"BYOK_NB_MASTER_KEY or master.key)")
+
+
+def cleared_secret_message(lost: str | None) -> str:
+    """C-4 for a secret cleared when the operator adopted a new master key (adopt-key)."""
+    under = f" under master key {lost}" if lost else ""
+    return (f"{UNREADABLE_SECRET_MESSAGE} (they were stored{under}, which was lost and replaced "
+            f"with byok-nb adopt-key)")
+
+
 class SecretBox:
-    """AES-256-GCM under one master key. Ciphertexts are bound to (record id, field)."""
+    """AES-256-GCM under one master key. Each ciphertext is bound to its record id, its field and
+    the row's :data:`BOUND_COLUMNS` (where and as whom the secret is sent)."""
 
     def __init__(self, raw_key: bytes) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -121,24 +243,51 @@ class SecretBox:
     def __repr__(self) -> str:
         return f"SecretBox(key_id={self.key_id!r})"
 
-    def encrypt(self, plaintext: str, *, record_id: str, field: str) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)  # fresh per write: GCM must never reuse a nonce under a key
-        return nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"),
-                                          associated_data(record_id, field))
+    def encrypt(self, plaintext: str, *, record_id: str, field: str, bound: Mapping[str, Any]) -> bytes:
+        return self.encrypt_with(plaintext, associated_data(record_id, field, bound))
 
-    def decrypt(self, blob: bytes | None, *, record_id: str, field: str, key_id: str | None = None) -> str:
+    def encrypt_with(self, plaintext: str, aad: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)  # fresh per write: GCM must never reuse a nonce under a key
+        return nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"), aad)
+
+    def decrypt(self, blob: bytes | None, *, record_id: str, field: str, bound: Mapping[str, Any],
+                key_id: str | None = None) -> str:
+        if key_id is not None and key_id != self.key_id:
+            raise UnreadableSecret(wrong_key_message(key_id, self.key_id))
+        return self.decrypt_with(blob, associated_data(record_id, field, bound))
+
+    def decrypt_with(self, blob: bytes | None, aad: bytes) -> str:
         from cryptography.exceptions import InvalidTag
 
-        if key_id is not None and key_id != self.key_id:
-            raise UnreadableSecret(UNREADABLE_SECRET_MESSAGE)
         if not blob or len(blob) <= NONCE_BYTES:
             raise UnreadableSecret(UNREADABLE_SECRET_MESSAGE)
         try:
-            plain = self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
-                                       associated_data(record_id, field))
+            plain = self._aead.decrypt(bytes(blob[:NONCE_BYTES]), bytes(blob[NONCE_BYTES:]), aad)
         except InvalidTag:
             raise UnreadableSecret(UNREADABLE_SECRET_MESSAGE) from None
         return plain.decode("utf-8")
+
+    # A stored row of custom_models: id, the bound columns, secret_ciphertext, secret_key_id.
+    def seal_row(self, plaintext: str, row: Mapping[str, Any]) -> bytes:
+        """The ciphertext of ``plaintext`` as the secret of ``row`` (its final column values)."""
+        return self.encrypt(plaintext, record_id=row["id"], field="secret", bound=row)
+
+    def open_row(self, row: Mapping[str, Any]) -> str:
+        """The secret of a stored row. UnreadableSecret when it cannot be read: cleared by
+        adopt-key, under another key (the message names it), or the row was changed outside the
+        API (tampering: another row's ciphertext, a flipped bit, an edited URL, org or provider)."""
+        if row["secret_ciphertext"] is None:
+            raise UnreadableSecret(cleared_secret_message(row["secret_key_id"]))
+        return self.decrypt(row["secret_ciphertext"], record_id=row["id"], field="secret", bound=row,
+                            key_id=row["secret_key_id"])
+
+
+def stored_secret_state(row: Mapping[str, Any]) -> str:
+    """"none" (no secret), "stored", or "cleared" (adopt-key removed it: re-enter it). A cleared
+    secret keeps its old key id beside a NULL ciphertext, so calls can say what happened."""
+    if row["secret_ciphertext"] is not None:
+        return "stored"
+    return "cleared" if row["secret_key_id"] else "none"
 
 
 def mask_secret(secret: str | None) -> str | None:

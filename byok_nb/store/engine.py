@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
-    ArgumentError, DataError, DBAPIError, InterfaceError, OperationalError, ProgrammingError,
-    StatementError,
+    ArgumentError, DatabaseError, DataError, DBAPIError, InterfaceError, OperationalError,
+    ProgrammingError, StatementError,
 )
 from sqlalchemy.pool import StaticPool
 
@@ -36,8 +36,9 @@ def make_engine(url: str) -> Engine:
         except ValueError:             # a NUL byte or a lone surrogate in the file name
             raise InvalidRequest("not a database URL: the SQLite file name is not a valid path") from None
         except OSError as exc:         # the file's directory cannot be created
-            raise InvalidRequest(f"cannot create the directory of the SQLite database: "
-                                 f"{exc.strerror or exc}") from None
+            where = Path(parsed.database).expanduser().parent
+            raise InvalidRequest(f"cannot create the directory {where} of the SQLite database "
+                                 f"{parsed.database}: {exc.strerror or exc}") from None
     try:
         return create_engine(parsed, pool_pre_ping=True, future=True)
     except ArgumentError as exc:   # NoSuchModuleError: an unknown dialect
@@ -98,6 +99,10 @@ def _store_errors(engine: Engine) -> Iterator[None]:
         yield
     except OperationalError as exc:
         raise _unavailable(exc, engine) from None
+    except DatabaseError as exc:
+        if type(exc) is not DatabaseError:   # IntegrityError and friends: the caller maps those
+            raise
+        raise _damaged(exc, engine) from None
     except (UnicodeEncodeError, OverflowError, StatementError) as exc:
         if not _unbindable_value(exc):
             raise
@@ -141,15 +146,40 @@ def _unbindable() -> InvalidRequest:
                           "type")
 
 
+def _detail(exc: DBAPIError) -> str:
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    return None if not database or database == ":memory:" else database
+
+
 def _unavailable(exc: OperationalError, engine: Engine) -> StoreUnavailable:
     """The driver's operational failure as a RegistryError (SPEC §1: nothing else escapes). Its
     text is the driver's first line only: never the SQL or its parameters (ciphertexts)."""
-    detail = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    detail = _detail(exc)
     if engine.dialect.name == "sqlite" and ("locked" in detail or "busy" in detail):
         return StoreUnavailable(
             f"the registry database is busy: another process has held its write lock for more than "
             f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s; try again ({detail})")
-    return StoreUnavailable(f"the registry database is unavailable; try again ({detail})")
+    path = _sqlite_file(engine)
+    if path and ("unable to open" in detail or "readonly" in detail or "disk i/o" in detail.lower()):
+        # A file the process cannot open or write: waiting will not help, the file must be fixed.
+        return StoreUnavailable(f"the registry database {path} cannot be used: {detail} (is it a "
+                                f"directory, or not readable and writable by this user?)")
+    where = f" {path}" if path else ""
+    return StoreUnavailable(f"the registry database{where} is unavailable; try again ({detail})")
+
+
+def _damaged(exc: DatabaseError, engine: Engine) -> StoreUnavailable:
+    """SQLite's "file is not a database" / "database disk image is malformed": the file is not a
+    registry, or it is damaged (random bytes, a truncated copy). Named, never a driver error."""
+    detail = _detail(exc)
+    path = _sqlite_file(engine) or engine.url.render_as_string(hide_password=True)
+    return StoreUnavailable(f"the registry database {path} is damaged or not a SQLite database "
+                            f"({detail}); restore it from a backup, or move it away to start a new "
+                            f"registry — it was left unchanged")
 
 
 def ensure_schema(engine: Engine) -> None:

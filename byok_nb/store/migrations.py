@@ -61,9 +61,42 @@ def _create_tables(*names: str) -> Callable[[Connection], None]:
     return apply
 
 
+def _record_key_custody(conn: Connection) -> None:
+    """Version 3: the store records its master key's id, and secrets written before their
+    associated data covered where and as whom they are sent are marked for re-encryption.
+
+    The key id recorded is the one most stored secrets carry (after an old rotation raced with a
+    stale writer, a few may carry another; those stay unreadable, as they already were to the
+    current key). Re-encryption needs the key, which a schema step does not have: it happens at the
+    first ``open_registry`` with that key (key_custody.settle_at_open); until then the secrets stay
+    as they are and a registry opened with any other key cannot read or write them anyway."""
+    from sqlalchemy import func
+
+    from ..key_custody import BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW
+
+    cm, si = schema.custom_models, schema.schema_info
+    present = set(conn.execute(select(si.c.key).where(si.c.key.in_([BINDING_ROW, KEY_ID_ROW]))).scalars())
+    counts = conn.execute(select(cm.c.secret_key_id, func.count(), func.max(cm.c.updated_at))
+                          .where(cm.c.secret_ciphertext.is_not(None), cm.c.secret_key_id.is_not(None))
+                          .group_by(cm.c.secret_key_id)).all()
+    if BINDING_ROW not in present:
+        _set(conn, BINDING_ROW, BINDING_LEGACY if counts else BINDING_CURRENT)
+    if KEY_ID_ROW not in present and counts:
+        key_id = max(counts, key=lambda r: (r[1], _aware(r[2])))[0]
+        _set(conn, KEY_ID_ROW, key_id)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "usage_log and usage_rollup: one row per generate call and its rollup (A-1, A-2, W-9)",
          _create_tables("usage_log", "usage_rollup")),
+    Step(3, "master key id recorded in the store; secrets bound to where they are sent (C-4)",
+         _record_key_custody),
 )
 
 SCHEMA_VERSION: int = STEPS[-1].version if STEPS else 1
@@ -140,6 +173,7 @@ def migrate(engine: Engine) -> list[int]:
         if version is None:
             schema.metadata.create_all(conn, checkfirst=True)
             _set(conn, VERSION_KEY, str(SCHEMA_VERSION))
+            _record_key_custody(conn)   # no secrets yet: their binding is current from the start
             _set(conn, f"migration:{SCHEMA_VERSION:04d}", _stamp(now, "created at this version"))
             return [SCHEMA_VERSION]
         _refuse_newer(version, url)

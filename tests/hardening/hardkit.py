@@ -61,7 +61,7 @@ def make_acme(reg, admins: tuple[str, ...] = ("ana",)) -> None:
 
 def bulk_models(reg, n: int, *, org: str = "acme", prefix: str = "bulk") -> dict[str, str]:
     """Insert ``n`` Fireworks models straight into the store, encrypted exactly as the registry
-    encrypts (its SecretBox, record id and field as associated data): much faster than n add_model
+    encrypts (its SecretBox; record id, field and the row's bound columns as associated data): much faster than n add_model
     calls. Returns slug -> secret."""
     from sqlalchemy import select
 
@@ -81,18 +81,19 @@ def bulk_models(reg, n: int, *, org: str = "acme", prefix: str = "bulk") -> dict
                 id=record_id, org_id=org_id, slug=slug, provider="fireworks", provider_model_id="m",
                 display_name="", max_tokens=4096, supports_json_mode=True, supports_vision=False,
                 supports_tool_use=True, supports_reasoning=False, reasoning_parameter="max_tokens",
-                secret_ciphertext=box.encrypt(secret, record_id=record_id, field="secret"),
                 secret_key_id=box.key_id, secret_masked=mask_secret(secret), active=True,
                 created_at=now, updated_at=now, created_by="bulk"))
+            rows[-1]["secret_ciphertext"] = box.seal_row(secret, rows[-1])
         conn.execute(schema.custom_models.insert(), rows)
     return out
 
 
-def stored_secrets(url: str) -> dict[str, tuple[str, bytes, str | None]]:
-    """"org/slug" (+ "#deleted") -> (record id, ciphertext, key id) of every stored secret,
-    straight from the store."""
+def stored_secrets(url: str) -> dict[str, tuple[str, bytes, str | None, tuple]]:
+    """"org/slug" (+ "#deleted") -> (record id, ciphertext, key id, bound column values) of every
+    stored secret, straight from the store."""
     from sqlalchemy import create_engine, select
 
+    from byok_nb.secrets import BOUND_COLUMNS
     from byok_nb.store import schema
 
     cm, orgs = schema.custom_models, schema.orgs
@@ -100,11 +101,13 @@ def stored_secrets(url: str) -> dict[str, tuple[str, bytes, str | None]]:
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(orgs.c.name, cm.c.slug, cm.c.active, cm.c.id, cm.c.secret_ciphertext, cm.c.secret_key_id)
+                select(orgs.c.name, cm.c.slug, cm.c.active, cm.c.id, cm.c.secret_ciphertext, cm.c.secret_key_id,
+                       *(cm.c[name] for name in BOUND_COLUMNS))
                 .select_from(cm.join(orgs, orgs.c.id == cm.c.org_id))
-                .where(cm.c.secret_ciphertext.is_not(None)))
-            return {f"{r.name}/{r.slug}" + ("" if r.active else "#deleted"):
-                    (r.id, bytes(r.secret_ciphertext), r.secret_key_id) for r in rows}
+                .where(cm.c.secret_ciphertext.is_not(None))).mappings()
+            return {f"{r['name']}/{r['slug']}" + ("" if r["active"] else "#deleted"):
+                    (r["id"], bytes(r["secret_ciphertext"]), r["secret_key_id"],
+                     tuple((name, r[name]) for name in BOUND_COLUMNS)) for r in rows}
     finally:
         engine.dispose()
 
@@ -115,9 +118,9 @@ def readable_by(key: str, stored: dict[str, tuple[str, bytes, str | None]]) -> s
 
     box = SecretBox(decode_master_key(key))
     out = set()
-    for slug, (record_id, blob, _) in stored.items():
+    for slug, (record_id, blob, _, bound) in stored.items():
         try:
-            box.decrypt(blob, record_id=record_id, field="secret")
+            box.decrypt(blob, record_id=record_id, field="secret", bound=dict(bound))
         except UnreadableSecret:
             continue
         out.add(slug)
@@ -130,11 +133,12 @@ V1_SECRETS = {"fw-prod": FW_KEY, "fw-old": FW_KEY_2, "bedrock-claude": AWS_SECRE
 
 def build_v1_database(url: str, master_key: str) -> dict[str, Any]:
     """A database as byok_nb 0.1 left it: the frozen v1 tables only, version 1 recorded, and
-    data in every table, secrets encrypted the way 0.1 encrypted them. Returns what was written."""
+    data in every table, secrets encrypted the way 0.1 encrypted them (associated data: record id
+    and field only). Returns what was written."""
     from sqlalchemy import create_engine
 
     import schema_v1 as v1
-    from byok_nb.secrets import SecretBox, decode_master_key, mask_secret
+    from byok_nb.secrets import SecretBox, decode_master_key, legacy_associated_data, mask_secret
 
     box = SecretBox(decode_master_key(master_key))
     now = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
@@ -170,7 +174,7 @@ def build_v1_database(url: str, master_key: str) -> dict[str, Any]:
                     supports_json_mode=True, supports_vision=False, supports_tool_use=True,
                     supports_reasoning=False, reasoning_parameter="max_tokens",
                     input_cost_per_token="0.0000003", output_cost_per_token="0.0000006", price_source="user",
-                    secret_ciphertext=box.encrypt(secret, record_id=record_id, field="secret"),
+                    secret_ciphertext=box.encrypt_with(secret, legacy_associated_data(record_id, "secret")),
                     secret_key_id=box.key_id, secret_masked=mask_secret(secret), active=active,
                     created_at=now, updated_at=now, created_by="ana", **extra))
                 conn.execute(v1.audit_log.insert().values(

@@ -231,22 +231,90 @@ def test_concurrent_openers_create_or_upgrade_once(db_url, master_key, start):
             assert hardkit.secret_of(reg.session(org="acme", user="ana"), "fw-prod") == hardkit.FW_KEY
 
 
-def test_v1_ciphertexts_are_not_rewritten_by_the_upgrade(db_url, master_key):
-    """The upgrade touches no secret: the stored bytes are the v1 bytes."""
-    hardkit.build_v1_database(db_url, master_key)
+def _ciphertexts(url) -> dict[str, bytes]:
     cm = schema_v1.custom_models
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return {rid: bytes(ct) for rid, ct in conn.execute(select(cm.c.id, cm.c.secret_ciphertext)).all()}
+    finally:
+        engine.dispose()
 
-    def ciphertexts():
-        engine = _engine(db_url)
-        try:
-            with engine.connect() as conn:
-                return dict(conn.execute(select(cm.c.id, cm.c.secret_ciphertext)).all())
-        finally:
-            engine.dispose()
 
-    before = ciphertexts()
+def _rows(url) -> dict[str, dict]:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return {r["id"]: dict(r) for r in conn.execute(select(schema.custom_models)).mappings()}
+    finally:
+        engine.dispose()
+
+
+def test_the_schema_upgrade_alone_rewrites_no_secret(db_url, master_key):
+    """migrate() has no key: it records the key id most secrets carry and marks them for
+    re-encryption; the stored bytes are the v1 bytes."""
+    hardkit.build_v1_database(db_url, master_key)
+    before = _ciphertexts(db_url)
+    engine = _engine(db_url)
+    try:
+        migrations.migrate(engine)
+    finally:
+        engine.dispose()
+    assert _ciphertexts(db_url) == before
+    info = _schema_info(db_url)
+    assert info["master_key_id"] == SecretBox(decode_master_key(master_key)).key_id
+    assert info["secret_binding"] == "v1"
+
+
+def test_c4_v1_secrets_are_bound_to_where_they_are_sent_at_the_first_open_with_their_key(db_url, master_key):
+    """Existing stores migrate: the first open with the store's key re-encrypts every v1 secret
+    under the associated data that covers org, provider, auth method, URLs, region, access key id
+    and provider model id; the legacy associated data then reads none of them."""
+    from byok_nb.secrets import legacy_associated_data
+
+    hardkit.build_v1_database(db_url, master_key)
+    before = _ciphertexts(db_url)
+    with byok_nb.open_registry(db_url, master_key=master_key) as reg:
+        after = _ciphertexts(db_url)
+        assert set(after) == set(before) and all(after[rid] != before[rid] for rid in before)
+        box = SecretBox(decode_master_key(master_key))
+        rows = _rows(db_url)
+        assert sorted(box.open_row(row) for row in rows.values()) == sorted(hardkit.V1_SECRETS.values())
+        for rid, blob in after.items():
+            with pytest.raises(byok_nb.RegistryError):
+                box.decrypt_with(blob, legacy_associated_data(rid, "secret"))
+        assert _schema_info(db_url)["secret_binding"] == "v2"
+        assert hardkit.secret_of(reg.session(org="acme", user="ana"), "qwen") == hardkit.OAI_KEY
+
+
+def test_c4_v1_store_opened_with_another_key_first_is_left_alone_then_migrates(db_url, master_key):
+    """Decided: the re-encryption waits for the store's key. Opened with another key first, the
+    store is read (lists work), its secrets are unreadable as they would be anyway and not one is
+    rewritten; the next open with the right key migrates them all."""
+    hardkit.build_v1_database(db_url, master_key)
+    before = _ciphertexts(db_url)
+    with byok_nb.open_registry(db_url, master_key=byok_nb.generate_master_key()) as wrong:
+        ana = wrong.session(org="acme", user="ana")
+        assert sorted(ana.list_models(type="custom")["ref"]) == ["bedrock-claude", "fw-prod", "qwen"]
+        with pytest.raises(byok_nb.RegistryError, match="re-enter them"):
+            hardkit.secret_of(ana, "fw-prod")
+    assert _ciphertexts(db_url) == before
+    assert _schema_info(db_url)["secret_binding"] == "v1"
+    with byok_nb.open_registry(db_url, master_key=master_key) as right:
+        ana = right.session(org="acme", user="ana")
+        for slug in ("fw-prod", "bedrock-claude", "qwen"):
+            assert hardkit.secret_of(ana, slug) == hardkit.V1_SECRETS[slug]
+    assert _schema_info(db_url)["secret_binding"] == "v2"
+
+
+def test_c4_a_migrated_secret_refuses_an_edited_base_url(db_url, master_key):
+    hardkit.build_v1_database(db_url, master_key)
     byok_nb.open_registry(db_url, master_key=master_key).close()
-    assert ciphertexts() == before
-    box = SecretBox(decode_master_key(master_key))
-    assert sorted(box.decrypt(ct, record_id=rid, field="secret") for rid, ct in before.items()) == sorted(
-        hardkit.V1_SECRETS.values())
+    engine = _engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(schema.custom_models.update().where(schema.custom_models.c.slug == "qwen")
+                     .values(base_url="http://127.0.0.1:1/v1"))
+    engine.dispose()
+    with byok_nb.open_registry(db_url, master_key=master_key) as reg:
+        with pytest.raises(byok_nb.RegistryError, match="re-enter them"):
+            hardkit.secret_of(reg.session(org="acme", user="ana"), "qwen")

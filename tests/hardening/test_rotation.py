@@ -59,7 +59,7 @@ def test_c5_rotation_reencrypts_every_secret_and_the_old_key_reads_none(db_url, 
     after = stored_secrets(db_url)
     assert readable_by(new_key, after) == set(after)
     assert readable_by(master_key, after) == set()
-    assert {kid for _, _, kid in after.values()} == {report.new_key_id}
+    assert {entry[2] for entry in after.values()} == {report.new_key_id}
     assert all(after[s][1] != before[s][1] for s in after)   # fresh nonces, new ciphertexts
     # The rotating registry carries on with the new key; masks were computed at write time.
     ana = reg.session(org="acme", user="ana")
@@ -193,18 +193,24 @@ def test_c5_rotation_refuses_a_bad_or_identical_new_key(registry, master_key):
     assert bad not in info.value.message and "32 bytes" in info.value.message
 
 
-def test_c5_rerun_reencrypts_what_a_stale_process_wrote_with_the_old_key(db_url, master_key):
-    """A kernel still running with the old key after a rotation stores secrets the new key cannot
-    read; running the rotation again (old -> new) re-encrypts exactly those and skips the rest."""
+def test_c5_a_stale_process_never_writes_a_secret_under_the_retired_key(db_url, master_key):
+    """A kernel still holding the old key after a rotation is refused on every secret write (and
+    may not rotate from the old key either): no secret is ever stored under a retired key."""
     new_key = byok_nb.generate_master_key()
     reg = _populated(db_url, master_key)
     stale = byok_nb.open_registry(db_url, master_key=master_key)
     reg.rotate_master_key(new_key)
-    stale.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="late"))
-    assert "acme/late" not in readable_by(new_key, stored_secrets(db_url))
-    assert stale.rotate_master_key(new_key).secrets == 1
-    assert readable_by(new_key, stored_secrets(db_url)) == set(stored_secrets(db_url))
-    assert reg.rotate_master_key(byok_nb.generate_master_key(), dry_run=True).secrets == 6
+    before = stored_secrets(db_url)
+    ana = stale.session(org="acme", user="ana")
+    for write in (lambda: ana.add_model(test=False, **hardkit.fireworks(slug="late")),
+                  lambda: ana.update_model("fw", api_key="fw_written_by_a_stale_kernel_0001"),
+                  lambda: ana.add_model(test=False, **hardkit.fireworks(slug="gone")),   # reactivation
+                  lambda: stale.rotate_master_key(byok_nb.generate_master_key())):
+        with pytest.raises(RegistryError, match="(?i)reopen the registry"):
+            write()
+    assert stored_secrets(db_url) == before
+    assert readable_by(new_key, before) == set(before)
+    assert reg.rotate_master_key(byok_nb.generate_master_key(), dry_run=True).secrets == 5
     stale.close()
     reg.close()
 

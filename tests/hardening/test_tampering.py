@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 import byok_nb
 from byok_nb import InvalidRequest, LLMField
+from byok_nb.key_custody import MasterKeyMismatch
 from byok_nb.secrets import UNREADABLE_SECRET_MESSAGE, SecretBox, UnreadableSecret, decode_master_key
 from byok_nb.store import schema
 from byok_nb.testing.fake_providers import FakeOpenAIProvider
@@ -64,9 +65,9 @@ def _assert_only_victim_is_broken(registry, fake) -> None:
     cy = registry.session(org="acme", user="cy")
     with pytest.raises(UnreadableSecret) as info:
         ana.target_for("victim")
-    assert info.value.message == UNREADABLE_SECRET_MESSAGE and info.value.status_code == 409
+    assert info.value.message.startswith(UNREADABLE_SECRET_MESSAGE) and info.value.status_code == 409
     result = ana.test_connection("victim")
-    assert (result.ok, result.message) == (False, UNREADABLE_SECRET_MESSAGE)
+    assert result.ok is False and result.message.startswith(UNREADABLE_SECRET_MESSAGE)
     with pytest.raises(UnreadableSecret, match="model 'victim': credentials cannot be decrypted"):
         cy.generate("triage", "b", "hello")
     with pytest.raises(UnreadableSecret):
@@ -100,11 +101,11 @@ def test_c2_ciphertext_bound_to_its_field(master_key):
     """Associated data names the field too: the same record's ciphertext read as another field
     (a future second secret column, or a swapped one) fails."""
     box = SecretBox(decode_master_key(master_key))
-    blob = box.encrypt("sk-some-secret-value-1234", record_id="r1", field="secret")
-    assert box.decrypt(blob, record_id="r1", field="secret") == "sk-some-secret-value-1234"
+    blob = box.encrypt("sk-some-secret-value-1234", record_id="r1", field="secret", bound={})
+    assert box.decrypt(blob, record_id="r1", field="secret", bound={}) == "sk-some-secret-value-1234"
     for record_id, field in (("r1", "aws_secret_access_key"), ("r1", "api_key"), ("r2", "secret")):
         with pytest.raises(UnreadableSecret):
-            box.decrypt(blob, record_id=record_id, field=field)
+            box.decrypt(blob, record_id=record_id, field=field, bound={})
 
 
 @pytest.mark.parametrize("cut", ["empty", "nonce-only", "one-byte-short", "no-tag"])
@@ -127,6 +128,8 @@ def test_c2_flipped_bit_is_unreadable(registry, two_models, fake, where):
 def test_c2_altered_key_id_is_unreadable(registry, two_models, fake):
     _set(registry, "victim", secret_key_id="0123456789abcdef")
     _assert_only_victim_is_broken(registry, fake)
+    with pytest.raises(UnreadableSecret, match="stored under master key 0123456789abcdef"):
+        two_models.target_for("victim")
 
 
 def test_c4_reentering_credentials_repairs_the_model(registry, two_models, fake):
@@ -151,16 +154,18 @@ def test_c4_wrong_master_key_breaks_only_secret_use(db_path, master_key, fake):
         assert set(ana.list_models(type="custom")["ref"]) == {"m1", "m2"}
         assert ana.get_model("m2").aws_access_key_id == hardkit.AWS_ACCESS_KEY_ID
         assert [e.ref for e in ana.picker("triage", "a")["Custom"]] == ["m1", "m2"]
+        needed = SecretBox(decode_master_key(master_key)).key_id
         for slug in ("m1", "m2"):
-            with pytest.raises(UnreadableSecret, match="re-enter them"):
+            with pytest.raises(UnreadableSecret, match="re-enter them") as info:
                 ana.target_for(slug)
-            assert ana.test_connection(slug).message == UNREADABLE_SECRET_MESSAGE
+            assert f"master key {needed}" in info.value.message   # C-4 amended: names the key it needs
+            assert ana.test_connection(slug).message == info.value.message
         with pytest.raises(UnreadableSecret):
             ana.generate("triage", "a", "hello")
         assert fake.requests == []   # nothing was sent with a garbage key
-        # A model added under the wrong key works under it; the others stay unreadable.
-        ana.add_model(test=False, **hardkit.openai_compatible(slug="m3", base_url=fake.base_url))
-        assert hardkit.secret_of(ana, "m3") == hardkit.OAI_KEY
+        # C-4 amended: no secret is written under the wrong key (it would strand the others).
+        with pytest.raises(MasterKeyMismatch, match=needed):
+            ana.add_model(test=False, **hardkit.openai_compatible(slug="m3", base_url=fake.base_url))
     with byok_nb.open_registry(url, master_key=master_key) as right:   # nothing was harmed
         assert hardkit.secret_of(right.session(org="acme", user="ana"), "m1") == hardkit.OAI_KEY
 

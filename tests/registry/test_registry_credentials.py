@@ -23,8 +23,7 @@ needs_hf = pytest.mark.skipif(not HAS_HUGGINGFACE, reason="providers/huggingface
 
 
 def _decrypt_row(registry, row) -> str:
-    return registry._box.decrypt(row["secret_ciphertext"], record_id=row["id"], field="secret",
-                                 key_id=row["secret_key_id"])
+    return registry._box.open_row(row)
 
 
 # -- C-1 per provider ---------------------------------------------------------------------------------
@@ -123,17 +122,17 @@ def test_c1_base_url_must_be_a_plain_http_url(acme, base_url):
 # -- C-2 at rest ----------------------------------------------------------------------------------------
 def test_c2_ciphertext_bound_to_record_and_field(master_key):
     box = SecretBox(decode_master_key(master_key))
-    blob = box.encrypt("s3cret-value", record_id="rec-a", field="secret")
-    assert box.decrypt(blob, record_id="rec-a", field="secret") == "s3cret-value"
+    blob = box.encrypt("s3cret-value", record_id="rec-a", field="secret", bound={})
+    assert box.decrypt(blob, record_id="rec-a", field="secret", bound={}) == "s3cret-value"
     for record_id, field in (("rec-b", "secret"), ("rec-a", "other_field"), ("rec-b", "other_field")):
         with pytest.raises(UnreadableSecret) as info:
-            box.decrypt(blob, record_id=record_id, field=field)
+            box.decrypt(blob, record_id=record_id, field=field, bound={})
         assert info.value.message == UNREADABLE_SECRET_MESSAGE
     tampered = blob[:-1] + bytes([blob[-1] ^ 1])
     with pytest.raises(UnreadableSecret):
-        box.decrypt(tampered, record_id="rec-a", field="secret")
+        box.decrypt(tampered, record_id="rec-a", field="secret", bound={})
     with pytest.raises(UnreadableSecret):
-        SecretBox(os.urandom(32)).decrypt(blob, record_id="rec-a", field="secret")
+        SecretBox(os.urandom(32)).decrypt(blob, record_id="rec-a", field="secret", bound={})
 
 
 def test_c2_ciphertext_copied_to_another_row_fails(acme, registry):
@@ -149,7 +148,7 @@ def test_c2_ciphertext_copied_to_another_row_fails(acme, registry):
 
 def test_c2_fresh_nonce_per_write(acme, registry, master_key):
     box = SecretBox(decode_master_key(master_key))
-    blobs = {box.encrypt("same", record_id="r", field="secret") for _ in range(20)}
+    blobs = {box.encrypt("same", record_id="r", field="secret", bound={}) for _ in range(20)}
     assert len(blobs) == 20
     assert len({b[:12] for b in blobs}) == 20
     # The same secret stored twice, or re-stored on one record, never repeats a ciphertext.
@@ -170,11 +169,13 @@ def test_c2_key_id_stored(acme, registry, master_key):
 
 
 def test_c2_aes_256_gcm(master_key):
-    blob = SecretBox(decode_master_key(master_key)).encrypt("x" * 10, record_id="r", field="secret")
+    bound = {"org_id": 1, "provider": "fireworks", "provider_model_id": "m"}
+    blob = SecretBox(decode_master_key(master_key)).encrypt("x" * 10, record_id="r", field="secret", bound=bound)
     assert len(blob) == 12 + 10 + 16                      # nonce + ciphertext + GCM tag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from byok_nb.secrets import associated_data
-    assert AESGCM(decode_master_key(master_key)).decrypt(blob[:12], blob[12:], associated_data("r", "secret")) == b"x" * 10
+    aad = associated_data("r", "secret", bound)
+    assert AESGCM(decode_master_key(master_key)).decrypt(blob[:12], blob[12:], aad) == b"x" * 10
 
 
 def test_c2_master_key_from_env(tmp_path, monkeypatch, master_key):
@@ -275,7 +276,7 @@ def test_c3_mask_stored_at_write_time_listing_never_decrypts(acme, registry_url)
 
 # -- C-4 unreadable secrets -----------------------------------------------------------------------------
 @pytest.fixture
-def wrong_key_session(acme, registry_url):
+def wrong_key_session(acme, registry_url, master_key):
     """acme with two models, reopened under a master key that cannot read their secrets."""
     acme.admin.add_model(test=False, **fireworks(slug="a"))
     acme.admin.add_model(test=False, **openai_compatible(slug="open", api_key=None))
@@ -287,33 +288,47 @@ def wrong_key_session(acme, registry_url):
         reg.close()
 
 
-def test_c4_undecryptable_secret_fails_that_models_calls_clearly(wrong_key_session):
+def _key_id(key: str) -> str:
+    return key_id_of(decode_master_key(key))
+
+
+def test_c4_undecryptable_secret_fails_that_models_calls_clearly(wrong_key_session, master_key):
     s = wrong_key_session
+    needed = _key_id(master_key)
     result = s.test_connection("a")
-    assert result.ok is False and result.message == UNREADABLE_SECRET_MESSAGE
-    assert "re-enter" in result.message
+    assert result.ok is False and result.message.startswith(UNREADABLE_SECRET_MESSAGE)
+    assert "re-enter" in result.message and f"master key {needed}" in result.message
     with pytest.raises(byok_nb.Conflict) as info:   # one of SPEC §1's error classes, 409
         s.target_for("a")
-    assert info.value.message == UNREADABLE_SECRET_MESSAGE and info.value.status_code == 409
+    assert info.value.message.startswith(UNREADABLE_SECRET_MESSAGE) and info.value.status_code == 409
+    assert needed in info.value.message   # C-4 amended: says which key id the secrets need
     with pytest.raises(RegistryError) as info:
         s.add_model(test=False, **fireworks(slug="copy", api_key=None, reuse_credentials_from="a"))
-    assert info.value.message == UNREADABLE_SECRET_MESSAGE
+    assert info.value.message.startswith(UNREADABLE_SECRET_MESSAGE)
     with pytest.raises(NotFound):
         s.get_model("copy")
 
 
-def test_c4_other_models_lists_and_details_keep_working(wrong_key_session):
+def test_c4_wrong_key_reads_lists_but_never_writes_a_secret(wrong_key_session, master_key):
+    """C-4 amended: another key opens the store — lists, details, models without a secret and
+    non-secret edits work — but every secret write is refused naming both key ids."""
     s = wrong_key_session
+    needed, held = _key_id(master_key), s._reg._box.key_id
     assert s.get_model("a").secret_masked == "****" + FW_KEY[-4:]
     assert set(s.list_models(type="custom")["ref"]) == {"a", "open"}
-    # A model without a secret, and new models, still work.
     assert s.target_for("open")[1].api_key is None
-    s.add_model(test=False, **fireworks(slug="fresh", api_key="fw_fresh_key_after_loss_0001"))
-    assert s.target_for("fresh")[1].api_key.get_secret_value() == "fw_fresh_key_after_loss_0001"
-    # Editing non-secret fields of the unreadable model works; re-entering the key repairs it.
     assert s.update_model("a", display_name="Still here").display_name == "Still here"
-    s.update_model("a", api_key="fw_re_entered_key_value_4242")
-    assert s.target_for("a")[1].api_key.get_secret_value() == "fw_re_entered_key_value_4242"
+    writes = [lambda: s.add_model(test=False, **fireworks(slug="fresh", api_key="fw_fresh_key_after_loss_0001")),
+              lambda: s.update_model("a", api_key="fw_re_entered_key_value_4242"),
+              lambda: s.update_model("open", api_key="sk-would-be-under-the-wrong-key-01")]
+    for write in writes:
+        with pytest.raises(byok_nb.Conflict) as info:
+            write()
+        assert needed in info.value.message and held in info.value.message
+        assert "reopen the registry" in info.value.message.lower()
+    with pytest.raises(NotFound):
+        s.get_model("fresh")
+    assert s.get_model("a").secret_masked == "****" + FW_KEY[-4:]   # nothing was replaced
     assert s.delete_model("open").slug == "open"
 
 
@@ -358,7 +373,7 @@ def test_c6_reuse_copies_secret_re_encrypted(acme, registry):
     assert copy_row["secret_ciphertext"] != src_row["secret_ciphertext"]
     assert _decrypt_row(registry, copy_row) == FW_KEY          # bound to the new record's id
     with pytest.raises(UnreadableSecret):
-        registry._box.decrypt(copy_row["secret_ciphertext"], record_id=src_row["id"], field="secret")
+        registry._box.open_row({**copy_row, "id": src_row["id"]})
     # The copy is independent: rotating the source leaves it alone.
     acme.admin.update_model("src", api_key="fw_rotated_source_key_0000")
     assert acme.admin.target_for("copy")[1].api_key.get_secret_value() == FW_KEY

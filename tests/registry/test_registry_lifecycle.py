@@ -18,8 +18,7 @@ from regkit import (
 
 def _decrypted(registry, slug: str, org: str = "acme") -> str:
     row = raw_row(registry, slug, org=org)
-    return registry._box.decrypt(row["secret_ciphertext"], record_id=row["id"], field="secret",
-                                 key_id=row["secret_key_id"])
+    return registry._box.open_row(row)
 
 
 def _workflow(registry, name: str, refs: list[str | None], *, active: bool = True, org: str = "acme",
