@@ -61,7 +61,7 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     secrets: lists and details work, secrets are unreadable, no secret is written.
     """
     from . import key_custody
-    from .secrets import create_key_file, find_master_key
+    from .secrets import create_key_file, find_master_key, read_key_file
     from .store import ensure_schema, make_engine
 
     if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
@@ -77,8 +77,16 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     try:
         ensure_schema(engine)
         if raw_key is None:
-            key_custody.refuse_if_secrets_need_a_key(engine, source)
-            raw_key = create_key_file(home)
+            try:
+                key_custody.refuse_if_secrets_need_a_key(engine, source)
+            except key_custody.MasterKeyMissing:
+                # A kernel started at the same moment may have made the key file and stored a
+                # secret since we looked: its key is the store's, so use it rather than refuse.
+                raw_key = read_key_file(Path(source))
+                if raw_key is None:
+                    raise
+            else:
+                raw_key = create_key_file(home)
         box = SecretBox(raw_key)
         key_custody.settle_at_open(engine, box)
     except BaseException:

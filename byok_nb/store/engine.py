@@ -99,11 +99,9 @@ def _store_errors(engine: Engine) -> Iterator[None]:
         yield
     except OperationalError as exc:
         raise _unavailable(exc, engine) from None
-    except DatabaseError as exc:
-        if type(exc) is not DatabaseError:   # IntegrityError and friends: the caller maps those
-            raise
-        raise _damaged(exc, engine) from None
     except (UnicodeEncodeError, OverflowError, StatementError) as exc:
+        if type(exc) is DatabaseError:   # exactly: not IntegrityError and friends (callers map those)
+            raise _damaged(exc, engine) from None
         if not _unbindable_value(exc):
             raise
         raise _unbindable() from None

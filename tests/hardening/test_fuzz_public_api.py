@@ -583,6 +583,7 @@ def test_c7_scan_arbitrary_notebooks_paths_and_text(tmp_path, monkeypatch, conte
 
 CLI_WORD = st.one_of(NASTY_TEXT, st.sampled_from(["scan", "rotate-key", "--dry-run", "--new-key",
                                                    "--database-url", "--no-registry", "--write-key-file",
+                                                   "adopt-key", "--confirm-lost-key",
                                                    "-h", "--help", "--", "-"]))
 
 
