@@ -82,6 +82,30 @@ def holds_secrets(conn: "Connection") -> bool:
     return conn.execute(select(cm.c.id).where(cm.c.secret_ciphertext.is_not(None)).limit(1)).first() is not None
 
 
+def key_id_most_secrets_carry(conn: "Connection") -> str | None:
+    """The key id most stored secrets carry (ties: the most recently written), None without
+    secrets. What a store that has secrets but no recorded key records: never the opener's key."""
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from .store import schema
+
+    cm = schema.custom_models
+    counts = conn.execute(select(cm.c.secret_key_id, func.count(), func.max(cm.c.updated_at))
+                          .where(cm.c.secret_ciphertext.is_not(None), cm.c.secret_key_id.is_not(None))
+                          .group_by(cm.c.secret_key_id)).all()
+    if not counts:
+        return None
+    oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+    def rank(row):
+        when = row[2] or oldest
+        return row[1], when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+    return max(counts, key=rank)[0]
+
+
 def _lock_models(conn: "Connection") -> None:
     if conn.dialect.name == "postgresql":
         # Readers go on; writers of custom_models wait (see the module docstring for the order).
@@ -142,7 +166,11 @@ def settle_at_open(engine: "Engine", box: SecretBox) -> None:
     with write_tx(engine) as conn:
         _lock_models(conn)
         recorded = recorded_key_id(conn)   # again, under the lock: another opener may have won
-        if recorded != box.key_id and (recorded is None or not holds_secrets(conn)):
+        if recorded is None and holds_secrets(conn):
+            # Only a hand-edited store has secrets and no recorded key: record theirs, never ours.
+            recorded = key_id_most_secrets_carry(conn)
+            _set_info(conn, KEY_ID_ROW, recorded)
+        elif recorded != box.key_id and not holds_secrets(conn):
             _set_info(conn, KEY_ID_ROW, box.key_id)
             recorded = box.key_id
         if recorded == box.key_id and _info(conn, BINDING_ROW) == BINDING_LEGACY:

@@ -70,26 +70,17 @@ def _record_key_custody(conn: Connection) -> None:
     current key). Re-encryption needs the key, which a schema step does not have: it happens at the
     first ``open_registry`` with that key (key_custody.settle_at_open); until then the secrets stay
     as they are and a registry opened with any other key cannot read or write them anyway."""
-    from sqlalchemy import func
+    from ..key_custody import (
+        BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, key_id_most_secrets_carry,
+    )
 
-    from ..key_custody import BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW
-
-    cm, si = schema.custom_models, schema.schema_info
+    si = schema.schema_info
     present = set(conn.execute(select(si.c.key).where(si.c.key.in_([BINDING_ROW, KEY_ID_ROW]))).scalars())
-    counts = conn.execute(select(cm.c.secret_key_id, func.count(), func.max(cm.c.updated_at))
-                          .where(cm.c.secret_ciphertext.is_not(None), cm.c.secret_key_id.is_not(None))
-                          .group_by(cm.c.secret_key_id)).all()
+    key_id = key_id_most_secrets_carry(conn)
     if BINDING_ROW not in present:
-        _set(conn, BINDING_ROW, BINDING_LEGACY if counts else BINDING_CURRENT)
-    if KEY_ID_ROW not in present and counts:
-        key_id = max(counts, key=lambda r: (r[1], _aware(r[2])))[0]
+        _set(conn, BINDING_ROW, BINDING_LEGACY if key_id else BINDING_CURRENT)
+    if KEY_ID_ROW not in present and key_id:
         _set(conn, KEY_ID_ROW, key_id)
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime:
-    if value is None:
-        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 STEPS: tuple[Step, ...] = (

@@ -102,6 +102,22 @@ def test_c4_missing_env_key_with_secrets_is_refused_too(db_url, home, master_key
     assert not (home / "master.key").exists()
 
 
+def test_c4_deleting_the_recorded_key_id_does_not_hand_the_store_to_another_key(db_url, master_key):
+    """A hand-edited store with secrets but no recorded key records the key its secrets carry,
+    never the opener's: a wrong key still cannot write."""
+    with byok_nb.open_registry(db_url, master_key=master_key) as reg:
+        hardkit.make_acme(reg)
+        reg.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="fw"))
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(schema.schema_info.delete().where(schema.schema_info.c.key == "master_key_id"))
+    engine.dispose()
+    with byok_nb.open_registry(db_url, master_key=byok_nb.generate_master_key()) as wrong:
+        with pytest.raises(MasterKeyMismatch):
+            wrong.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="x"))
+    assert _recorded_key_id(db_url) == _key_id(master_key)
+
+
 # -- 1. adopt-key: the one explicit recovery from a lost key ----------------------------------
 def test_c4_adopt_key_replaces_a_lost_key_and_every_model_asks_for_its_credentials_again(
         db_url, home, capsys):
