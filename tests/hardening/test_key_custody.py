@@ -505,3 +505,100 @@ def test_corrupt_registry_db_is_a_registry_error_naming_the_file(tmp_path, maste
                 hardkit.secret_of(reg.session(org="acme", user="ana"), slug)
     assert str(path) in info.value.message
     assert snapshot is None or path.read_bytes() == snapshot   # left unchanged
+
+
+# -- 2. interleavings: a secret write and a rotation at the same moment ----------------------
+def _in_thread(fn, name: str = "helper"):
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def test_c5_a_write_that_checked_the_key_before_a_rotation_is_rotated_with_the_rest(db_url, master_key, monkeypatch):
+    """The writer has checked the key and holds its transaction open; the rotation waits for it
+    (BEGIN IMMEDIATE / LOCK TABLE) and then re-encrypts what it wrote: nothing is left under the
+    retired key."""
+    import threading
+
+    from byok_nb import key_custody
+
+    first = byok_nb.open_registry(db_url, master_key=master_key)
+    second = byok_nb.open_registry(db_url, master_key=master_key)
+    try:
+        hardkit.make_acme(first)
+        first.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="fw"))
+        checked, release = threading.Event(), threading.Event()
+        real = key_custody.require_current_key
+
+        def check_then_hold(conn, box):
+            real(conn, box)
+            if threading.current_thread().name == "writer":
+                checked.set()
+                assert release.wait(60)
+
+        monkeypatch.setattr(key_custody, "require_current_key", check_then_hold)
+        writer, wbox = _in_thread(lambda: second.session(org="acme", user="ana").update_model(
+            "fw", api_key="fw_written_while_rotating_0001"), name="writer")
+        assert checked.wait(60)
+        new_key = byok_nb.generate_master_key()
+        rotator, rbox = _in_thread(lambda: first.rotate_master_key(new_key))
+        rotator.join(0.5)            # give it the chance to queue behind the writer
+        release.set()
+        writer.join(60)
+        rotator.join(60)
+        assert "error" not in wbox and "error" not in rbox, (wbox, rbox)
+        stored = stored_secrets(db_url)
+        assert readable_by(new_key, stored) == set(stored) and not readable_by(master_key, stored)
+        assert hardkit.secret_of(first.session(org="acme", user="ana"), "fw") == "fw_written_while_rotating_0001"
+    finally:
+        second.close()
+        first.close()
+
+
+def test_c5_a_write_queued_behind_a_rotation_is_refused(db_url, master_key, monkeypatch):
+    """The rotation holds its transaction open after its writes; a secret write from a registry
+    holding the old key waits for it and is then refused, not written under the retired key."""
+    import threading
+
+    from byok_nb import rotation
+
+    first = byok_nb.open_registry(db_url, master_key=master_key)
+    second = byok_nb.open_registry(db_url, master_key=master_key)
+    try:
+        hardkit.make_acme(first)
+        first.session(org="acme", user="ana").add_model(test=False, **hardkit.fireworks(slug="fw"))
+        written, release = threading.Event(), threading.Event()
+        real = rotation._write_chunk
+
+        def write_then_hold(conn, chunk):
+            real(conn, chunk)
+            written.set()
+            assert release.wait(60)
+
+        monkeypatch.setattr(rotation, "_write_chunk", write_then_hold)
+        new_key = byok_nb.generate_master_key()
+        rotator, rbox = _in_thread(lambda: first.rotate_master_key(new_key))
+        assert written.wait(60)
+        writer, wbox = _in_thread(lambda: second.session(org="acme", user="ana").add_model(
+            test=False, **hardkit.fireworks(slug="late")))
+        writer.join(0.5)             # give it the chance to queue behind the rotation
+        release.set()
+        rotator.join(60)
+        writer.join(60)
+        assert "error" not in rbox, rbox
+        assert isinstance(wbox.get("error"), MasterKeyMismatch), wbox
+        stored = stored_secrets(db_url)
+        assert set(stored) == {"acme/fw"} and readable_by(new_key, stored) == {"acme/fw"}
+    finally:
+        second.close()
+        first.close()
