@@ -25,9 +25,14 @@ class RegistryError(Exception):
 
 
 class InvalidRequest(RegistryError):
-    """The request is malformed or breaks a rule (422)."""
+    """The request is malformed or breaks a rule (422). ``field`` names the input at fault when
+    there is one (the keyword, e.g. ``base_url``), so a form can show the message next to it."""
 
     status_code = 422
+
+    def __init__(self, message: str, *, status_code: int | None = None, field: str | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.field = field
 
 
 class Forbidden(RegistryError):

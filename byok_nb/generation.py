@@ -124,10 +124,10 @@ def _request(session: "Session", model: "ModelInfo", msgs: list[dict[str, Any]],
     from .providers.base import ChatRequest, Target
 
     if model.type == "custom":
-        _, target = session.target_for(model.ref)
+        _, target = session._call_target(model.ref)
     else:
         target = Target(provider="openrouter", provider_model_id=model.ref)
-    adapter = session._reg.hub.adapter(target)
+    adapter = session._reg._provider_hub.adapter(target)
     request = ChatRequest(model=target.provider_model_id, messages=msgs, max_tokens=max_tokens,
                           json_schema=schema, json_schema_name=f.name, tools=[dict(t) for t in f.tools],
                           tool_choice=opts.get("tool_choice"), reasoning=reasoning)

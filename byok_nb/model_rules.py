@@ -68,7 +68,56 @@ def coerce_draft(draft: Any = None, fields: dict[str, Any] | None = None) -> Mod
         raise InvalidRequest(f"invalid model fields: {exc}") from None
     for name in ModelDraft.model_fields:
         check_storable_text(name, getattr(result, name), TEXT_LIMITS.get(name))
-    return result
+    return _with_pasted_text_cleaned(result)
+
+
+# Inputs that are pasted more than typed: surrounding whitespace is never part of them (h11
+# refuses it in a header: "Illegal header value"), so it is stripped, and anything else that
+# cannot be part of a key is refused with a message saying what and where.
+CREDENTIAL_TEXT_FIELDS = ("api_key", "aws_secret_access_key", "aws_access_key_id")
+URL_FIELDS = ("base_url", "endpoint_url")
+
+
+def _with_pasted_text_cleaned(draft: ModelDraft) -> ModelDraft:
+    """``draft`` with credentials and URLs stripped of surrounding whitespace; a credential with
+    something else wrong is refused (URLs are checked by check_http_url when they are used)."""
+    update: dict[str, Any] = {}
+    for name in (*CREDENTIAL_TEXT_FIELDS, *URL_FIELDS):
+        value = getattr(draft, name)
+        secret = isinstance(value, SecretStr)
+        text = value.get_secret_value() if secret else value
+        if not isinstance(text, str):
+            continue
+        stripped = text.strip()
+        if name in CREDENTIAL_TEXT_FIELDS and stripped:
+            check_credential_text(name, stripped)
+        if stripped != text:
+            update[name] = SecretStr(stripped) if secret else stripped
+    return draft.model_copy(update=update) if update else draft
+
+
+def check_credential_text(name: str, text: str) -> None:
+    """A key, token or access key id is plain printable ASCII without spaces: say which
+    character is wrong and where, never the value (it is a secret)."""
+    label = FIELD_LABELS.get(name, name)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
+        raise InvalidRequest(f"{name} ({label}) is wrapped in quotes; paste the key without them",
+                             field=name)
+    if text[:7].lower() == "bearer ":
+        raise InvalidRequest(f"{name} ({label}) starts with 'Bearer '; paste the key alone",
+                             field=name)
+    for position, char in enumerate(text, start=1):
+        if "!" <= char <= "~":
+            continue
+        if char.isspace():
+            what = "a space" if char == " " else "a line break or other white space"
+        elif not char.isprintable():
+            what = "an invisible or control character"
+        else:
+            what = "a character that is not plain ASCII"
+        raise InvalidRequest(f"{name} ({label}) contains {what} (U+{ord(char):04X} at position "
+                             f"{position}); keys are letters, digits and punctuation only — check "
+                             f"what was copied with it", field=name)
 
 
 # Longest text each field may hold: the column widths of store/schema.py (PostgreSQL enforces them).
@@ -298,33 +347,38 @@ def refuse_foreign_credentials(provider: str, auth_method: str | None, given: di
         raise InvalidRequest(f"{', '.join(foreign)} not accepted for {where}")
 
 
-def check_http_url(name: str, url: str) -> str:
-    url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"{name} must be a full http(s) URL such as https://my-vllm.example.com/v1, "
-                             f"got {url!r}")
-    if parts.username or parts.password:
-        # Credentials belong in the API Key field, where they are encrypted, not in a URL.
-        raise InvalidRequest(f"{name} must not contain credentials; put the key in API Key")
-    return url
+def check_http_url(name: str, url: Any, *, label: str | None = None,
+                   example: str = "https://my-vllm.example.com/v1") -> str:
+    """``url`` stripped, in a form the HTTP client can call (see providers/urls.py), and not
+    spelling an address the egress policy always refuses (P-6, checked again at call time on
+    every resolved address; no DNS here)."""
+    from .providers.urls import check_url
+
+    return check_url(name, url, label=label, example=example, refuse_host=_always_refused_at_save).url
+
+
+def _always_refused_at_save(host: str) -> str | None:
+    from .providers.egress import always_refused_host
+
+    return always_refused_host(host)
 
 
 def check_base_url(url: str | None) -> str:
     """M-15: OpenAI-compatible models always have a base URL."""
     if is_blank(url):
         raise InvalidRequest("base_url is required for OpenAI-compatible models "
-                             "(so requests never go to an unintended endpoint)")
-    return check_http_url("base_url", url).rstrip("/")
+                             "(so requests never go to an unintended endpoint)", field="base_url")
+    return check_http_url("base_url", url, label="Base URL").rstrip("/")
 
 
 def check_endpoint_url(url: str | None) -> str:
     """P-3: a full https:// URL, not a bare Hub repo path."""
     if is_blank(url):
-        raise InvalidRequest("endpoint_url (Inference Endpoint URL) is required for HuggingFace")
+        raise InvalidRequest("endpoint_url (Inference Endpoint URL) is required for HuggingFace",
+                             field="endpoint_url")
     from .providers.huggingface import validate_endpoint_url
 
-    return validate_endpoint_url(url.strip())
+    return validate_endpoint_url(url)
 
 
 def check_region(region: str | None) -> str:

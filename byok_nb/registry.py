@@ -68,6 +68,9 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
             or not 0 < timeout <= MAX_TIMEOUT):   # nan fails the comparison too
         raise InvalidRequest(f"timeout must be a positive number of seconds up to {MAX_TIMEOUT} "
                              f"(one day), got {timeout!r}")
+    from .providers.egress import egress_mode_from_env
+
+    egress_mode_from_env()   # P-6: a bad BYOK_NB_EGRESS is refused before anything is opened
     # The embedded default (E-2): no URL here and none in the environment. Only there may a first
     # session create its org (see byok_nb.membership).
     embedded_default = url is None and not os.environ.get("BYOK_NB_DATABASE_URL")
@@ -131,7 +134,10 @@ class Registry:
         self._embedded_default = embedded_default
         self._box = box
         self.timeout = timeout
-        self.egress = os.environ.get("BYOK_NB_EGRESS") or "default"  # P-6: read at open time
+        # P-6: read (and a bad value refused, listing the valid ones) when the registry is opened.
+        from .providers.egress import egress_mode_from_env
+
+        self.egress = egress_mode_from_env()
         self._hub = None
         self._hub_lock = threading.Lock()
         from .usage_spool import UsageSpool
@@ -166,8 +172,11 @@ class Registry:
         return self._embedded_default
 
     @property
-    def hub(self):
-        """The provider hub (one pooled HTTP client per registry), built on first use."""
+    def _provider_hub(self):
+        """The provider hub (one pooled HTTP client per registry), built on first use.
+
+        Private: the hub caches provider clients (a Bedrock client holds its credentials), so it
+        is reached only from inside the calls that send a request."""
         if self._hub is None:
             with self._hub_lock:
                 if self._hub is None:
@@ -516,7 +525,7 @@ class Session:
         else:
             target = self._target_from_values(values, secret)
             try:
-                adapter = self._reg.hub.adapter(target)
+                adapter = self._reg._provider_hub.adapter(target)
             except RegistryError as exc:   # e.g. a HuggingFace URL refused before any request
                 result = not_probed(current, exc, secrets=target.secrets(), slug=slug)
             else:
@@ -1118,9 +1127,11 @@ class Session:
                       aws_access_key_id=values.get("aws_access_key_id"),
                       aws_secret_access_key=wrapped if secret_field == "aws_secret_access_key" else None)
 
-    def target_for(self, slug: str) -> "tuple[Any, Target]":
-        """The stored row and a call target with decrypted credentials, for generation (internal:
-        the target holds the secret, wrapped so it never prints)."""
+    def _call_target(self, slug: str) -> "tuple[Any, Target]":
+        """The stored row and a call target with decrypted credentials, for generation (W-9).
+
+        Private on purpose (C-3): no public name returns plaintext credentials. The one caller
+        builds the target inside the call that sends it and drops it when the call returns."""
         row = self._active_row(slug)
         values = {name: row[name] for name in ("provider", "auth_method", "provider_model_id", "base_url",
                                                "endpoint_url", "aws_region", "aws_access_key_id")}
@@ -1133,7 +1144,7 @@ class Session:
         from .connection_test import probe
 
         try:
-            adapter = self._reg.hub.adapter(target)
+            adapter = self._reg._provider_hub.adapter(target)
             outcome = probe(adapter, model_id=values["provider_model_id"], max_tokens=values["max_tokens"],
                             supports_json_mode=bool(values["supports_json_mode"]))
         except RegistryError as exc:   # e.g. an egress refusal raised before any request

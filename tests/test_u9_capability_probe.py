@@ -386,10 +386,17 @@ def test_u9_t8_a_timeout_is_inconclusive_and_bounded(master_key, fakes):
         reg.close()
 
 
-def test_u9_p6_egress_refusal_is_a_failed_probe(acme):
+def test_u9_p6_egress_refusal_is_a_failed_probe(acme, monkeypatch):
+    import socket
+
     s = acme.admin
-    s.add_model(provider="openai_compatible", base_url="http://169.254.169.254/v1",
+    # A metadata URL is refused at save time now; a name resolving to it is refused at call time.
+    s.add_model(provider="openai_compatible", base_url="http://llm.attacker.example/v1",
                 provider_model_id="m", display_name="Metadata", test=False)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: (
+        [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]
+        if host == "llm.attacker.example" else real(host, port, *a, **k)))
     result = s.probe_capabilities("metadata")
     assert result.ok is False and "link-local" in result.message
     assert all(f.suggested is None for f in result.findings())

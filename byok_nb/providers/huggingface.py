@@ -39,33 +39,42 @@ class HFRoute:
     profile: str
 
 
-def validate_endpoint_url(url: str | None) -> str:
+def validate_endpoint_url(url: str | None, *, field: str = "endpoint_url") -> str:
     """The endpoint URL, stripped, or ``InvalidRequest`` explaining what to paste instead (P-3).
+
+    Its form is checked as every provider URL's is (:func:`.urls.check_url`), and a URL spelling
+    an address the egress policy always refuses is refused here already (no DNS).
 
     >>> validate_endpoint_url("https://xyz.us-east-1.aws.endpoints.huggingface.cloud/")
     'https://xyz.us-east-1.aws.endpoints.huggingface.cloud/'
     """
-    value = (url or "").strip()
-    if not value:
-        raise InvalidRequest("Inference Endpoint URL is required for HuggingFace models")
-    parts = urlsplit(value)
-    if not parts.scheme:
+    from .egress import always_refused_host
+    from .urls import check_url
+
+    value = url.strip() if isinstance(url, str) else url
+    if value is None or value == "":
+        raise InvalidRequest("Inference Endpoint URL is required for HuggingFace models", field=field)
+    if isinstance(value, str) and "://" not in value:
         if _REPO_ID.match(value):
             raise InvalidRequest(
                 f"Inference Endpoint URL {value!r} looks like a Hub repo id, not an endpoint: paste "
-                f"the full https:// URL of your Inference Endpoint (e.g. {EXAMPLE_URL}).")
-        raise InvalidRequest(f"Inference Endpoint URL must be a full https:// URL "
-                             f"(e.g. {EXAMPLE_URL}), not {value!r}.")
-    host = parts.hostname or ""
-    if not host:
-        raise InvalidRequest(f"Inference Endpoint URL {value!r} has no host name.")
-    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(host)):
-        raise InvalidRequest(f"Inference Endpoint URL must use https:// (got {parts.scheme}://); "
-                             f"paste the full URL, e.g. {EXAMPLE_URL}.")
-    if host == LEGACY_HOST and not legacy_repo(value):
-        raise InvalidRequest(f"Legacy Inference API URL {value!r} names no model: expected "
-                             f"https://{LEGACY_HOST}/models/<org>/<model>.")
-    return value
+                f"the full https:// URL of your Inference Endpoint (e.g. {EXAMPLE_URL}).", field=field)
+        if value.isprintable():
+            raise InvalidRequest(f"Inference Endpoint URL must be a full https:// URL "
+                                 f"(e.g. {EXAMPLE_URL}), not {value!r}.", field=field)
+    scheme = value.partition("://")[0].lower() if isinstance(value, str) else ""
+    if scheme not in ("http", "https") and isinstance(value, str) and value.isprintable():
+        raise InvalidRequest(f"Inference Endpoint URL must use https:// (got {scheme}://); "
+                             f"paste the full URL, e.g. {EXAMPLE_URL}.", field=field)
+    checked = check_url(field, value, label="Inference Endpoint URL", example=EXAMPLE_URL,
+                        refuse_host=always_refused_host)
+    if checked.scheme != "https" and not _is_loopback(checked.host):
+        raise InvalidRequest(f"Inference Endpoint URL must use https:// (got {checked.scheme}://); "
+                             f"paste the full URL, e.g. {EXAMPLE_URL}.", field=field)
+    if checked.host == LEGACY_HOST and not legacy_repo(checked.url):
+        raise InvalidRequest(f"Legacy Inference API URL {checked.url!r} names no model: expected "
+                             f"https://{LEGACY_HOST}/models/<org>/<model>.", field=field)
+    return checked.url
 
 
 def legacy_repo(url: str) -> str | None:
@@ -119,7 +128,7 @@ def describe_endpoint(url: str | None, environ: dict[str, str] | None = None) ->
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -107,18 +107,19 @@ def chat_completions_url(base_url: str) -> str:
 
 
 def validate_base_url(url: str | None) -> str:
-    """An OpenAI-compatible base URL, stripped; InvalidRequest unless it is a full http(s) URL.
+    """An OpenAI-compatible base URL, stripped; InvalidRequest unless it is a full http(s) URL
+    the HTTP client can call (see :mod:`.urls`) and not a link-local or metadata address.
 
     http is allowed: self-hosted vLLM/Ollama servers on a private network rarely have TLS.
     """
-    value = (url or "").strip()
-    if not value:
-        raise InvalidRequest("Base URL is required for OpenAI-compatible models")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"Base URL must be a full http:// or https:// URL "
-                             f"(e.g. https://llm.internal.example/v1), not {value!r}")
-    return value
+    from .egress import always_refused_host
+    from .urls import check_url
+
+    value = url.strip() if isinstance(url, str) else url
+    if value is None or value == "":
+        raise InvalidRequest("Base URL is required for OpenAI-compatible models", field="base_url")
+    return check_url("base_url", value, label="Base URL", example="https://llm.internal.example/v1",
+                     refuse_host=always_refused_host).url
 
 
 class OpenAICompatAdapter:

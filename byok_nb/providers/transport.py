@@ -231,15 +231,29 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
     token = _call_deadline.set(deadline)
     secrets_token = _call_secrets.set(_sent_secrets(headers))
     try:
+        bad_url = None
         try:
             request = client.build_request(method, url, headers=headers, content=body)
         except UnicodeEncodeError as exc:
             unsendable = exc
+        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            unsendable, bad_url = None, _url_problem(exc)
         else:
             unsendable = None
         if unsendable is not None:   # raised outside the except: no __context__ holding the value
             raise InvalidRequest(_unsendable_header_message(unsendable))
-        response = client.send(request, stream=True)
+        if bad_url is not None:
+            raise InvalidRequest(f"{label} URL {_printable(url)} cannot be called: {bad_url}; "
+                                 f"correct the model's URL")
+        try:
+            response = client.send(request, stream=True)
+        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+            # The resolver's IDNA codec or httpx's URL handling refusing a host that slipped
+            # past the save-time checks (a URL stored by an older version, an override).
+            bad_url = _url_problem(exc)
+        if bad_url is not None:
+            raise ProviderError(f"{label} URL {_printable(url)} cannot be called: {bad_url}",
+                                status_code=502, provider=label)
         try:
             chunks: list[bytes] = []
             size = 0
@@ -267,6 +281,17 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
     if truncated:
         content = content[:MAX_ERROR_BODY_BYTES]
     return HttpReply(response.status_code, response.headers, content, truncated=truncated)
+
+
+def _printable(url: str) -> str:
+    return url if url.isprintable() else repr(url)
+
+
+def _url_problem(exc: BaseException) -> str:
+    """What is wrong with a URL, from the client's exception (its text names the URL's parts,
+    never a header: headers are encoded separately, see :func:`_unsendable_header_message`)."""
+    detail = _printable(str(exc).strip() or type(exc).__name__)
+    return f"the URL is malformed ({detail[:200]})"
 
 
 def _unsendable_header_message(exc: UnicodeEncodeError) -> str:

@@ -47,7 +47,7 @@ def bedrock_iam(**overrides: Any) -> dict[str, Any]:
 
 def secret_of(session, slug: str) -> str:
     """The decrypted secret of a model, through the same path generation uses."""
-    _, target = session.target_for(slug)
+    _, target = session._call_target(slug)
     wrapped = target.api_key or target.aws_secret_access_key
     return wrapped.get_secret_value()
 

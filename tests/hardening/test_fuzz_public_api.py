@@ -199,7 +199,7 @@ def byok_nb_workflows(session) -> list[Any]:
 
 
 def secret_of(session, slug: str) -> str:
-    _, target = session.target_for(slug)
+    _, target = session._call_target(slug)
     return (target.api_key or target.aws_secret_access_key).get_secret_value()
 
 

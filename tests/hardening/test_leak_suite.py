@@ -389,10 +389,10 @@ def _run_every_flow(world: World, url: str, seen: Evidence) -> dict:
     seen.call("delete_model(echo)", admin.delete_model, "echo")
     # Internals a debugger, a log line or a careless print would show.
     for slug in ("fw", "br-iam", "br-key", "lite"):
-        row, target = admin.target_for(slug)
+        row, target = admin._call_target(slug)
         seen.obj("internals", f"target {slug}", target)
-        seen.obj("internals", f"adapter {slug}", registry.hub.adapter(target))
-    seen.obj("internals", "registry, session, hub", [registry, admin, registry.hub, registry._box])
+        seen.obj("internals", f"adapter {slug}", registry._provider_hub.adapter(target))
+    seen.obj("internals", "registry, session, hub", [registry, admin, registry._provider_hub, registry._box])
 
     facts["masked fw"] = admin.get_model("fw").secret_masked
     facts["access key id"] = admin.get_model("br-iam").aws_access_key_id

@@ -64,7 +64,7 @@ def _assert_only_victim_is_broken(registry, fake) -> None:
     ana = registry.session(org="acme", user="ana")
     cy = registry.session(org="acme", user="cy")
     with pytest.raises(UnreadableSecret) as info:
-        ana.target_for("victim")
+        ana._call_target("victim")
     assert info.value.message.startswith(UNREADABLE_SECRET_MESSAGE) and info.value.status_code == 409
     result = ana.test_connection("victim")
     assert result.ok is False and result.message.startswith(UNREADABLE_SECRET_MESSAGE)
@@ -157,7 +157,7 @@ def test_c4_wrong_master_key_breaks_only_secret_use(db_path, master_key, fake):
         needed = SecretBox(decode_master_key(master_key)).key_id
         for slug in ("m1", "m2"):
             with pytest.raises(UnreadableSecret, match="re-enter them") as info:
-                ana.target_for(slug)
+                ana._call_target(slug)
             assert f"master key {needed}" in info.value.message   # C-4 amended: names the key it needs
             assert ana.test_connection(slug).message == info.value.message
         with pytest.raises(UnreadableSecret):
@@ -241,6 +241,6 @@ def test_c3_unreadable_secret_errors_carry_no_secret(registry, two_models, fake)
     blob[-3] ^= 0xFF
     _set(registry, "victim", secret_ciphertext=bytes(blob))
     with pytest.raises(UnreadableSecret) as info:
-        two_models.target_for("victim")
+        two_models._call_target("victim")
     for text in (info.value.message, str(info.value), repr(info.value)):
         assert OTHER_OAI_KEY not in text and OTHER_OAI_KEY[-12:] not in text

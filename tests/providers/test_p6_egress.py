@@ -43,19 +43,79 @@ def test_p6_public_addresses_are_allowed(mode, ip):
     assert EgressPolicy(mode).refusal_reason(ip) is None
 
 
-@pytest.mark.parametrize("value", ["publc", "private", "on"])
+@pytest.mark.parametrize("value", ["publc", "privat", "on", "strict", "1"])
 def test_p6_a_misspelled_mode_is_refused_not_ignored(monkeypatch, value):
     monkeypatch.setenv("BYOK_NB_EGRESS", value)
-    with pytest.raises(InvalidRequest, match="BYOK_NB_EGRESS"):
+    with pytest.raises(InvalidRequest, match="BYOK_NB_EGRESS") as caught:
         ProviderHub()
+    for valid in ("'private'", "'public'", "'default'"):   # the message lists the valid values
+        assert valid in caught.value.message
+
+
+@pytest.mark.parametrize("value, mode", [("private", "private"), ("PRIVATE", "private"),
+                                         (" public ", "public"), ("default", "private"), ("", "private")])
+def test_p6_every_documented_mode_value_works(monkeypatch, value, mode):
+    monkeypatch.setenv("BYOK_NB_EGRESS", value)
+    assert ProviderHub().egress == mode
+    assert EgressPolicy(value).mode == mode
+
+
+def test_p6_every_mode_value_the_readme_names_is_accepted(monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `BYOK_NB_EGRESS`"))
+    named = re.findall(r"`([a-z]+)`", row.split("|")[2])
+    assert {"private", "public"} <= set(named)
+    for value in named:
+        monkeypatch.setenv("BYOK_NB_EGRESS", value)
+        ProviderHub()
+
+
+def test_p6_an_unknown_mode_is_refused_when_the_registry_is_opened(monkeypatch):
+    import byok_nb
+
+    monkeypatch.setenv("BYOK_NB_EGRESS", "publc")
+    with pytest.raises(InvalidRequest, match="BYOK_NB_EGRESS must be one of.*'private'.*'public'"):
+        byok_nb.open_registry("sqlite://", master_key=byok_nb.generate_master_key())
+    monkeypatch.setenv("BYOK_NB_EGRESS", "private")
+    with byok_nb.open_registry("sqlite://", master_key=byok_nb.generate_master_key()) as registry:
+        assert registry.egress == "private"
 
 
 def test_p6_mode_is_read_from_the_environment_when_the_hub_is_built(monkeypatch):
     monkeypatch.setenv("BYOK_NB_EGRESS", "public")
     hub = ProviderHub()
-    monkeypatch.setenv("BYOK_NB_EGRESS", "default")
+    monkeypatch.setenv("BYOK_NB_EGRESS", "private")
     assert hub.egress == "public"
-    assert ProviderHub().egress == "default"
+    assert ProviderHub().egress == "private"
+
+
+# The local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215) with 169.254.169.254 at each position RFC
+# 6052 defines for prefixes inside it (/48, /56, /64, /96), and 100.100.100.200 in the last 32 bits.
+NAT64_LOCAL_METADATA = ["64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9:fe00::", "64:ff9b:1:a9:fea9:fe00::",
+                        "64:ff9b:1:0:a9:fea9:fe00:0", "64:ff9b:1::6464:64c8", "64:ff9b:1:ffff::a9fe:1"]
+
+
+@pytest.mark.parametrize("ip", NAT64_LOCAL_METADATA)
+@pytest.mark.parametrize("mode", ["private", "public"])
+def test_p6_local_use_nat64_metadata_is_refused_at_every_rfc6052_position(mode, ip):
+    assert "link-local or cloud-metadata" in EgressPolicy(mode).refusal_reason(ip)
+
+
+@pytest.mark.parametrize("ip", ["64:ff9b:1::808:808", "64:ff9b:1::a00:1", "64:ff9b:1:ffff:ffff::1"])
+def test_p6_public_mode_refuses_the_whole_local_use_nat64_prefix(ip):
+    assert "local-use NAT64" in EgressPolicy("public").refusal_reason(ip)
+    assert EgressPolicy("private").refusal_reason(ip) is None
+
+
+@pytest.mark.parametrize("name", ["metadata.google.internal", "METADATA.google.internal.", "metadata",
+                                  "instance-data.ec2.internal"])
+def test_p6_metadata_host_names_are_refused_before_they_are_resolved(hub, monkeypatch, name):
+    _resolve_to(monkeypatch, {name: ["93.184.216.34"], name.lower(): ["93.184.216.34"]})
+    with pytest.raises(EgressRefused, match="cloud-metadata host name"):
+        hub.adapter(Target("openai_compatible", "m", base_url=f"http://{name}/v1")).chat(chat())
 
 
 def _resolve_to(monkeypatch, mapping):

@@ -141,9 +141,9 @@ def test_c2_ciphertext_copied_to_another_row_fails(acme, registry):
     a = raw_row(registry, "a")
     execute(registry, "UPDATE custom_models SET secret_ciphertext=:c WHERE slug='b'", c=a["secret_ciphertext"])
     with pytest.raises(UnreadableSecret) as info:
-        acme.admin.target_for("b")
+        acme.admin._call_target("b")
     assert "re-enter" in info.value.message
-    assert acme.admin.target_for("a")[1].api_key.get_secret_value() == FW_KEY
+    assert acme.admin._call_target("a")[1].api_key.get_secret_value() == FW_KEY
 
 
 def test_c2_fresh_nonce_per_write(acme, registry, master_key):
@@ -190,7 +190,7 @@ def test_c2_master_key_from_env(tmp_path, monkeypatch, master_key):
         "with BYOK_NB_MASTER_KEY set no key file is created"
     monkeypatch.delenv("BYOK_NB_MASTER_KEY")
     with byok_nb.open_registry(url, master_key=master_key) as reg:
-        assert reg.session(org="acme", user="ana").target_for("a")[1].api_key.get_secret_value() == FW_KEY
+        assert reg.session(org="acme", user="ana")._call_target("a")[1].api_key.get_secret_value() == FW_KEY
 
 
 @pytest.mark.parametrize("bad", ["short", "not base64 !!", "A" * 44])
@@ -299,7 +299,7 @@ def test_c4_undecryptable_secret_fails_that_models_calls_clearly(wrong_key_sessi
     assert result.ok is False and result.message.startswith(UNREADABLE_SECRET_MESSAGE)
     assert "re-enter" in result.message and f"master key {needed}" in result.message
     with pytest.raises(byok_nb.Conflict) as info:   # one of SPEC §1's error classes, 409
-        s.target_for("a")
+        s._call_target("a")
     assert info.value.message.startswith(UNREADABLE_SECRET_MESSAGE) and info.value.status_code == 409
     assert needed in info.value.message   # C-4 amended: says which key id the secrets need
     with pytest.raises(RegistryError) as info:
@@ -316,7 +316,7 @@ def test_c4_wrong_key_reads_lists_but_never_writes_a_secret(wrong_key_session, m
     needed, held = _key_id(master_key), s._reg._box.key_id
     assert s.get_model("a").secret_masked == "****" + FW_KEY[-4:]
     assert set(s.list_models(type="custom")["ref"]) == {"a", "open"}
-    assert s.target_for("open")[1].api_key is None
+    assert s._call_target("open")[1].api_key is None
     assert s.update_model("a", display_name="Still here").display_name == "Still here"
     writes = [lambda: s.add_model(test=False, **fireworks(slug="fresh", api_key="fw_fresh_key_after_loss_0001")),
               lambda: s.update_model("a", api_key="fw_re_entered_key_value_4242"),
@@ -340,7 +340,7 @@ def test_c4_tampered_ciphertext(acme, registry):
     blob[20] ^= 0xFF
     execute(registry, "UPDATE custom_models SET secret_ciphertext=:c WHERE slug='a'", c=bytes(blob))
     assert acme.admin.test_connection("a").message == UNREADABLE_SECRET_MESSAGE
-    assert acme.admin.target_for("b")[1].api_key.get_secret_value() == FW_KEY
+    assert acme.admin._call_target("b")[1].api_key.get_secret_value() == FW_KEY
     assert acme.admin.get_model("a").secret_masked == "****" + FW_KEY[-4:]
 
 
@@ -376,7 +376,7 @@ def test_c6_reuse_copies_secret_re_encrypted(acme, registry):
         registry._box.open_row({**copy_row, "id": src_row["id"]})
     # The copy is independent: rotating the source leaves it alone.
     acme.admin.update_model("src", api_key="fw_rotated_source_key_0000")
-    assert acme.admin.target_for("copy")[1].api_key.get_secret_value() == FW_KEY
+    assert acme.admin._call_target("copy")[1].api_key.get_secret_value() == FW_KEY
     assert acme.admin.audit_log().iloc[1]["changes"]["reused_from"] == "src"
 
 

@@ -53,7 +53,7 @@ def test_e2_embedded_default(tmp_path, monkeypatch):
     assert key.exists() and stat.S_IMODE(key.stat().st_mode) == 0o600
     # A second process-like open sees the same data with the same key file.
     with byok_nb.open_registry() as reg:
-        assert reg.session(org="acme", user="ana").target_for("a")[1].api_key is not None
+        assert reg.session(org="acme", user="ana")._call_target("a")[1].api_key is not None
 
 
 def _first_key(home: str, barrier, out) -> None:

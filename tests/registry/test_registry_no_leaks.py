@@ -141,7 +141,7 @@ def _exercise(acme, seen: Collector) -> None:
     seen.call(s.audit_log)
     seen.see([acme.admin, acme.registry])
     for slug in ("fw", "br-iam", "switch"):
-        seen.see(repr(s.target_for(slug)[1]))   # the call target holds them, wrapped as SecretStr
+        seen.see(repr(s._call_target(slug)[1]))   # the call target holds them, wrapped as SecretStr
 
 
 def _encodings(secret: str) -> list[bytes]:
@@ -192,4 +192,4 @@ def test_c3_secret_str_in_drafts(acme):
     assert FW_KEY not in str(draft.model_dump())
     # ...and the registry still stores the real value, not the mask.
     model = acme.admin.add_model(draft, test=False)
-    assert acme.admin.target_for(model.slug)[1].api_key.get_secret_value() == FW_KEY
+    assert acme.admin._call_target(model.slug)[1].api_key.get_secret_value() == FW_KEY
