@@ -382,6 +382,15 @@ def check_endpoint_url(url: str | None) -> str:
 
 
 def check_region(region: str | None) -> str:
+    """A region name (it becomes part of the Bedrock endpoint's host name, so a malformed one —
+    ``evil.example#`` — is refused when saved, not when called)."""
     if is_blank(region):
-        raise InvalidRequest("aws_region (AWS Region) is required for Bedrock")
-    return region.strip()
+        raise InvalidRequest("aws_region (AWS Region) is required for Bedrock", field="aws_region")
+    from .providers.bedrock import _REGION
+
+    value = region.strip()
+    if not _REGION.fullmatch(value):
+        shown = repr(value[:64]) if value.isprintable() else "(text with unprintable characters)"
+        raise InvalidRequest(f"aws_region (AWS Region) {shown} is malformed: expected a region "
+                             f"name such as 'us-east-1'", field="aws_region")
+    return value

@@ -59,7 +59,7 @@ def validate_aws_region(region: str | None) -> str:
     value = (region or "").strip()
     if not value:
         raise InvalidRequest("AWS Region is required for Bedrock models")
-    if not _REGION.match(value):
+    if not _REGION.fullmatch(value):   # fullmatch: "$" alone lets a trailing newline through
         raise InvalidRequest(f"AWS Region {value!r} is malformed: expected a region name "
                              f"such as 'us-east-1'")
     return value

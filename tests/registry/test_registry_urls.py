@@ -153,3 +153,15 @@ def test_p6_a_stored_client_breaking_url_fails_the_call_with_a_registry_error(ac
     for session in (admin, acme.contributor):
         with pytest.raises(RegistryError):
             session.generate("wf", "f", "hello")
+
+
+@pytest.mark.parametrize("region", ["evil.example#", "us-east-1/", "us east 1", "us-east-1\n.evil", "-us-east-1",
+                                    "us-east-1.evil.example"])
+def test_p2_a_region_that_would_change_the_bedrock_host_is_refused_at_save(acme, region):
+    with pytest.raises(InvalidRequest, match="aws_region .*malformed") as caught:
+        acme.admin.add_model(test=False, **bedrock_iam(aws_region=region))
+    assert caught.value.field == "aws_region"
+    acme.admin.add_model(test=False, **bedrock_iam(slug="iam", aws_region=" us-west-2\n"))
+    assert acme.admin.get_model("iam").aws_region == "us-west-2"
+    with pytest.raises(InvalidRequest, match="aws_region"):
+        acme.admin.update_model("iam", aws_region=region)
