@@ -140,3 +140,25 @@ def test_m15_p3_a_url_that_passes_the_check_is_one_httpx_can_send_to(url):
         return
     assert checked.url == url.strip()
     _client_accepts(checked.url)
+
+
+# -- call time: a URL that reaches the client anyway (stored earlier, an override) ------------------
+# (each fails before any DNS lookup: the test stays on loopback)
+STORED_BREAKING = ["http://0177.0.0.1/v1", "http://a\r\nb.example/v1", "http://ex\tample.com/v1",
+                   "http://" + "a" * 64 + ".example/v1", "http://[::1/v1", "http://h:abc/v1",
+                   "http://xn--zz.example/v1", "http://a..b/v1", "http://⒈.example/v1", "http://a\u200b.example/v1"]
+
+
+@pytest.mark.parametrize("url", STORED_BREAKING)
+@pytest.mark.parametrize("provider, field", [("openai_compatible", "base_url"), ("huggingface", "endpoint_url")])
+def test_p6_a_client_breaking_url_at_call_time_is_a_registry_error_not_a_raw_one(hub, provider, field, url):
+    from provider_kit import chat
+
+    from byok_nb.errors import RegistryError
+    from byok_nb.providers import Target
+
+    if provider == "huggingface":
+        url = url.replace("http://", "https://", 1)
+    with pytest.raises(RegistryError) as caught:
+        hub.adapter(Target(provider, "m", **{field: url})).chat(chat())
+    assert caught.value.message.isprintable()
