@@ -156,7 +156,7 @@ def test_c4_adopt_key_replaces_a_lost_key_and_every_model_asks_for_its_credentia
             assert set(ana.list_models(type="custom")["ref"]) == {"fw", "qwen", "keyless"}
             assert ana.get_model("fw").secret_masked is None
             with pytest.raises(UnreadableSecret, match="re-enter them") as info:
-                ana.target_for("fw")
+                ana._call_target("fw")
             assert "adopt-key" in info.value.message and lost_id in info.value.message
             result = ana.test_connection("qwen")
             assert not result.ok and result.message.startswith(UNREADABLE_SECRET_MESSAGE)
@@ -297,7 +297,7 @@ def _org_id(registry, name: str) -> int:
 
 def _assert_nothing_is_sent(session, servers, *, workflow: bool = True) -> None:
     with pytest.raises(UnreadableSecret) as info:
-        session.target_for("victim")
+        session._call_target("victim")
     assert info.value.message == UNREADABLE_SECRET_MESSAGE
     result = session.test_connection("victim")
     assert not result.ok and result.message == UNREADABLE_SECRET_MESSAGE
@@ -342,7 +342,7 @@ def test_c4_putting_the_row_back_makes_the_secret_readable_again(registry, victi
     legit, attacker = servers
     _edit(registry, base_url=attacker.base_url)
     with pytest.raises(UnreadableSecret):
-        victim.target_for("victim")
+        victim._call_target("victim")
     # An admin repairing the URL through the API gets the stored key back.
     victim.update_model("victim", base_url=legit.base_url)
     assert hardkit.secret_of(victim, "victim") == hardkit.OAI_KEY
@@ -385,7 +385,7 @@ def test_c4_bedrock_region_access_key_and_auth_switch_reencrypt(registry):
     with registry._engine.begin() as conn:
         conn.execute(text("UPDATE custom_models SET aws_region = 'us-east-1' WHERE slug = 'claude'"))
     with pytest.raises(UnreadableSecret):
-        ana.target_for("claude")
+        ana._call_target("claude")
 
 
 def test_c6_reuse_and_c5_rotation_keep_working_with_the_binding(registry, victim, master_key):

@@ -129,7 +129,7 @@ def test_c2_altered_key_id_is_unreadable(registry, two_models, fake):
     _set(registry, "victim", secret_key_id="0123456789abcdef")
     _assert_only_victim_is_broken(registry, fake)
     with pytest.raises(UnreadableSecret, match="stored under master key 0123456789abcdef"):
-        two_models.target_for("victim")
+        two_models._call_target("victim")
 
 
 def test_c4_reentering_credentials_repairs_the_model(registry, two_models, fake):
