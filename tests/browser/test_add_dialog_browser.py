@@ -206,7 +206,8 @@ def test_u10_dialog_inputs_and_buttons_are_reachable_by_name(dialog_app, page):
     for name in ("Test Connection", "Save Model", "Cancel"):
         expect(button(dialog, name)).to_have_count(1)
     button(dialog, "Test Connection").click()
-    expect(alerts(dialog).filter(has_text="Provider Model ID is required")).to_be_visible()
+    expect(dialog.locator(".byok-error-provider-model-id").get_by_role("alert")).to_have_text(
+        "Provider Model ID is required")
 
     button(dialog, "Cancel").click()
     detail = open_detail(page, "Keyed proxy")

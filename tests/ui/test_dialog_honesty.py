@@ -229,7 +229,7 @@ def test_m14_edit_remove_stored_key_control_only_for_openai_compatible_with_a_ke
     form.remove_api_key = True
     assert form.changes() == {"remove_api_key": True}
     form.save()
-    assert FakeSession.called(form.session, "update_model")[-1][2] == {"remove_api_key": True}
+    assert form.session.called("update_model")[-1][2] == {"remove_api_key": True}
 
 
 def test_m14_edit_remove_and_a_new_key_together_is_a_problem():
