@@ -166,3 +166,28 @@ def test_serve_refuses_a_port_in_use_so_the_printed_url_is_never_another_servers
         assert app.serve(port=taken.getsockname()[1]) == 2
     captured = capsys.readouterr()
     assert "already in use" in captured.err and "token=" not in captured.out
+
+
+def test_serve_open_uses_a_private_redirect_file_so_the_token_is_not_on_the_browsers_command_line(monkeypatch):
+    import stat
+
+    opened = []
+    monkeypatch.setattr(app.webbrowser, "open", lambda target: opened.append(target))
+    url = app.app_url("127.0.0.1", 8866, "f00d" * 12)
+    path = Path(app._open_in_browser(url))
+    try:
+        assert opened == [path.as_uri()] and "token" not in opened[0]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert url in path.read_text()
+    finally:
+        path.unlink()
+
+
+def test_demo_stays_open_unless_asked_and_serve_is_protected_by_default(monkeypatch):
+    import inspect
+
+    assert inspect.signature(app.serve).parameters["token"].default is True
+    calls = []
+    monkeypatch.setattr(app, "serve", lambda **kwargs: calls.append(kwargs) or 0)
+    assert app.demo(port=1) == 0 and app.demo(port=1, token=True) == 0
+    assert [c["token"] for c in calls] == [False, True]
