@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import functools
 import hashlib
 import json
 import os
@@ -317,26 +319,119 @@ REDACTED = "[REDACTED]"
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with each given secret and every key-shaped string replaced by ``[REDACTED]``.
 
-    Each secret is also removed in the forms it takes inside other text: URL-encoded (a provider
-    may quote the key it got inside a URL — a redirect's ``Location``, an error naming the
-    request), escaped as in a ``bytes`` repr (botocore and httpcore log header values as bytes, so
-    a key with a non-ASCII character shows as ``\\xe2\\x80\\x8b``…) and JSON-escaped.
+    A provider, a proxy or a library that echoes a key rarely echoes it as it is, so each secret
+    is found in every form it takes inside other text, character by character and in any mix:
+    as is or in another case (a server that upper-cases what it quotes), URL-encoded,
+    JSON-escaped or ``\\u``-escaped, HTML-escaped (named, decimal or hex entities), escaped as in
+    a ``bytes`` repr (httpcore and botocore log header values as bytes); and as hex (either case)
+    or base64 (standard or URL-safe, at any alignment inside a larger blob, e.g. ``Basic ...``).
+
+    A key cut short is still a key: any run of key-like characters (or of their escapes) that
+    holds the first or the last 12 characters of a secret, in any of those forms, is redacted
+    whole — an error that quotes ``...<the key's tail>`` or a log line cut after 40 characters
+    gives nothing away either.
     """
     if not text:
         return text
-    for secret in sorted(_secret_forms(secrets), key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
+    patterns = [_secret_patterns(s) for s in dict.fromkeys(secrets) if isinstance(s, str) and len(s) >= 4]
+    for exact, _ in patterns:
+        text = exact.sub(REDACTED, text)
+    spans = [m.span() for _, runs in patterns for m in runs.finditer(text)]
+    if spans:
+        text = _redact_runs(text, spans)
     return KEY_SHAPES.sub(REDACTED, text)
 
 
-def _secret_forms(secrets: Iterable[str]) -> set[str]:
-    import json
-    from urllib.parse import quote, quote_plus
+# One character of a key, or one escape of one: the unit of a "run" that a fragment redacts.
+_RUN = re.compile(r"(?:[A-Za-z0-9+/=_.~%-]|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\/|&#?[A-Za-z0-9]{1,10};)+")
+FRAGMENT_CHARS = 12   # this many leading or trailing characters of a secret identify it
+_HTML_NAMES = {"&": ("amp",), "<": ("lt",), ">": ("gt",), '"': ("quot",), "'": ("apos",),
+               "/": ("sol",), "=": ("equals",), "+": ("plus",), "\u00a0": ("nbsp",)}
 
-    values = [s for s in secrets if s]
-    forms = set(values)
-    for value in values:
-        forms.update((quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1],
-                      repr(value.encode("utf-8", "backslashreplace"))[2:-1]))
-    return forms
+
+def _char_forms(char: str) -> str:
+    """A regex for one character of a secret in every textual form it can take (see :func:`scrub`)."""
+    code = ord(char)
+    utf8 = char.encode("utf-8", "surrogatepass")
+    alternatives = {re.escape(char)}
+    alternatives.add("".join(f"%{b:02x}" for b in utf8))
+    alternatives.add("".join(f"\\\\x{b:02x}" for b in utf8))
+    if code > 0xFFFF:   # JSON writes an astral character as a surrogate pair
+        high, low = divmod(code - 0x10000, 0x400)
+        alternatives.add(f"\\\\u{0xD800 + high:04x}\\\\u{0xDC00 + low:04x}")
+    else:
+        alternatives.add(f"\\\\u{code:04x}")
+    alternatives.add(f"&\\#x0*{code:x};")
+    alternatives.add(f"&\\#0*{code};")
+    for name in _HTML_NAMES.get(char, ()):
+        alternatives.add(f"&{name};")
+    if char in '/"\\':
+        alternatives.add(re.escape("\\" + char))   # JSON's optional and required escapes
+    if char == " ":
+        alternatives.add(r"\+")                    # form encoding
+    return "(?:" + "|".join(sorted(alternatives, key=len, reverse=True)) + ")"
+
+
+def _text_pattern(value: str) -> str:
+    return "".join(_char_forms(c) for c in value)
+
+
+def _base64_cores(raw: bytes) -> list[str]:
+    """The base64 characters fixed by ``raw`` alone inside base64(prefix + raw + suffix), for each
+    of the three alignments; URL-safe spellings are matched by the caller's character classes."""
+    cores = []
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode("ascii")
+        start = -(-8 * shift // 6)
+        end = (8 * (shift + len(raw))) // 6
+        if end - start >= 8:
+            cores.append(encoded[start:end])
+    return cores
+
+
+def _base64_pattern(core: str) -> str:
+    return "".join({"+": "[+-]", "/": "[/_]"}.get(c, c) for c in core)
+
+
+@functools.lru_cache(maxsize=512)
+def _secret_patterns(secret: str) -> "tuple[re.Pattern[str], re.Pattern[str]]":
+    """(the whole secret in any textual form; the encodings and fragments whose whole run goes).
+
+    Cached per secret: the log filter scrubs every record of a call with the same few secrets."""
+    exact = re.compile(_text_pattern(secret), re.IGNORECASE)
+    raw = secret.encode("utf-8", "surrogatepass")
+    textual = [re.escape(raw.hex())]                 # hex, matched in either case
+    base64_cores = _base64_cores(raw)                # base64 is case-sensitive: its letters are bits
+    if len(secret) >= FRAGMENT_CHARS:
+        for piece in dict.fromkeys((secret[:FRAGMENT_CHARS], secret[-FRAGMENT_CHARS:])):
+            piece_raw = piece.encode("utf-8", "surrogatepass")
+            textual += [_text_pattern(piece), re.escape(piece_raw.hex())]
+            base64_cores += _base64_cores(piece_raw)
+    alternatives = ["(?i:" + "|".join(textual) + ")"] + [_base64_pattern(c) for c in base64_cores]
+    return exact, re.compile("|".join(alternatives))
+
+
+def _redact_runs(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span, widened to the whole run(s) of key characters it touches, replaced
+    by ``[REDACTED]``."""
+    runs = [m.span() for m in _RUN.finditer(text)]
+    starts = [run[0] for run in runs]
+
+    def run_at(position: int) -> tuple[int, int] | None:
+        i = bisect.bisect_right(starts, position) - 1
+        return runs[i] if i >= 0 and runs[i][0] <= position < runs[i][1] else None
+
+    widened = []
+    for start, end in spans:
+        first, last = run_at(start), run_at(end - 1)
+        widened.append((first[0] if first else start, last[1] if last else end))
+    widened.sort()
+    out, done = [], 0
+    for start, end in widened:
+        if start < done:            # overlaps what is already cut
+            done = max(done, end)
+            continue
+        out += [text[done:start], REDACTED]
+        done = end
+    out.append(text[done:])
+    return "".join(out)
