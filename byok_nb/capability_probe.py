@@ -214,8 +214,10 @@ def _judge_error(flag: str, error: RegistryError, preview: dict[str, Any], secre
 def _judge_json(result: ChatResult, preview: dict[str, Any], profile: str | None
                 ) -> tuple[bool | None, str]:
     what = _what_was_sent("supports_json_mode", preview)
+    from .providers.transport import loads_bounded
+
     try:
-        json.loads(result.text.strip())
+        loads_bounded(result.text.strip())
     except ValueError:
         return None, (f"{what} accepted, but the reply is not JSON ({_snippet(result.text)}): "
                       f"the provider may have ignored it")

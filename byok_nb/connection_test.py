@@ -71,8 +71,10 @@ def reply_is_expected(text: str) -> bool:
     fenced = _CODE_FENCE.match(stripped)
     if fenced:
         stripped = fenced.group(1)
+    from .providers.transport import loads_bounded
+
     try:
-        return json.loads(stripped) == EXPECTED_REPLY
+        return loads_bounded(stripped) == EXPECTED_REPLY
     except ValueError:
         return False
 

@@ -36,13 +36,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidRequest, ProviderError
+from ..clean_errors import clean_failures
+from ..errors import InvalidRequest, ProviderError, RegistryError
 from .base import ChatRequest, ChatResult, Target
 from .egress import EgressPolicy
 from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
-from .transport import ScrubbingLogFilter, scrub, shorten, shown
+from .transport import (MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error, quoted, scrub,
+                        shape_problem, shorten, shown)
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -516,6 +518,7 @@ class BedrockAdapter:
                 "endpoint_url": self.endpoint_url or default_endpoint_url(region),
                 "auth": auth, "body": _summarize_bytes(params), "warnings": warnings}
 
+    @clean_failures
     def chat(self, request: ChatRequest) -> ChatResult:
         """Call ``converse``; the parsed result, or ``ProviderError`` with AWS's message."""
         import botocore.exceptions as bex
@@ -527,28 +530,43 @@ class BedrockAdapter:
         self._check_egress(client.meta.endpoint_url)
         install_log_scrubbing()
         started = time.perf_counter()
+        failure = None
         try:
             response = client.converse(**params)
         except bex.ClientError as exc:
-            raise self._client_error(exc) from None
+            failure = self._client_error(exc)
         except bex.ParamValidationError as exc:
-            raise self._error(f"Bedrock request failed validation before sending: {exc}", 400) from None
+            failure = self._error(f"Bedrock request failed validation before sending: {exc}", 400)
         except (bex.ConnectTimeoutError, bex.ReadTimeoutError) as exc:
-            raise self._error(f"Bedrock endpoint {client.meta.endpoint_url} timed out: {exc}") from None
+            failure = self._error(f"Bedrock endpoint {client.meta.endpoint_url} timed out: {exc}")
         except bex.SSLError as exc:
-            raise self._error(f"Bedrock endpoint {client.meta.endpoint_url} failed the TLS "
-                              f"handshake: {exc}") from None
+            failure = self._error(f"Bedrock endpoint {client.meta.endpoint_url} failed the TLS "
+                                  f"handshake: {exc}")
         except bex.EndpointConnectionError as exc:
-            raise self._error(f"Bedrock endpoint {client.meta.endpoint_url} could not be "
-                              f"reached: {exc}") from None
+            failure = self._error(f"Bedrock endpoint {client.meta.endpoint_url} could not be "
+                                  f"reached: {exc}")
         except ResponseParserError as exc:
-            raise self._error(f"Bedrock returned a malformed reply: {shorten(str(exc))}") from None
+            failure = self._error(f"Bedrock returned a malformed reply: {shorten(str(exc))}")
         except bex.BotoCoreError as exc:
-            raise self._error(f"Bedrock call failed: {exc}") from None
+            failure = self._error(f"Bedrock call failed: {exc}")
         except httpx.HTTPError as exc:   # sent through the hub's client (see module doc)
-            raise self._transport_error(exc, client.meta.endpoint_url) from None
+            failure = self._transport_error(exc, client.meta.endpoint_url)
+        except RegistryError as exc:     # ours, from the sender inside botocore (a reply too large)
+            failure = exc
+        except (RecursionError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            # botocore parsing a reply of an odd shape (JSON nested too deep, a list for a map).
+            failure = self._error(f"Bedrock returned a malformed reply: {shape_problem(exc)}")
+        if failure is not None:
+            # Raised outside the except blocks, so it has no __context__: botocore's and httpx's
+            # exceptions hold the signed request and its headers.
+            raise failure
         latency_ms = (time.perf_counter() - started) * 1000
-        return self._parse(response, json_tool, latency_ms, warnings)
+        try:
+            return self._parse(response, json_tool, latency_ms, warnings)
+        except SHAPE_ERRORS as exc:
+            failure = self._error(f"Bedrock returned a malformed reply ({shape_problem(exc)}): "
+                                  f"{shorten(_safe_repr(response))}")
+        raise failure
 
     def _check_egress(self, endpoint_url: str) -> None:
         # The endpoint is AWS's or the operator's (the region is regex-checked), so resolving here
@@ -562,7 +580,7 @@ class BedrockAdapter:
                               f"DNS lookup failed for {host}: {exc}") from None
 
     def _error(self, message: str, status: int = 502) -> ProviderError:
-        return ProviderError(scrub(message, self._secrets), status_code=status, provider=LABEL)
+        return clean_error(message, self._secrets, status_code=status, provider=LABEL)
 
     def _transport_error(self, exc: Exception, endpoint_url: str) -> ProviderError:
         """The words of the botocore-era messages for an ``httpx`` transport failure."""
@@ -582,49 +600,75 @@ class BedrockAdapter:
         return self._error(f"Bedrock endpoint {endpoint_url} {what}")
 
     def _client_error(self, exc: Any) -> ProviderError:
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or "Error"
-        message = shown(error.get("Message") or str(exc), self._secrets)
-        metadata = exc.response.get("ResponseMetadata", {})
-        status = metadata.get("HTTPStatusCode") or 502
+        response = exc.response if isinstance(getattr(exc, "response", None), dict) else {}
+        error = response.get("Error") if isinstance(response.get("Error"), dict) else {}
+        code = _text(error.get("Code")) or "Error"
+        message = shown(_text(error.get("Message")) or str(exc), self._secrets)
+        metadata = response.get("ResponseMetadata") if isinstance(response.get("ResponseMetadata"), dict) else {}
+        status = metadata.get("HTTPStatusCode")
+        status = status if type(status) is int and 100 <= status < 600 else 502
         extra = ""
-        retry_after = (metadata.get("HTTPHeaders") or {}).get("retry-after")
-        if int(status) == 429 and retry_after:
-            extra = f" (Retry-After: {retry_after} s)"
-        return ProviderError(f"{LABEL} returned HTTP {status} {code}: {message}{extra}",
-                             status_code=int(status), provider_message=message, provider=LABEL)
+        headers = metadata.get("HTTPHeaders") if isinstance(metadata.get("HTTPHeaders"), dict) else {}
+        retry_after = _text(headers.get("retry-after"))
+        if status == 429 and retry_after:
+            extra = f" (Retry-After: {quoted(retry_after)} s)"
+        # The code comes from a response header (x-amzn-ErrorType) or the body: scrubbed with the rest.
+        return clean_error(f"{LABEL} returned HTTP {status} {shorten(code, 200)}: {message}{extra}",
+                           self._secrets, status_code=status, provider_message=message, provider=LABEL)
 
     def _parse(self, response: dict[str, Any], json_tool: str | None, latency_ms: float,
                warnings: list[str]) -> ChatResult:
-        try:
-            blocks = response["output"]["message"]["content"]
-        except (KeyError, TypeError):
-            raise self._error(f"Bedrock returned a malformed reply (no output.message.content): "
-                              f"{shorten(str(response))}") from None
+        """The result out of botocore's parsed reply; an odd shape raises one of ``SHAPE_ERRORS``."""
+        blocks = response["output"]["message"]["content"]
+        if not isinstance(blocks, list):
+            raise TypeError("output.message.content is not a list")
         texts: list[str] = []
         reasoning: list[str] = []
         tool_calls: list[dict[str, Any]] = []
         json_text: str | None = None
         for block in blocks:
+            if not isinstance(block, dict):
+                raise TypeError("a content block is not an object")
             if "text" in block:
-                texts.append(block["text"])
+                texts.append(_required_text(block["text"]))
             elif "reasoningContent" in block:
                 text = ((block["reasoningContent"] or {}).get("reasoningText") or {}).get("text")
                 if isinstance(text, str):
                     reasoning.append(text)
             elif "toolUse" in block:
                 use = block["toolUse"]
-                if json_tool is not None and use.get("name") == json_tool:
+                name = _required_text(use.get("name"))
+                if json_tool is not None and name == json_tool:
                     json_text = json.dumps(use.get("input"))
                 else:
-                    tool_calls.append({"id": use.get("toolUseId"), "type": "function",
-                                       "function": {"name": use.get("name"),
+                    tool_calls.append({"id": _text(use.get("toolUseId")), "type": "function",
+                                       "function": {"name": name,
                                                     "arguments": json.dumps(use.get("input", {}))}})
         usage = response.get("usage") or {}
+        if not isinstance(usage, dict):
+            usage = {}
+        # Counts go to ChatResult as sent: it records implausible ones as unknown.
         return ChatResult(text=json_text if json_text is not None else "".join(texts),
                           tool_calls=tool_calls, input_tokens=usage.get("inputTokens"),
                           output_tokens=usage.get("outputTokens"), latency_ms=latency_ms,
                           warnings=warnings, reasoning_text="".join(reasoning))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _required_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a text field is not text")
+    return value
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)[:MAX_SHOWN_CHARS + 1024]
+    except RecursionError:
+        return "(nested too deeply to show)"
 
 
 def _summarize_bytes(value: Any) -> Any:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from ..clean_errors import clean_failures
 from ..errors import InvalidRequest, ProviderError
 from . import transport
 from .base import ChatRequest, ChatResult
@@ -183,6 +184,7 @@ class OpenAICompatAdapter:
                 "body": _redact_images(body), "warnings": warnings}
 
     # -- call ------------------------------------------------------------------------------------
+    @clean_failures
     def chat(self, request: ChatRequest) -> ChatResult:
         """Send ``request``; the parsed result, or ``ProviderError`` with the provider's words."""
         body, warnings = self.build_body(request)
@@ -203,41 +205,57 @@ class OpenAICompatAdapter:
     def _parse(self, reply: transport.HttpReply, latency_ms: float, warnings: list[str]) -> ChatResult:
         label = self.profile.label
         try:
-            data = json.loads(reply.content)
-        except ValueError:
-            raise transport.malformed_reply(reply, label=label, secrets=self._secrets,
-                                            why="not JSON") from None
+            data = transport.loads_bounded(reply.content)
+        except ValueError as exc:
+            why = "JSON nested too deeply" if "too deeply" in str(exc) else "not JSON"
+        else:
+            why = None
+        if why is not None:   # raised outside the except: no __context__
+            raise transport.malformed_reply(reply, label=label, secrets=self._secrets, why=why)
         if isinstance(data, dict) and "error" in data and not data.get("choices"):
             # OpenRouter (and some proxies) report upstream failures in a 200 body.
             error = data["error"]
             code = error.get("code") if isinstance(error, dict) else None
-            status = code if isinstance(code, int) and 400 <= code < 600 else 502
+            status = code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600 else 502
             raise transport.error_from_reply(transport.HttpReply(status, reply.headers, reply.content),
                                              label=label, secrets=self._secrets)
         try:
+            return self._result(data, latency_ms, warnings)
+        except transport.SHAPE_ERRORS as exc:
+            why = transport.shape_problem(exc)
+        raise transport.malformed_reply(reply, label=label, secrets=self._secrets, why=why)
+
+    @staticmethod
+    def _result(data: Any, latency_ms: float, warnings: list[str]) -> ChatResult:
+        """The result out of a parsed body; any odd shape raises one of ``transport.SHAPE_ERRORS``."""
+        try:
             message = data["choices"][0]["message"]
-            content = message.get("content")
-            tool_calls = [_tool_call(call) for call in message.get("tool_calls") or []]
+            message.get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise transport.malformed_reply(reply, label=label, secrets=self._secrets,
-                                            why="no choices[0].message") from None
+            raise transport.ReplyShape("no choices[0].message") from None
+        tool_calls = [_tool_call(call) for call in message.get("tool_calls") or []]
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         details = usage.get("completion_tokens_details")
-        return ChatResult(text=_content_text(content), tool_calls=tool_calls,
-                          input_tokens=_int_or_none(usage.get("prompt_tokens")),
-                          output_tokens=_int_or_none(usage.get("completion_tokens")),
+        # Token counts go to ChatResult as sent: it records implausible ones as unknown.
+        return ChatResult(text=_content_text(message.get("content")), tool_calls=tool_calls,
+                          input_tokens=usage.get("prompt_tokens"),
+                          output_tokens=usage.get("completion_tokens"),
                           latency_ms=latency_ms, warnings=warnings,
                           reasoning_text=_reasoning_text(message),
-                          reasoning_tokens=_int_or_none(details.get("reasoning_tokens"))
-                          if isinstance(details, dict) else None)
+                          reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)
 
 
 def _content_text(content: Any) -> str:
     if content is None:
         return ""
     if isinstance(content, list):  # some servers answer with content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
+        texts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("a content part's text is not text")
+        return "".join(texts)
+    if not isinstance(content, str):
+        raise TypeError("content is neither text nor a list of parts")
+    return content
 
 
 def _reasoning_text(message: dict[str, Any]) -> str:
@@ -255,12 +273,10 @@ def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
     arguments = function.get("arguments")
     if not isinstance(arguments, str):  # a few servers send an object instead of a JSON string
         arguments = json.dumps(arguments if arguments is not None else {})
-    return {"id": call.get("id"), "type": "function",
-            "function": {"name": function["name"], "arguments": arguments}}
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    name, call_id = function["name"], call.get("id")
+    if not isinstance(name, str) or not (call_id is None or isinstance(call_id, str)):
+        raise TypeError("a tool call's name or id is not text")
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 def _redact_images(body: dict[str, Any]) -> dict[str, Any]:

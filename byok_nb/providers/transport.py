@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is 
 MAX_RESPONSE_BYTES = 16 * 2**20  # a reply larger than this is refused instead of buffered
 MAX_ERROR_BODY_BYTES = 2**20     # of an error reply only this much is read (4,000 chars are shown)
 USER_AGENT = "byok_nb"
+ACCEPT_ENCODING = "gzip, deflate"
 # The monotonic time by which the current call must be over. httpx timeouts are per operation (a
 # server sending one byte per second never trips a 30 s read timeout), so every socket operation
 # of a call is also bounded by what is left of this deadline (see _DeadlineStream).
@@ -234,6 +236,9 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
         bad_url = None
         try:
             request = client.build_request(method, url, headers=headers, content=body)
+            # Only the encodings BoundedDecoder undoes (httpx would also offer br/zstd when their
+            # packages happen to be installed, and decode them unbounded).
+            request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         except UnicodeEncodeError as exc:
             unsendable = exc
         except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
@@ -255,23 +260,36 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
             raise ProviderError(f"{label} URL {_printable(url)} cannot be called: {bad_url}",
                                 status_code=502, provider=label)
         try:
+            status = response.status_code
+            is_error = status >= 400
+            cap = MAX_ERROR_BODY_BYTES if is_error else MAX_RESPONSE_BYTES
+            decoder = BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True))
             chunks: list[bytes] = []
             size = 0
             truncated = False
-            is_error = response.status_code >= 400
-            for chunk in response.iter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if is_error and size > MAX_ERROR_BODY_BYTES:
-                    truncated = True
-                    break
-                if size > MAX_RESPONSE_BYTES:
-                    raise ProviderError(
-                        f"{label} sent a reply larger than {MAX_RESPONSE_BYTES // 2**20} MiB "
-                        f"(HTTP {response.status_code}); refused.",
-                        status_code=502, provider=label)
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("reply not complete within the timeout")
+            try:
+                for piece in decoder.decode_stream(response.iter_raw()):
+                    # Counted as they come out of the decoder, a bounded piece at a time: a few KB of
+                    # stacked gzip never gets to inflate to gigabytes before the cap applies.
+                    chunks.append(piece)
+                    size += len(piece)
+                    if size > cap:
+                        if is_error:
+                            truncated = True
+                            break
+                        raise ProviderError(
+                            f"{label} sent a reply larger than {MAX_RESPONSE_BYTES // 2**20} MiB "
+                            f"(HTTP {status}, counted decoded); refused.",
+                            status_code=502, provider=label)
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("reply not complete within the timeout")
+            except zlib.error:
+                undecodable = True
+            else:
+                undecodable = False
+            if undecodable:   # raised outside the except: zlib's message quotes nothing, but stay plain
+                raise ProviderError(f"{label} sent a reply (HTTP {status}) whose Content-Encoding "
+                                    f"could not be decoded.", status_code=502, provider=label)
         finally:
             response.close()
     finally:
@@ -294,6 +312,63 @@ def _url_problem(exc: BaseException) -> str:
     return f"the URL is malformed ({detail[:200]})"
 
 
+DECODE_STEP = 64 * 1024   # bytes a decoder layer may produce per step
+
+
+class BoundedDecoder:
+    """Undoes ``Content-Encoding`` (gzip, deflate, stacked in any order and number) a step of at
+    most ``DECODE_STEP`` bytes at a time, so whoever iterates can stop at a size cap.
+
+    httpx's own decoders inflate each received chunk whole, through every layer: 3.5 KB of
+    ``gzip, gzip`` becomes gigabytes in one call. Encodings we do not know (only ``gzip`` and
+    ``deflate`` are asked for, see :func:`exchange`) are left as they are, as httpx does; the body
+    then fails to parse as JSON and is reported as a malformed reply.
+    """
+
+    def __init__(self, encodings: list[str]) -> None:
+        names = [e.strip().lower() for e in encodings if e.strip()]
+        # Applied in the order listed, so undone in reverse.
+        self._layers = [_Layer(name) for name in reversed(names) if name in ("gzip", "x-gzip", "deflate")]
+
+    def decode_stream(self, raw_chunks: Iterable[bytes]) -> Iterable[bytes]:
+        for chunk in raw_chunks:
+            yield from self._through(0, chunk)
+        for index in range(len(self._layers)):       # what each layer still holds
+            yield from self._through(index, b"")
+
+    def _through(self, index: int, data: bytes) -> Iterable[bytes]:
+        if index == len(self._layers):
+            if data:
+                yield data
+            return
+        for piece in self._layers[index].steps(data):
+            yield from self._through(index + 1, piece)
+
+
+class _Layer:
+    """One ``zlib`` decompressor fed bounded steps (gzip, or deflate with or without the zlib
+    wrapper, as httpx accepts both)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._inflater: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if name != "deflate" else None
+
+    def steps(self, data: bytes) -> Iterable[bytes]:
+        if self._inflater is None:
+            if not data:
+                return
+            zlib_wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+            self._inflater = zlib.decompressobj(zlib.MAX_WBITS if zlib_wrapped else -zlib.MAX_WBITS)
+        inflater = self._inflater
+        while not inflater.eof:
+            out = inflater.decompress(data, DECODE_STEP)
+            data = inflater.unconsumed_tail
+            if out:
+                yield out
+            elif not data:
+                return
+
+
 def _unsendable_header_message(exc: UnicodeEncodeError) -> str:
     """Why a header could not be encoded, without the header: httpx's ``UnicodeEncodeError``
     carries the whole value (``Bearer <key>``) in its ``args``/``object``."""
@@ -312,21 +387,41 @@ def post_json(client: Any, url: str, *, headers: dict[str, str], body: bytes, la
     transport failures and redirects. Error statuses are returned, not raised: the caller knows
     the provider and maps them with :func:`error_from_reply`.
 
-    Bounded in time and size as :func:`exchange` says.
+    Bounded in time and size as :func:`exchange` says. A transport error is raised outside the
+    ``except`` block, so the ``ProviderError`` has no ``__context__``: httpx's exception holds the
+    request, and the request holds the ``Authorization`` header.
     """
     import httpx
 
+    failure: ProviderError | None = None
     try:
         reply = exchange(client, "POST", url, headers=headers, body=body, label=label, timeout=timeout)
     except httpx.HTTPError as exc:
-        raise transport_error(exc, url=url, label=label, secrets=secrets, timeout=timeout) from None
+        failure = transport_error(exc, url=url, label=label, secrets=secrets, timeout=timeout)
+    if failure is not None:
+        raise failure
     if 300 <= reply.status < 400:
         location = reply.headers.get("location", "(no Location header)")
-        raise ProviderError(
-            scrub(f"{label} answered HTTP {reply.status} redirecting to {location}; byok_nb never "
-                  f"follows redirects — use the final URL instead.", secrets),
-            status_code=502, provider=label)
+        raise clean_error(f"{label} answered HTTP {reply.status} redirecting to {quoted(location)}; "
+                          f"byok_nb never follows redirects — use the final URL instead.",
+                          secrets, status_code=502, provider=label)
     return reply
+
+
+def quoted(value: str, limit: int = 200) -> str:
+    """A header value for a message: shortened (a header can be kilobytes); scrubbed by the
+    caller with the rest of the message."""
+    return shorten(value, limit)
+
+
+def clean_error(message: str, secrets: Iterable[str], *, status_code: int,
+                provider_message: str | None = None, provider: str | None = None) -> ProviderError:
+    """A ``ProviderError`` whose texts have passed the scrubber: everything taken from a reply
+    (status, headers, body) reaches an error only through here or :func:`shown`."""
+    secrets = list(secrets)
+    return ProviderError(scrub(message, secrets), status_code=status_code,
+                         provider_message=None if provider_message is None else scrub(provider_message, secrets),
+                         provider=provider)
 
 
 def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[str],
@@ -356,15 +451,41 @@ def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[s
         kind = "failed"
     where = label if label.endswith(" endpoint") else f"{label} endpoint"   # no "endpoint endpoint"
     message = f"{where} {url} {kind}: {detail}"
-    return ProviderError(scrub(message, secrets), status_code=502,
-                         provider_message=scrub(detail, secrets), provider=label)
+    return clean_error(message, secrets, status_code=502, provider_message=detail, provider=label)
+
+
+MAX_JSON_DEPTH = 200   # far deeper than any real reply; deeper is an attack on the parser
+
+
+def loads_bounded(data: bytes | str) -> Any:
+    """``json.loads`` for text from a provider: ``ValueError`` (never ``RecursionError``) for JSON
+    nested deeper than ``MAX_JSON_DEPTH``, so neither the parse nor any later walk over the value
+    (``json.dumps``, ``repr``) can exhaust the stack."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if isinstance(value, (dict, list)) and _deeper_than(value, MAX_JSON_DEPTH):
+        raise ValueError("JSON nested too deeply")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def provider_message_from_body(body: bytes | str) -> str:
     """The provider's own error text out of an error body (see module doc), untruncated."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        data = json.loads(text)
+        data = loads_bounded(text)
     except ValueError:
         return text.strip()
     if isinstance(data, dict):
@@ -388,22 +509,46 @@ def _as_text(value: Any) -> str:
 
 def error_from_reply(reply: HttpReply, *, label: str, secrets: Iterable[str]) -> ProviderError:
     """A ``ProviderError`` carrying the provider's status and its own (scrubbed, shortened) text."""
+    secrets = list(secrets)
     provider_message = provider_message_from_body(reply.content) or _reason(reply.status)
     provider_message = shown(provider_message, secrets)
     extra = ""
     retry_after = reply.headers.get("retry-after")
     if reply.status == 429 and retry_after:
-        extra = f" (Retry-After: {retry_after} s)"
-    return ProviderError(f"{label} returned HTTP {reply.status}: {provider_message}{extra}",
-                         status_code=reply.status, provider_message=provider_message, provider=label)
+        extra = f" (Retry-After: {quoted(retry_after)} s)"
+    return clean_error(f"{label} returned HTTP {reply.status}: {provider_message}{extra}", secrets,
+                       status_code=reply.status, provider_message=provider_message, provider=label)
 
 
 def malformed_reply(reply: HttpReply, *, label: str, secrets: Iterable[str], why: str) -> ProviderError:
     """A 2xx reply we cannot read: status 502, the first 4,000 characters shown."""
     # At most 4 bytes a character: this prefix holds everything that can be shown.
+    secrets = list(secrets)
     text = shown(reply.content[:4 * MAX_SHOWN_CHARS + 8192].decode("utf-8", "replace"), secrets)
-    return ProviderError(f"{label} returned a malformed reply (HTTP {reply.status}, {why}): {text}",
-                         status_code=502, provider_message=text, provider=label)
+    return clean_error(f"{label} returned a malformed reply (HTTP {reply.status}, {why}): {text}", secrets,
+                       status_code=502, provider_message=text, provider=label)
+
+
+# What reading an odd reply shape raises: a missing key or index, a value of the wrong type
+# (``[{"text": 5}]``), a method on the wrong type, bad JSON or JSON nested too deep.
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError, RecursionError)
+
+
+class ReplyShape(ValueError):
+    """Raised by a parser with its own short description of what is missing or wrong."""
+
+
+def shape_problem(exc: BaseException) -> str:
+    """A short description of why a reply could not be read (no values from it: they may echo a key)."""
+    if isinstance(exc, ReplyShape):
+        return str(exc)
+    if isinstance(exc, RecursionError) or "too deeply" in str(exc):
+        return "JSON nested too deeply"
+    if isinstance(exc, (KeyError, IndexError)):
+        return "a field is missing"
+    if isinstance(exc, ValueError):
+        return "a value is invalid"
+    return "a field has the wrong type"
 
 
 def _reason(status: int) -> str:
