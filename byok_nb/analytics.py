@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 USAGE_COLUMNS = ["ts", "org", "project", "workflow", "field", "model", "model_type", "provider",
-                 "input_tokens", "output_tokens", "latency_ms", "ok", "cost_usd"]
+                 "input_tokens", "output_tokens", "latency_ms", "ok", "cost_usd", "usage_unknown"]
 # A report dimension and the rollup columns it groups by (a workflow name is unique per project).
 REPORT_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "model": ("model", "model_type", "provider"),
@@ -59,6 +59,11 @@ REPORT_VALUES = ["calls", "input_tokens", "output_tokens", "cost_usd", "untracke
 MODEL_TYPES = ("platform", "custom")
 _US_PER_DAY = 86_400_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# A call whose provider reported implausible token counts (see ChatResult.usage_unknown) is logged
+# with this in both token columns: read back as missing, never summed. The rollup adds no tokens for
+# it and files it as unpriced, so it counts among the calls whose cost is unknown (A-2).
+UNKNOWN_TOKENS = -1
+MAX_TOKENS_PER_CALL = 10**9   # as byok_nb.providers.base: more in one call is not a real count
 _TEXT_LIMITS = {"project": 128, "workflow": 256, "field": 256, "model": 512, "provider": 32, "user": 256}
 
 
@@ -71,8 +76,10 @@ def record_usage_batch(session_or_registry: "Session | Registry", rows: Iterable
 
     ``model`` (required: platform id or custom slug), ``ts`` (datetime — naive means UTC —, ISO
     text or epoch seconds; default now), ``project``, ``workflow``, ``field``, ``user`` (text,
-    optional), ``input_tokens``, ``output_tokens`` (ints >= 0, default 0), ``latency_ms`` (number
-    or None), ``ok`` (bool, default True), ``error`` (short text for failed calls),
+    optional), ``input_tokens``, ``output_tokens`` (ints from 0 to 10**9, default 0),
+    ``usage_unknown`` (bool, default False: True records the call with its token counts missing
+    and its cost unknown, as ``generate`` does when a provider reports implausible counts),
+    ``latency_ms`` (number or None), ``ok`` (bool, default True), ``error`` (short text for failed calls),
     ``model_type`` (``platform`` | ``custom``) and ``provider`` (looked up from the model when
     absent), and ``input_cost_per_token`` / ``output_cost_per_token``: when the keys are present
     their values are recorded as given (None = unpriced); when absent the model's current prices
@@ -168,6 +175,9 @@ class _Preparer:
         if model_type is not None and model_type not in MODEL_TYPES:
             raise InvalidRequest(f"{where}: model_type must be 'platform' or 'custom'")
         error = raw.get("error")
+        unknown = raw.get("usage_unknown", False)
+        if type(unknown) is not bool:
+            raise InvalidRequest(f"{where}: usage_unknown must be True or False")
         out = {
             "org_id": org_id, "ts_us": ts_us, "day": day,
             "user_name": self._text(raw.get("user", self.default_user), "user", where),
@@ -177,8 +187,8 @@ class _Preparer:
             "model": self._text(model.strip(), "model", where),
             "model_type": model_type,
             "provider": self._text(raw.get("provider"), "provider", where) or None,
-            "input_tokens": self._tokens(raw.get("input_tokens"), "input_tokens", where),
-            "output_tokens": self._tokens(raw.get("output_tokens"), "output_tokens", where),
+            "input_tokens": UNKNOWN_TOKENS if unknown else self._tokens(raw.get("input_tokens"), "input_tokens", where),
+            "output_tokens": UNKNOWN_TOKENS if unknown else self._tokens(raw.get("output_tokens"), "output_tokens", where),
             "latency_ms": latency, "ok": ok,
             "error": None if error is None else str(error)[:128],
             "_priced_given": "input_cost_per_token" in raw or "output_cost_per_token" in raw,
@@ -224,7 +234,13 @@ class _Preparer:
 
     @staticmethod
     def _tokens(value: Any, name: str, where: str) -> int:
-        return 0 if value is None else _check_tokens(f"{where}: {name}", value)
+        if value is None:
+            return 0
+        count = _check_tokens(f"{where}: {name}", value)
+        if count > MAX_TOKENS_PER_CALL:   # one call's count: more would only corrupt the sums
+            raise InvalidRequest(f"{where}: {name} must be at most {MAX_TOKENS_PER_CALL:_} for one call "
+                                 f"(give usage_unknown=True when the real count is not known)")
+        return count
 
     @staticmethod
     def _text(value: Any, name: str, where: str) -> str:
@@ -329,16 +345,18 @@ def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
     log_params = []
     for row in rows:
         log_params.append(tuple([row[c] for c in _LOG_COLUMNS]))
+        unknown = row["input_tokens"] == UNKNOWN_TOKENS
         key = (row["org_id"], row["day"], row["project"], row["workflow"], row["field"], row["model"],
-               row["model_type"], row["provider"], row["input_cost_per_token"] or "",
-               row["output_cost_per_token"] or "")
+               row["model_type"], row["provider"], "" if unknown else row["input_cost_per_token"] or "",
+               "" if unknown else row["output_cost_per_token"] or "")
         t = totals.get(key)
         if t is None:
             t = totals[key] = [0, 0, 0, 0]
         t[0] += 1
         t[1] += not row["ok"]
-        t[2] += row["input_tokens"]
-        t[3] += row["output_tokens"]
+        if not unknown:
+            t[2] += row["input_tokens"]
+            t[3] += row["output_tokens"]
     if conn.dialect.name == "sqlite":
         # The driver's executemany straight away: SQLAlchemy's per-row parameter processing would
         # be most of the cost of recording (F-2). Booleans are stored as 0/1 as SQLAlchemy would.
@@ -390,7 +408,8 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
     Columns: ``ts`` (UTC), ``org``, ``project``, ``workflow``, ``field``, ``model``, ``model_type``,
     ``provider``, ``input_tokens``, ``output_tokens`` (Int64), ``latency_ms``, ``ok``, ``cost_usd``
     (float USD at the prices recorded with the call; NaN when the model had no price, 0 only when
-    it is free).
+    it is free) and ``usage_unknown`` (True when the provider reported token counts that cannot be
+    real: the call counts, its token columns are missing and its cost is NaN).
     ``since`` / ``until`` (datetime — naive means UTC —, ISO text or epoch seconds) keep the calls
     with ``since <= ts < until``; a large log is best read a window at a time (totals over all of
     it come from :func:`cost_report`, which does not read the log).
@@ -425,8 +444,9 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
         frame[name] = raw[name].astype(object).where(raw[name] != "", None)
     for name in ("model", "model_type", "provider"):
         frame[name] = raw[name].astype(object)
-    frame["input_tokens"] = counts(raw["input_tokens"])
-    frame["output_tokens"] = counts(raw["output_tokens"])
+    unknown = (raw["input_tokens"].astype("int64") == UNKNOWN_TOKENS).to_numpy()
+    frame["input_tokens"] = counts(raw["input_tokens"]).mask(unknown)     # missing, never -1
+    frame["output_tokens"] = counts(raw["output_tokens"]).mask(unknown)
     frame["latency_ms"] = raw["latency_ms"].astype("float64")
     frame["ok"] = raw["ok"].astype(bool)
     pin = _price_floats(raw["pin"])
@@ -435,6 +455,7 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
     tokens_out = frame["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(invalid="ignore"):
         frame["cost_usd"] = pd.Series(tokens_in * pin + tokens_out * pout, index=frame.index, dtype="float64")
+    frame["usage_unknown"] = unknown
     return frame[USAGE_COLUMNS]
 
 
@@ -463,7 +484,8 @@ def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFr
 
     One row a group with its key column(s) and ``calls``, ``input_tokens``, ``output_tokens`` (Int64),
     ``cost_usd`` (float; the cost of the priced calls, NaN when none was priced),
-    ``untracked_calls`` (calls whose model had no price), ``failed_calls`` and ``cost_usd_exact``
+    ``untracked_calls`` (calls whose cost is unknown: the model had no price, or the provider
+    reported implausible token counts, which are not summed), ``failed_calls`` and ``cost_usd_exact``
     (the same cost as an exact Decimal, None when no call was priced). Read from the rollup and
     priced vectorized with exact integer arithmetic. ``day`` groups are UTC dates (datetime64).
     Sorted by day for ``by="day"``, else most expensive first.

@@ -112,7 +112,7 @@ def generate(session: "Session", workflow: Any, field: str, messages: Any, **opt
         raise
     latency_ms = result.latency_ms or (time.perf_counter() - started) * 1000
     _record(session, row, ok=True, latency_ms=latency_ms, input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens)
+            output_tokens=result.output_tokens, usage_unknown=result.usage_unknown)
     return Completion(text=result.text, json=_parse_json(result.text) if schema is not None else None,
                       tool_calls=list(result.tool_calls), input_tokens=result.input_tokens,
                       output_tokens=result.output_tokens, latency_ms=latency_ms, model=ref)
@@ -136,11 +136,12 @@ def _request(session: "Session", model: "ModelInfo", msgs: list[dict[str, Any]],
 
 def _record(session: "Session", row: dict[str, Any], *, ok: bool, latency_ms: float,
             input_tokens: int | None = None, output_tokens: int | None = None,
-            error: BaseException | None = None) -> None:
+            usage_unknown: bool = False, error: BaseException | None = None) -> None:
     from .analytics import _record as record
 
+    # Counts were validated by ChatResult: implausible ones arrive as usage_unknown, not as numbers.
     full = dict(row, ok=ok, latency_ms=latency_ms, input_tokens=input_tokens or 0,
-                output_tokens=output_tokens or 0)
+                output_tokens=output_tokens or 0, usage_unknown=usage_unknown)
     if error is not None:
         # The class and status only: provider text may quote the request, never store it.
         status = getattr(error, "status_code", None)
@@ -208,7 +209,9 @@ def _parse_json(text: str) -> Any:
     fenced = _FENCE.match(candidate)
     if fenced:
         candidate = fenced.group(1)
+    from .providers.transport import loads_bounded
+
     try:
-        return json.loads(candidate)
+        return loads_bounded(candidate)   # a reply nested too deeply counts as not JSON
     except ValueError:
         return None

@@ -21,8 +21,9 @@ from .domain import (
     CAPABILITY_FLAGS, ROLES, CapabilityProbe, ConnectionTest, CustomModel, DeleteResult, Member,
     ModelDraft, Org, PlatformModel, Project, RotationReport,
 )
+from .clean_errors import clean_failures
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
-from .secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, stored_secret_state
+from .secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, scrub, stored_secret_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -462,6 +463,7 @@ class Session:
         return frame
 
     # -- managing models -------------------------------------------------------------------------
+    @clean_failures
     def add_model(self, draft: Any = None, /, *, test: bool = True, **fields: Any) -> CustomModel:
         """Register a custom model; with ``test=True`` (default) Test Connection runs first and a
         failure raises ProviderError without saving anything. Takes a ModelDraft, a dict or keyword
@@ -486,6 +488,7 @@ class Session:
             warnings.warn(message, RegistryWarning, stacklevel=2)
         return self._save_new(values, secret, reuse_note)
 
+    @clean_failures
     def test_connection(self, draft: Any = None, /, **overrides: Any) -> ConnectionTest:
         """Run Test Connection: one tiny request to the provider. Takes a draft (ModelDraft, dict or
         keywords) or, given a slug, a saved model with optional overrides (blank credentials = the
@@ -503,6 +506,7 @@ class Session:
         return self._run_test(self._target_from_values(values, secret), values,
                               audit_slug=slug, model_id=model_id)
 
+    @clean_failures
     def probe_capabilities(self, model: Any = None, /, **overrides: Any) -> CapabilityProbe:
         """Try JSON mode, tool use, vision and reasoning with tiny requests and *suggest* capability
         flags with the evidence. Takes what ``test_connection`` takes: a slug (with optional edit
@@ -557,6 +561,7 @@ class Session:
         values, secret, _ = self._validated_draft(d, need_slug=False)
         return values, secret, values.get("slug"), None, None
 
+    @clean_failures
     def update_model(self, slug: str, /, **changes: Any) -> CustomModel:
         """Change a custom model: only the named fields change; a blank secret keeps the stored one,
         a new one replaces it. The slug and provider are permanent. ``remove_api_key=True``
@@ -657,6 +662,7 @@ class Session:
         from . import workflows
         return workflows.seed_assignments_csv(self, path_or_file)
 
+    @clean_failures
     def generate(self, workflow: str, field: str, messages: Any, **options: Any):
         """Call the model assigned to a workflow field with a prompt string or OpenAI-style message
         dicts, applying the field's tools, structured output, images and reasoning. Returns a
@@ -1151,7 +1157,12 @@ class Session:
             result = ConnectionTest(ok=False, message=exc.message, status_code=exc.status_code)
         else:
             result = self._priced(outcome, values)
-        self._audit("test", audit_slug, model_id, {"ok": result.ok, "message": result.message})
+        # The message quotes the provider; it is shown, and stored in the audit log: both get only
+        # scrubbed text, whichever path produced it.
+        message = scrub(result.message, target.secrets())
+        if message != result.message:
+            result = result.model_copy(update={"message": message})
+        self._audit("test", audit_slug, model_id, {"ok": result.ok, "message": message})
         return result
 
     @staticmethod

@@ -57,6 +57,15 @@ class ChatRequest:
     reasoning: dict[str, Any] | None = None
 
 
+MAX_TOKENS_PER_CALL = 10**9   # no model reads or writes more in one call; more is a lie or a bug
+
+
+def plausible_token_count(value: Any) -> bool:
+    """A token count a provider may report for one call: an ``int`` (not a bool, not a float) from
+    0 to ``MAX_TOKENS_PER_CALL``."""
+    return type(value) is int and 0 <= value <= MAX_TOKENS_PER_CALL
+
+
 @dataclass
 class ChatResult:
     text: str
@@ -69,6 +78,23 @@ class ChatResult:
     # the reasoning text it returned and the reasoning-token count of the usage block.
     reasoning_text: str = ""
     reasoning_tokens: int | None = None
+    # True when the provider reported token counts that cannot be real (negative, huge, not whole
+    # numbers): they are dropped (None) so no total is corrupted, and the call is recorded as one
+    # whose usage is unknown.
+    usage_unknown: bool = False
+
+    def __post_init__(self) -> None:
+        # Every adapter's counts pass here, as the provider sent them.
+        counts = {name: getattr(self, name) for name in ("input_tokens", "output_tokens")}
+        for name, value in counts.items():
+            if value is not None and not plausible_token_count(value):
+                setattr(self, name, None)
+                self.usage_unknown = True
+        if self.usage_unknown:
+            # One implausible count makes the other suspect too: both unknown, never half a record.
+            self.input_tokens = self.output_tokens = None
+        if self.reasoning_tokens is not None and not plausible_token_count(self.reasoning_tokens):
+            self.reasoning_tokens = None
 
     def replace(self, **changes: Any) -> "ChatResult":
         return dataclasses.replace(self, **changes)

@@ -14,7 +14,10 @@ streamed without buffering it. One :class:`FaultServer` plays one fault on every
 * ``huge_chunked``       -- a 200 with a chunked body that never declares its length;
 * ``malformed``          -- 200 with a body that is not JSON;
 * ``rate_limited``       -- 429 with ``Retry-After``;
-* ``server_error``       -- a 5xx (``status``) with a provider-shaped error body.
+* ``server_error``       -- a 5xx (``status``) with a provider-shaped error body;
+* ``canned``             -- whatever ``respond(head, body)`` returns: ``(status, headers, body)``,
+  the headers sent as given (``Content-Length`` added when missing) — a reply that echoes what it
+  got, a reply of an odd shape, a compression bomb (see :func:`gzip_bomb`).
 
 Every fault stops when the client goes away or the server is stopped, so a test that gave up
 leaves no thread writing forever.
@@ -37,7 +40,7 @@ CONVERSE_OK = {"output": {"message": {"role": "assistant", "content": [{"text": 
                "metrics": {"latencyMs": 1}}
 MODES = ("ok", "reset_after_headers", "close_after_headers", "reset_before_reply", "drip_body",
          "drip_headers", "huge_ok", "huge_error", "huge_chunked", "malformed", "rate_limited",
-         "server_error")
+         "server_error", "canned")
 
 
 class FaultServer:
@@ -45,7 +48,7 @@ class FaultServer:
 
     def __init__(self, mode: str, *, bedrock: bool = False, status: int = 503,
                  retry_after: str = "17", drip_interval: float = 0.2,
-                 huge_bytes: int = 50 * 2**20) -> None:
+                 huge_bytes: int = 50 * 2**20, respond: Any = None) -> None:
         if mode not in MODES:
             raise ValueError(mode)
         self.mode = mode
@@ -54,6 +57,7 @@ class FaultServer:
         self.retry_after = retry_after
         self.drip_interval = drip_interval
         self.huge_bytes = huge_bytes
+        self.respond = respond
         self.requests: list[tuple[bytes, bytes]] = []   # (head, body) of each request
         self.bytes_sent = 0
         self._stop = threading.Event()
@@ -189,6 +193,13 @@ class FaultServer:
     def _answer(self, conn: socket.socket) -> bool:
         """Play the fault; False when the connection must not be reused."""
         mode = self.mode
+        if mode == "canned":
+            status, headers, body = self.respond(*self.requests[-1])
+            headers = dict(headers)
+            if not any(k.lower() in ("content-length", "transfer-encoding") for k in headers):
+                headers["Content-Length"] = str(len(body))
+            self._send(conn, self._head(status, "Canned", headers) + body)
+            return True
         if mode == "ok":
             return self._reply(conn, 200, "OK", json.dumps(CONVERSE_OK if self.bedrock else OPENAI_OK).encode())
         if mode in ("reset_after_headers", "close_after_headers"):
@@ -270,3 +281,34 @@ class FaultServer:
             piece = block[:remaining]
             self._send(conn, piece)
             remaining -= len(piece)
+
+
+def request_header(head: bytes, name: str) -> str:
+    """The value of header ``name`` in a raw request head ("" when absent)."""
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.lower().encode():
+            return value.strip().decode("latin-1")
+    return ""
+
+
+def gzip_bomb(inflated: int, layers: int = 2, *, last: str = "gzip") -> bytes:
+    """``inflated`` zero bytes gzip-compressed ``layers`` times (the outermost with ``last``:
+    "gzip" or "deflate"): a few KB that a decoder inflating whole turns back into ``inflated``
+    bytes. Built a MiB at a time, so making it never holds the inflated size."""
+    import zlib
+
+    def compress(chunks, wbits):
+        packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+        for chunk in chunks:
+            out = packer.compress(chunk)
+            if out:
+                yield out
+        yield packer.flush()
+
+    block = bytes(2**20)
+    stream = (block[: min(len(block), inflated - i)] for i in range(0, inflated, len(block)))
+    for layer in range(layers):
+        wbits = 31 if (layer < layers - 1 or last == "gzip") else 15   # 31: gzip, 15: zlib (deflate)
+        stream = compress(stream, wbits)
+    return b"".join(stream)
