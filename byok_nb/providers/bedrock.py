@@ -43,8 +43,8 @@ from .egress import EgressPolicy
 from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
-from .transport import (MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error, quoted, scrub,
-                        shape_problem, shorten, shown)
+from .transport import (MAX_JSON_DEPTH, MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error,
+                        loads_bounded, quoted, shape_problem, shorten, shown)
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -314,9 +314,30 @@ def _httpx_sender(http_client: Callable[[], Any], timeout: float) -> Callable[..
                    for name, value in request.headers.items()}
         reply = exchange(http_client(), request.method, request.url, headers=headers,
                          body=body or b"", label=LABEL, timeout=timeout)
-        return AWSResponse(request.url, reply.status, dict(reply.headers.items()), _Body(reply.content))
+        return AWSResponse(request.url, reply.status, dict(reply.headers.items()),
+                           _Body(_parsable(reply.status, reply.content)))
 
     return send
+
+
+def _parsable(status: int, content: bytes) -> bytes:
+    """``content``, unless it is JSON nested too deeply for botocore's parser (which recurses):
+    then a 2xx is refused here, and an error reply's body is replaced by a note, so botocore still
+    reports the provider's status and error type."""
+    if content.count(b"[") + content.count(b"{") <= MAX_JSON_DEPTH:
+        return content     # cannot be nested deeper: skip the second parse
+    try:
+        loads_bounded(content)
+    except ValueError as exc:
+        deep = "too deeply" in str(exc)
+    else:
+        deep = False
+    if not deep:
+        return content
+    if status < 400:
+        raise ProviderError("Bedrock returned a malformed reply: JSON nested too deeply",
+                            status_code=502, provider=LABEL)
+    return json.dumps({"message": "(the error body is JSON nested too deeply to read)"}).encode()
 
 
 # -- request translation ---------------------------------------------------------------------------
