@@ -6,8 +6,8 @@ and their fragments and encodings, and collectors for every surface a secret cou
   as well as scrubbing by *shape*), plus master keys.
 * :class:`LeakSearch` — what counts as a leak of a secret: the verbatim value, any 12-character
   window of it, its URL-encoded, JSON-escaped, hex and base64 forms (base64 at all three byte
-  alignments, so a secret inside a larger base64 blob is found too), UTF-16 in byte haystacks, and
-  a master key's raw 32 bytes. ``****`` + last 4 (C-3's mask) is 8 characters: never a window.
+  alignments, so a secret inside a larger base64 blob is found too), any of these in another
+  case, HTML-escaped or \\u-escaped, UTF-16 in byte haystacks, and a master key's raw 32 bytes. ``****`` + last 4 (C-3's mask) is 8 characters: never a window.
 * :class:`Evidence` — texts per surface: returned objects (repr, str, ``model_dump``,
   ``model_dump_json``, DataFrame ``to_string``/``to_csv``/``to_json``/``to_html``, IPython
   ``_repr_*_``), every exception (str, repr, args, ``vars``, the ``__cause__``/``__context__``
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
 import logging
 import re
@@ -178,6 +179,7 @@ class Hit:
         return f"[{self.surface}] {self.label}: {self.kind} as {self.form}: …{self.context}…"
 
 
+_U_ESCAPE = re.compile(r"\\[uU]([0-9a-fA-F]{4})")
 GRAM = WINDOW // 2     # every 12-char match contains a 6-gram that starts at a multiple of 6
 
 
@@ -193,10 +195,15 @@ class LeakSearch:
     UTF-16 forms and the master keys' raw 32 bytes. Any ``LEAKCANARY`` (any case) is a hit too.
     """
 
-    def __init__(self, secrets: Iterable[Secret], master_keys: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[Secret], master_keys: Iterable[str] = (), *,
+                 _fold: bool = True) -> None:
         from byok_nb.secrets import decode_master_key
 
         self.secrets = list(secrets)
+        # Echoes in another case, HTML-escaped or \u-escaped are found by searching the text
+        # decoded that way (see _variants); another case against the secrets lower-cased.
+        self._folded = (LeakSearch([Secret(s.kind, s.value.lower()) for s in self.secrets], _fold=False)
+                        if _fold else None)
         targets: dict[str, Needle] = {}
 
         def add(kind: str, form: str, text: str) -> None:
@@ -236,7 +243,28 @@ class LeakSearch:
 
     def in_text(self, text: str) -> list[tuple[Needle, int, int]]:
         """(needle, start, length) of each leak; the needle's form says "12+-char fragment" when
-        less than the whole target matched."""
+        less than the whole target matched. A leak found only in a decoded variant of ``text``
+        (upper-cased, HTML- or \\u-escaped) has start -1: its place in ``text`` is not known."""
+        found = self._in_text(text)
+        if found or self._folded is None:
+            return found
+        for label, variant, search in self._variants(text):
+            hits = search._in_text(variant)
+            if hits:
+                return [(Needle(n.kind, f"{n.form}, {label}", n.text), -1, length) for n, _, length in hits]
+        return []
+
+    def _variants(self, text: str):
+        if "&" in text:
+            unescaped = html.unescape(text)
+            if unescaped != text:
+                yield "HTML-escaped", unescaped, self
+                yield "HTML-escaped, another case", unescaped.lower(), self._folded
+        if "\\u" in text or "\\U" in text:
+            yield "\\u-escaped", _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text), self
+        yield "in another case", text.lower(), self._folded
+
+    def _in_text(self, text: str) -> list[tuple[Needle, int, int]]:
         found: dict[tuple[int, int], tuple[Needle, int, int]] = {}
         for run in self._runs.finditer(text):
             token, base = run.group(), run.start()
@@ -283,6 +311,8 @@ class LeakSearch:
 
     @staticmethod
     def context(text: str, needle: Needle, at: int, length: int, width: int = 70) -> str:
+        if at < 0:   # found in a decoded variant: name it without quoting the secret
+            return f"«{needle.kind}/{needle.form}» somewhere in {text[:width]!r}…"
         return (text[max(0, at - width):at] + f"«{needle.kind}/{needle.form}»"
                 + text[at + length:at + length + width])
 

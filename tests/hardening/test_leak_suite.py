@@ -25,6 +25,7 @@ browser renders), every kernel message, and the Voila log.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -75,6 +76,21 @@ class EchoProvider(FakeOpenAIProvider):
         "500 huge body, key at the 4,000-character cut": lambda t: Reply(
             500, "e" * 3990 + t + "f" * 6000, {"Content-Type": "text/html"}),
         "500 JSON detail": lambda t: Reply(500, {"detail": [{"msg": "bad auth", "input": t}]}),
+        # Headers are provider text too, and an echo is often encoded or cut.
+        "429 with the Authorization header in Retry-After": lambda t: Reply(
+            429, {"error": {"message": "slow down"}}, {"Retry-After": f"Bearer {t}"}),
+        "429 with the key base64-encoded in Retry-After": lambda t: Reply(
+            429, {"error": {"message": "slow down"}}, {"Retry-After": base64.b64encode(t.encode()).decode()}),
+        "401 quoting the key upper-cased": lambda t: openai_error(401, f"INVALID API KEY: {t.upper()}"),
+        "401 quoting the key as HEX": lambda t: openai_error(401, f"key digest {t.encode().hex().upper()}"),
+        "401 quoting the key base64-encoded with a prefix": lambda t: openai_error(
+            401, "auth " + base64.b64encode(b"user:" + t.encode()).decode()),
+        "403 HTML page quoting the key HTML-escaped": lambda t: Reply(
+            403, "<p>denied for " + "".join(f"&#{ord(ch)};" for ch in t) + "</p>", {"Content-Type": "text/html"}),
+        "403 plain text quoting the key \\u-escaped": lambda t: Reply(
+            403, "denied: " + "".join(f"\\u{ord(ch):04x}" for ch in t)),
+        "403 quoting the key's last 14 characters in a long token": lambda t: Reply(
+            403, f"denied: token=zzzzzzzzzz{t[-14:]}"),
     }
 
     def __init__(self) -> None:
@@ -215,6 +231,9 @@ def test_c3_leak_search_finds_every_form_and_allows_the_mask(canaries):
         "JSON with escaped slash": json.dumps({"k": secret}).replace("/", "\\/"),
         "base64 inside a blob": base64.b64encode(b"xy:" + secret.encode() + b":z").decode(),
         "hex": secret.encode().hex(),
+        "upper-cased": f"KEY {secret.upper()}",
+        "HTML entities": "".join(f"&#{ord(ch)};" for ch in secret),
+        "\\u-escaped": "".join(f"\\u{ord(ch):04X}" for ch in secret),
         "Together key fragment": canaries.together[25:45],
         "master key": f"BYOK_NB_MASTER_KEY={canaries.master_key}",
         "master key raw hex": raw_master.hex(),
