@@ -323,7 +323,7 @@ def test_p5_sync_error_body_becomes_provider_error(openrouter, tmp_path):
         sync_platform_catalog(base_url=openrouter.base_url, api_key="sk-or-v1-secret", path=path)
     err = info.value
     assert err.status_code == 401
-    assert err.provider_message == "No auth credentials found for key ****"
+    assert err.provider_message == "No auth credentials found for key [REDACTED]"   # secrets.scrub
     assert "No auth credentials found" in err.message and "sk-or-v1-secret" not in err.message
     assert err.provider == "openrouter"
     assert not path.exists()  # nothing written on failure

@@ -35,6 +35,7 @@ from byok_nb.catalog.loader import (
     load_platform_models,
 )
 from byok_nb.domain import PlatformModel
+from byok_nb.clean_errors import clean_failures
 from byok_nb.errors import InvalidRequest, ProviderError
 
 __all__ = [
@@ -54,6 +55,7 @@ _EFFORT_VENDORS = ("openai/", "x-ai/")
 _PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token")
 
 
+@clean_failures
 def sync_platform_catalog(
     base_url: str | None = None,
     api_key: str | SecretStr | None = None,
@@ -223,32 +225,43 @@ def serialize_catalog(models: Iterable[PlatformModel], *, source: str, generated
 # -- internals --------------------------------------------------------------------------------
 
 def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, Any]]:
+    """OpenRouter's model list by id. The reply is read as a provider call's is (bounded in time and
+    decoded size, see ``transport.exchange``), and every text taken from it — body, ``Location`` —
+    passes the scrubber before it is shown."""
+    from byok_nb.providers.transport import exchange, loads_bounded
+    from byok_nb.secrets import scrub
+
+    secrets = [key] if key else []
     headers = {"Accept": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    failure: ProviderError | None = None
     try:
         with httpx.Client(follow_redirects=False, timeout=timeout) as client:
-            response = client.get(url, headers=headers)
+            response = exchange(client, "GET", url, headers=headers, body=b"",
+                                label="OpenRouter model list", timeout=timeout)
     except httpx.HTTPError as exc:
-        message = _scrub(f"{type(exc).__name__}: {exc}", key)
-        raise ProviderError(f"OpenRouter model list {url} failed: {message}",
-                            provider_message=message, provider="openrouter") from None
-    if response.is_redirect:
-        where = response.headers.get("location", "?")
-        message = f"redirect {response.status_code} to {where} not followed"
-        raise ProviderError(f"OpenRouter model list {url}: {message}", status_code=response.status_code,
+        message = scrub(f"{type(exc).__name__}: {exc}", secrets)
+        failure = ProviderError(f"OpenRouter model list {url} failed: {message}",
+                                provider_message=message, provider="openrouter")
+    if failure is not None:   # raised outside the except: httpx's error holds the request headers
+        raise failure
+    if 300 <= response.status < 400:
+        where = response.headers.get("location", "?")[:200]
+        message = scrub(f"redirect {response.status} to {where} not followed", secrets)
+        raise ProviderError(f"OpenRouter model list {url}: {message}", status_code=response.status,
                             provider_message=message, provider="openrouter")
-    if response.status_code >= 400:
-        message = _scrub(_error_message(response), key)
-        raise ProviderError(f"OpenRouter model list failed ({response.status_code}): {message}",
-                            status_code=response.status_code, provider_message=message, provider="openrouter")
     try:
-        body = response.json()
+        body = loads_bounded(response.content)
     except ValueError:
         body = None
+    if response.status >= 400:
+        message = scrub(_error_message(body, response), secrets)
+        raise ProviderError(f"OpenRouter model list failed ({response.status}): {message}",
+                            status_code=response.status, provider_message=message, provider="openrouter")
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
-        snippet = _scrub(response.text[:MAX_ERROR_CHARS], key)
+        snippet = scrub(response.text()[:MAX_ERROR_CHARS], secrets)
         raise ProviderError(f"OpenRouter model list {url}: unexpected response (no 'data' list): {snippet}",
                             provider_message=snippet, provider="openrouter")
     models: dict[str, Mapping[str, Any]] = {}
@@ -258,12 +271,10 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
     return models
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(body: Any, response: Any) -> str:
     """OpenRouter's own text: ``{"error": {"message": ...}}``, ``{"error": "..."}`` or the raw body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    from http import HTTPStatus
+
     message: Any = None
     if isinstance(body, dict):
         error = body.get("error")
@@ -274,12 +285,12 @@ def _error_message(response: httpx.Response) -> str:
         if message is None and isinstance(body.get("message"), str):
             message = body["message"]
     if not message:
-        message = response.text or response.reason_phrase or f"HTTP {response.status_code}"
+        try:
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = ""
+        message = response.text() or reason or f"HTTP {response.status}"
     return str(message)[:MAX_ERROR_CHARS]
-
-
-def _scrub(text: str, key: str) -> str:
-    return text.replace(key, "****") if key else text
 
 
 def _secret_value(value: str | SecretStr) -> str:

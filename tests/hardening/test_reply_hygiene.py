@@ -732,3 +732,32 @@ def test_c3_the_frame_walk_would_find_a_key_left_in_a_local():
     except ProviderError as exc:
         texts = reachable_texts(exc)
     assert any(UNSHAPED_KEY in t for t in texts)
+
+
+# -- the same rules for the catalogue sync (the operator's OpenRouter key) --------------------------------
+@pytest.mark.parametrize("reply", ["redirect echoing the key", "401 echoing the key hex", "gzip bomb"])
+def test_p5_p7_catalog_sync_reads_its_reply_like_a_provider_call(reply, canned, tmp_path):
+    from byok_nb.catalog.sync import sync_platform_catalog
+
+    key = "sk-or-v1-" + "0123456789abcdef" * 4
+
+    def respond(head: bytes, body: bytes):
+        sent = bearer(head)
+        if reply == "redirect echoing the key":
+            return 302, {"Location": f"http://127.0.0.1:9/login?key={sent}"}, b""
+        if reply == "401 echoing the key hex":
+            return json_reply(401, {"error": {"message": f"unknown key {sent.encode().hex()}"}})
+        return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip, gzip"}, bomb(64 * 2**20)
+
+    server = canned(respond)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProviderError) as caught:
+            sync_platform_catalog(base_url=server.url + "/api/v1", api_key=key, path=tmp_path / "cat.json")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_clean(f"{caught.value.message} {caught.value.provider_message}", key)
+    assert_nothing_reachable(caught.value, key)
+    assert peak < 3 * MAX_RESPONSE_BYTES + 8 * 2**20
+    assert not (tmp_path / "cat.json").exists()
