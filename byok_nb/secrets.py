@@ -316,8 +316,9 @@ KEY_SHAPES = re.compile(
 REDACTED = "[REDACTED]"
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with each given secret and every key-shaped string replaced by ``[REDACTED]``.
+def scrub(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> str:
+    """``text`` with each given secret and (unless ``shapes`` is False) every key-shaped string
+    replaced by ``[REDACTED]``.
 
     A provider, a proxy or a library that echoes a key rarely echoes it as it is, so each secret
     is found in every form it takes inside other text, character by character and in any mix:
@@ -339,7 +340,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     spans = [m.span() for _, runs in patterns for m in runs.finditer(text)]
     if spans:
         text = _redact_runs(text, spans)
-    return KEY_SHAPES.sub(REDACTED, text)
+    return KEY_SHAPES.sub(REDACTED, text) if shapes else text
 
 
 # One character of a key, or one escape of one: the unit of a "run" that a fragment redacts.

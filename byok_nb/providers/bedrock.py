@@ -44,7 +44,7 @@ from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
 from .transport import (MAX_JSON_DEPTH, MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error,
-                        loads_bounded, quoted, shape_problem, shorten, shown)
+                        loads_bounded, quoted, scrubbed_result, shape_problem, shorten, shown)
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -583,7 +583,7 @@ class BedrockAdapter:
             raise failure
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            return self._parse(response, json_tool, latency_ms, warnings)
+            return scrubbed_result(self._parse(response, json_tool, latency_ms, warnings), self._secrets)
         except SHAPE_ERRORS as exc:
             failure = self._error(f"Bedrock returned a malformed reply ({shape_problem(exc)}): "
                                   f"{shorten(_safe_repr(response))}")

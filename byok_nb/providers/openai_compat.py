@@ -220,7 +220,7 @@ class OpenAICompatAdapter:
             raise transport.error_from_reply(transport.HttpReply(status, reply.headers, reply.content),
                                              label=label, secrets=self._secrets)
         try:
-            return self._result(data, latency_ms, warnings)
+            return transport.scrubbed_result(self._result(data, latency_ms, warnings), self._secrets)
         except transport.SHAPE_ERRORS as exc:
             why = transport.shape_problem(exc)
         raise transport.malformed_reply(reply, label=label, secrets=self._secrets, why=why)

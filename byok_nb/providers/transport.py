@@ -223,7 +223,8 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
 
     The whole call — connect, TLS, send, the status line and headers, and every chunk of the
     body — ends within ``timeout`` seconds: a server that drips bytes cannot hold a Test
-    Connection open past it (T-8). A reply over ``MAX_RESPONSE_BYTES`` is refused after reading
+    Connection open past it (T-8). A reply over ``MAX_RESPONSE_BYTES`` — counted after
+    ``Content-Encoding`` is undone, as it is undone (:class:`BoundedDecoder`) — is refused after reading
     that much (``ProviderError``, 502), never buffered whole; of an error reply (4xx/5xx) the first
     ``MAX_ERROR_BODY_BYTES`` are kept and the rest is not read, so the provider's status stands.
     """
@@ -350,7 +351,6 @@ class _Layer:
     wrapper, as httpx accepts both)."""
 
     def __init__(self, name: str) -> None:
-        self._name = name
         self._inflater: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if name != "deflate" else None
 
     def steps(self, data: bytes) -> Iterable[bytes]:
@@ -527,6 +527,27 @@ def malformed_reply(reply: HttpReply, *, label: str, secrets: Iterable[str], why
     text = shown(reply.content[:4 * MAX_SHOWN_CHARS + 8192].decode("utf-8", "replace"), secrets)
     return clean_error(f"{label} returned a malformed reply (HTTP {reply.status}, {why}): {text}", secrets,
                        status_code=502, provider_message=text, provider=label)
+
+
+def scrubbed_result(result: Any, secrets: Iterable[str]) -> Any:
+    """A ``ChatResult`` whose texts hold none of the call's secrets.
+
+    A successful answer is provider text too: a proxy that echoes the request's headers into it
+    would hand the key to a member who may use the model but never see its key. Key-shaped strings
+    stay (a model may well write ``sk-...`` in an example); only the call's own secrets go."""
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return result
+
+    def clean(value: Any) -> Any:
+        return scrub(value, secrets, shapes=False) if isinstance(value, str) and value else value
+
+    tool_calls = [{**call, "id": clean(call.get("id")),
+                   "function": {**call["function"], "name": clean(call["function"].get("name")),
+                                "arguments": clean(call["function"].get("arguments"))}}
+                  for call in result.tool_calls]
+    return result.replace(text=clean(result.text), reasoning_text=clean(result.reasoning_text),
+                          tool_calls=tool_calls)
 
 
 # What reading an odd reply shape raises: a missing key or index, a value of the wrong type

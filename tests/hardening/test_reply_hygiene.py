@@ -761,3 +761,33 @@ def test_p5_p7_catalog_sync_reads_its_reply_like_a_provider_call(reply, canned, 
     assert_nothing_reachable(caught.value, key)
     assert peak < 3 * MAX_RESPONSE_BYTES + 8 * 2**20
     assert not (tmp_path / "cat.json").exists()
+
+
+@pytest.mark.parametrize("family", ["openai_compatible", "bedrock"])
+def test_c3_a_successful_answer_echoing_the_key_reaches_no_member(family, canned, monkeypatch, acme):
+    """A proxy that copies request headers into its answer: the completion, its reasoning and its
+    tool calls hold no key (a contributor may use a model, never see its key). Key-shaped text the
+    model writes itself is left alone."""
+    def respond(head: bytes, body: bytes):
+        echoed = request_header(head, "authorization")
+        payload = ok_body(family)
+        text = f"debug: you sent {echoed}; example key: sk-example-000000000000"
+        if family == "bedrock":
+            payload["output"]["message"]["content"] = [
+                {"reasoningContent": {"reasoningText": {"text": echoed}}}, {"text": text},
+                {"toolUse": {"toolUseId": "t1", "name": "route", "input": {"auth": echoed}}}]
+        else:
+            payload["choices"][0]["message"].update(
+                content=text, reasoning_content=echoed.lower(),
+                tool_calls=[{"id": "c1", "type": "function",
+                             "function": {"name": "route", "arguments": json.dumps({"auth": echoed})}}])
+        return json_reply(200, payload)
+
+    fields = fields_for(family, canned(respond), monkeypatch)
+    model = acme.add_model(dict(fields), test=False)
+    acme.create_workflow("wf", "search", fields=[byok_nb.LLMField("answer", model=model.slug)])
+    completion = acme.generate("wf", "answer", "hello")
+    assert completion.text.startswith("debug: you sent Bearer [REDACTED]")
+    assert "sk-example-000000000000" in completion.text
+    assert completion.tool_calls and "[REDACTED]" in completion.tool_calls[0]["function"]["arguments"]
+    assert_clean(repr(completion) + completion.model_dump_json(), fields["api_key"])
