@@ -485,7 +485,7 @@ class Session:
             values["output_cost_per_token"] = result.output_cost_per_token
             values["price_source"] = result.price_source
         for message in self._field_warnings(values):
-            warnings.warn(message, RegistryWarning, stacklevel=2)
+            warnings.warn(message, RegistryWarning, stacklevel=3)   # past @clean_failures: the caller
         return self._save_new(values, secret, reuse_note)
 
     @clean_failures
@@ -589,7 +589,7 @@ class Session:
             self._audit("edit", row["slug"], row["id"], changed, conn)
             new_row = self._active_row(slug, conn)
         for message in self._field_warnings(values):
-            warnings.warn(message, RegistryWarning, stacklevel=2)
+            warnings.warn(message, RegistryWarning, stacklevel=3)   # past @clean_failures: the caller
         return self._to_view(new_row)
 
     def delete_model(self, slug: str) -> DeleteResult:

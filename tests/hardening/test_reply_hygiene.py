@@ -803,3 +803,16 @@ def test_c3_a_successful_answer_echoing_the_key_reaches_no_member(family, canned
     assert "sk-example-000000000000" in completion.text
     assert completion.tool_calls and "[REDACTED]" in completion.tool_calls[0]["function"]["arguments"]
     assert_clean(repr(completion) + completion.model_dump_json(), fields["api_key"])
+
+
+def test_c3_a_warning_from_a_wrapped_call_still_points_at_the_caller(acme):
+    """@clean_failures adds a frame: the registry's warnings must still name the caller's line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        acme.add_model(provider="openai_compatible", base_url="http://127.0.0.1:9/v1", provider_model_id="m",
+                       display_name="Cheap", input_cost_per_token="5", output_cost_per_token="5", test=False)
+    registry_warnings = [w for w in caught if w.category.__name__ == "RegistryWarning"]
+    assert registry_warnings, [str(w.message) for w in caught]
+    assert all(w.filename == __file__ for w in registry_warnings), [w.filename for w in registry_warnings]
