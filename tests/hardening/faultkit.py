@@ -166,6 +166,10 @@ class FaultServer:
         return data
 
     def _send(self, conn: socket.socket, data: bytes) -> None:
+        # Reads poll the stop flag every 0.1 s; a send must not give up that fast: a client slowed
+        # down by a loaded machine would see the server hang up instead of the fault under test.
+        # stop() shuts the connection down, which ends a blocked send at once.
+        conn.settimeout(30.0)
         conn.sendall(data)
         self.bytes_sent += len(data)
 
