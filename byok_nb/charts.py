@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["cost_per_day_chart", "figure_png", "tokens_per_model_chart"]
 
 MAX_SERIES = 10  # models beyond the top N (by cost / tokens) are drawn as "other"
+MAX_DAY_TICKS = 14  # more days than this: label every n-th day
 
 
 _chart_figure_class: Any = None
@@ -81,20 +82,40 @@ def cost_per_day_chart(source: "Session | pd.DataFrame", *, title: str = "Cost p
     pivot = frame.pivot_table(index="day", columns="model", values="cost_usd", aggfunc="sum",
                               fill_value=0.0).sort_index()
     pivot = pivot[pivot.sum().sort_values(ascending=False).index]
-    days = pivot.index
-    bottom = np.zeros(len(days))
+    # One bar slot per UTC day, labelled with the date: a date axis would put hour ticks under a
+    # single day ("00:00, 03:00, ...") and half-empty days between two distant ones.
+    labels = [_day_label(day) for day in pivot.index]
+    x = np.arange(len(labels))
+    bottom = np.zeros(len(labels))
+    drawn = 0
     for model in pivot.columns:
         values = pivot[model].to_numpy(dtype=float)
-        ax.bar(days, values, bottom=bottom, label=str(model), width=0.8)
+        if not np.any(values > 0):    # nothing to draw (unpriced or free): no legend entry either
+            continue
+        ax.bar(x, values, bottom=bottom, label=str(model), width=0.6 if len(x) > 1 else 0.4)
         bottom += values
+        drawn += 1
+    step = max(1, int(np.ceil(len(labels) / MAX_DAY_TICKS)))
+    ax.set_xticks(x[::step], labels[::step], rotation=30 if len(labels) > 6 else 0,
+                  ha="right" if len(labels) > 6 else "center")
+    ax.set_xlim(-0.75, len(labels) - 0.25)
     untracked = int(frame["untracked_calls"].sum()) if "untracked_calls" in frame else 0
     ax.set_title(title + (f" — {untracked:,} untracked calls (no price)" if untracked else ""))
     ax.set_ylabel("USD")
     ax.set_xlabel("day (UTC)")
-    ax.legend(loc="upper left", fontsize="small", ncols=2)
+    if drawn:
+        # Beside the axes, never over a bar.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    else:
+        ax.text(0.5, 0.5, "No priced usage to draw", ha="center", va="center", transform=ax.transAxes)
     ax.grid(axis="y", alpha=0.3)
-    fig.autofmt_xdate()
     return fig
+
+
+def _day_label(day: Any) -> str:
+    """``2026-12-01`` for a day however the report typed it (Timestamp, date or text)."""
+    text = day.strftime("%Y-%m-%d") if hasattr(day, "strftime") else str(day)
+    return text[:10]
 
 
 def tokens_per_model_chart(source: "Session | pd.DataFrame", *, title: str = "Tokens by model") -> "Figure":
@@ -116,7 +137,7 @@ def tokens_per_model_chart(source: "Session | pd.DataFrame", *, title: str = "To
     ax.set_yticks(y, [str(m) for m in frame["model"]])
     ax.set_xlabel("tokens")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return fig
 

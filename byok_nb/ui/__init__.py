@@ -3,11 +3,12 @@
 Entry points (stable; the Voila notebooks and browser tests import these)::
 
     from byok_nb.ui import AdminApp, AddModelDialog, ModelsPage, DetailPage, PickerWidget, AnalyticsView
-    AdminApp(session)                       # Models / detail / Analytics with navigation
+    AdminApp(session)                       # Models / detail / Workflows / Analytics with navigation
     AddModelDialog(session, on_saved=None)  # the Add Custom Model dialog (U-1)
     ModelsPage(session, on_open=None)       # the Models table with the type filter (U-2)
     DetailPage(session, slug)               # masked secret, Edit / Test / Delete (U-3)
     PickerWidget(session, workflow, field)  # grouped Platform / Custom picker (U-4)
+    WorkflowsPage(session)                  # workflows, their LLM fields, picker and Assign (U-4)
     AnalyticsView(session)                  # cost tables, charts, estimate (U-5)
 
     from byok_nb.ui.forms import AddModelForm, EditModelForm   # the pure-Python form models
@@ -19,18 +20,20 @@ cheap: every name loads its module (and ipywidgets) on first use.
 Stable CSS classes (``widget.add_class``), for browser tests:
 
 =================================  ==============================================================
-``byok-app``                       AdminApp; ``byok-nav`` its Models / Analytics toggle,
-                                   ``byok-whoami`` user · org · role, ``byok-app-status``
+``byok-app``                       AdminApp; ``byok-header`` product name and ``byok-whoami``
+                                   "Signed in as user · org · role"; ``byok-nav`` its Models /
+                                   Workflows / Analytics toggle, ``byok-app-status``;
+                                   ``byok-not-a-member`` on the app of a non-member (one message)
+messages                           every status line's text is a span with role ``status``
+                                   (errors: ``alert``)
 ``byok-models-page``               Models page; ``byok-status`` its (only) status line
 ``byok-type-filter``               All / Platform / Custom toggle
-``byok-models-table``              the HTML table (inner ``<table class="byok-models-table-html">``,
-                                   rows ``tr.byok-row-platform`` / ``tr.byok-row-custom`` with
-                                   ``data-ref``)
+``byok-models-table``              the table (a ``RowTable``: inner ``table.byok-row-table``,
+                                   custom models first, rows ``tr.byok-row-custom`` /
+                                   ``tr.byok-row-platform`` with ``data-ref``; a custom row is
+                                   focusable and opens the detail page on click / Enter)
 ``byok-refresh``                   Refresh button of the Models page
 ``byok-add-model``                 Add Custom Model button (org admins only)
-``byok-custom-models``             the row of open buttons; each ``byok-open-model`` and
-                                   ``byok-open-<slug>`` (slug lower-cased, chars outside
-                                   ``a-z0-9_-`` -> ``-``)
 ``byok-add-dialog``                the dialog; ``byok-dialog-status`` its error/status line
 ``byok-model-form``                the field block inside the dialog and the Edit mode
 ``byok-<field>``                   each input, field name with ``-``: ``byok-provider``,
@@ -80,6 +83,10 @@ Stable CSS classes (``widget.add_class``), for browser tests:
                                    ``byok-picker-platform`` / ``byok-picker-custom`` the choices,
                                    ``byok-picker-empty``, ``byok-picker-hidden`` (why hidden),
                                    ``byok-picker-assign``, ``byok-picker-status``
+``byok-workflows-page``            Workflows page; ``byok-workflow-project`` / ``byok-workflow-select``
+                                   dropdowns, ``byok-workflow-fields`` the fields table (a
+                                   ``RowTable``; a row opens that field's picker in
+                                   ``byok-picker-area``), ``byok-workflows-status``
 ``byok-analytics``                 analytics; ``byok-report-by``, ``byok-cost-table``,
                                    ``byok-charts``, ``byok-chart-cost-per-day``,
                                    ``byok-chart-tokens-per-model``, ``byok-estimate-model``,
@@ -104,6 +111,8 @@ _LAZY = {
     "EditModelForm": ".forms",
     "ModelsPage": ".models_page",
     "PickerWidget": ".picker",
+    "RowTable": ".row_table",
+    "WorkflowsPage": ".workflows_page",
 }
 
 __all__ = sorted(_LAZY)
@@ -120,3 +129,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .forms import AddModelForm, EditModelForm
     from .models_page import ModelsPage
     from .picker import PickerWidget
+    from .row_table import RowTable
+    from .workflows_page import WorkflowsPage

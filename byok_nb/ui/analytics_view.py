@@ -19,6 +19,19 @@ REPORT_BY = [("Model", "model"), ("Day", "day"), ("Provider", "provider"), ("Wor
              ("Project", "project")]
 MAX_TABLE_ROWS = 500
 PRICING_WARNING = "Cost tracking requires per-token pricing"
+# The app's own column headers, with units (A-1/A-2 pin the DataFrame's column names, not these).
+COLUMN_TITLES = {
+    "day": "Day (UTC)", "model": "Model", "model_type": "Type", "provider": "Provider",
+    "project": "Project", "workflow": "Workflow", "field": "LLM field", "calls": "Calls",
+    "failed_calls": "Failed calls", "input_tokens": "Input tokens", "output_tokens": "Output tokens",
+    "cost_usd": "Cost (USD)", "untracked_calls": "Calls without a price", "ref": "Model ID / Slug",
+    "label": "Name", "type": "Type", "input_cost_per_token": "Input cost/token (USD)",
+    "output_cost_per_token": "Output cost/token (USD)", "latency_ms": "Latency (ms)",
+}
+VALUE_NAMES = {"platform": "Platform", "custom": "Custom"}
+TABLE_STYLE = ("<style>.byok-report,.byok-what-if{border-collapse:collapse;font-size:13px}"
+               ".byok-report th,.byok-report td,.byok-what-if th,.byok-what-if td{border-bottom:1px solid #ddd;"
+               "padding:3px 8px;text-align:left}.byok-report th,.byok-what-if th{background:#f6f8fa}</style>")
 
 
 def _is_missing(value: Any) -> bool:
@@ -46,7 +59,11 @@ def report_table_html(frame: Any, css: str = "byok-report") -> str:
             shown[column] = [_usd(v) for v in shown[column]]
     if "day" in shown.columns:
         shown["day"] = [str(v)[:10] for v in shown["day"]]
-    table = shown.to_html(index=False, escape=True, na_rep="—", classes=css, border=0)
+    for column in ("model_type", "type"):
+        if column in shown.columns:
+            shown[column] = [VALUE_NAMES.get(v, v) for v in shown[column]]
+    shown = shown.rename(columns=COLUMN_TITLES)
+    table = TABLE_STYLE + shown.to_html(index=False, escape=True, na_rep="—", classes=css, border=0)
     more = len(frame) - len(shown)
     return table + (f"<i>… {more} more rows</i>" if more > 0 else "")
 
@@ -86,7 +103,8 @@ class AnalyticsView(widgets.VBox):
         self.output_tokens = widgets.IntText(value=500, description="Output tokens",
                                              style={"description_width": "120px"})
         self.output_tokens.add_class("byok-estimate-output-tokens")
-        self.estimate_button = widgets.Button(description="Estimate", icon="calculator")
+        self.estimate_button = widgets.Button(description="Estimate", icon="calculator",
+                                              layout=widgets.Layout(width="auto"))
         self.estimate_button.add_class("byok-estimate")
         self.estimate_button.on_click(self._on_estimate)
         self.estimate_result = widgets.HTML()

@@ -1,11 +1,13 @@
-"""The admin app (U-2 … U-6): Models page, detail pages and Analytics behind a small navigation bar.
+"""The admin app (U-2 … U-6, U-10): Models, detail pages, Workflows and Analytics behind a small
+navigation bar, under a short product header with the signed-in user.
 The Voila notebook only displays it::
 
     from byok_nb.app import app_session
     from byok_nb.ui import AdminApp
     AdminApp(app_session())
 
-Pages are built when first shown (the Models table is what has to appear fast, F-5).
+Pages are built when first shown (the Models table is what has to appear fast, F-5). A visitor who
+is not a member of the org sees one message and no pages: every page would only refuse them.
 """
 from __future__ import annotations
 
@@ -14,28 +16,67 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .errors import guarded, set_message, OK_STYLE
+from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
 from .models_page import ModelsPage, is_org_admin
 
-NAV_OPTIONS = [("Models", "models"), ("Analytics", "analytics")]
+PRODUCT_NAME = "Custom Models (BYOK)"
+NAV_OPTIONS = [("Models", "models"), ("Workflows", "workflows"), ("Analytics", "analytics")]
+ROLE_NAMES = {"org_admin": "Org Admin", "project_admin": "Project Admin", "contributor": "Contributor"}
+NOT_A_MEMBER = ("You are signed in as {user}, who is not a member of the organization {org}. "
+                "Ask an Org Admin to add you; until then there is nothing to show here.")
+
+# Shell-wide styles. ipywidgets gives every button a fixed width and cuts longer labels with an
+# ellipsis ("Probe capabi…"): inside the app a button is as wide as its label.
+APP_STYLE = """<style>
+.byok-app .jupyter-button.widget-button, .byok-app .widget-toggle-button {
+  width: auto; min-width: 5em; padding-left: 12px; padding-right: 12px; overflow: visible; }
+.byok-app .widget-toggle-buttons { flex-wrap: wrap; }
+.byok-app-header { display: flex; align-items: baseline; gap: 16px; }
+.byok-app-header h1 { font-size: 1.35em; margin: 4px 0; }
+.byok-app-header .byok-whoami { color: #444; }
+</style>"""
+
+
+def role_names(session: Any) -> list[str] | None:
+    """The user's roles in the org as the product names them, most powerful first; an empty list
+    for a non-member; None when the session cannot tell (a role lookup that failed)."""
+    roles = getattr(session, "roles", None)
+    if not callable(roles):      # a session without roles(): only the admin flag is known
+        return ["Org Admin"] if is_org_admin(session) else ["Member"]
+    try:
+        found = {str(role) for role, _project in roles()}
+    except Exception:  # noqa: BLE001 — the pages say what failed; the header just omits the role
+        return None
+    return [ROLE_NAMES.get(r, r) for r in ROLE_NAMES if r in found] + sorted(found - set(ROLE_NAMES))
+
+
+def header_html(user: str, org: str, roles: list[str] | None) -> str:
+    """The product header: name, then who is signed in (and their role, when a member)."""
+    who = f"Signed in as {user} · {org}"
+    if roles:
+        who += f" · {', '.join(roles)}"
+    return (f'{APP_STYLE}<div class="byok-app-header"><h1>{html.escape(PRODUCT_NAME)}</h1>'
+            f'<span class="byok-whoami">{html.escape(who)}</span></div>')
 
 
 class AdminApp(widgets.VBox):
-    """Models / detail / Analytics with simple navigation.
+    """Models / detail / Workflows / Analytics with simple navigation.
 
     >>> AdminApp(session)                                                          # doctest: +SKIP
 
-    ``app.show_models()``, ``app.open_detail(slug)`` and ``app.show_analytics()`` navigate;
-    ``app.page`` is the page on screen.
+    ``app.show_models()``, ``app.open_detail(slug)``, ``app.show_workflows()`` and
+    ``app.show_analytics()`` navigate; ``app.page`` is the page on screen (None for a non-member).
     """
 
     def __init__(self, session: Any) -> None:
         self.session = session
         self.is_admin = is_org_admin(session)
-        role = "org admin" if self.is_admin else "member"
-        who = f"{getattr(session, 'user', '?')} · {getattr(session, 'org', '?')} · {role}"
-        self.header = widgets.HTML(f'<span style="color:#555">{html.escape(who)}</span>')
-        self.header.add_class("byok-whoami")
+        self.user = str(getattr(session, "user", "?"))
+        self.org = str(getattr(session, "org", "?"))
+        roles = role_names(session)
+        self.is_member = roles != []
+        self.header = widgets.HTML(header_html(self.user, self.org, roles if self.is_member else None))
+        self.header.add_class("byok-header")
         self.nav = widgets.ToggleButtons(options=NAV_OPTIONS, value="models")
         self.nav.add_class("byok-nav")
         self.nav.observe(self._on_nav, names="value")
@@ -44,9 +85,16 @@ class AdminApp(widgets.VBox):
         self.body = widgets.VBox()
         self.body.add_class("byok-app-body")
         self.models_page: ModelsPage | None = None
+        self.workflows: Any = None
         self.analytics: Any = None
         self.page: widgets.Widget | None = None
-        super().__init__(children=[widgets.HBox([self.nav, self.header]), self.message, self.body])
+        if not self.is_member:
+            super().__init__(children=[self.header, self.message])
+            self.add_class("byok-app")
+            self.add_class("byok-not-a-member")
+            set_message(self.message, NOT_A_MEMBER.format(user=repr(self.user), org=repr(self.org)), ERROR_STYLE)
+            return
+        super().__init__(children=[self.header, self.nav, self.message, self.body])
         self.add_class("byok-app")
         self.show_models()
 
@@ -55,10 +103,8 @@ class AdminApp(widgets.VBox):
         self.body.children = [page]
 
     def _on_nav(self, change: Any) -> None:
-        if change["new"] == "analytics":
-            self.show_analytics()
-        else:
-            self.show_models()
+        {"analytics": self.show_analytics, "workflows": self.show_workflows}.get(
+            change["new"], self.show_models)()
 
     @guarded("message", where="Models")
     def show_models(self, refresh: bool = False) -> ModelsPage:
@@ -75,6 +121,7 @@ class AdminApp(widgets.VBox):
     def open_detail(self, slug: str) -> Any:
         from .detail_page import DetailPage
 
+        self.message.value = ""
         page = DetailPage(self.session, slug, on_back=lambda: self.show_models(refresh=True),
                           on_deleted=self._on_deleted, on_changed=lambda _m: None)
         self._show(page)
@@ -86,6 +133,19 @@ class AdminApp(widgets.VBox):
             set_message(page.message, f"Deleted '{result.slug}'. {result.referencing_workflows} active "
                         f"workflow{'' if result.referencing_workflows == 1 else 's'} still reference it.",
                         OK_STYLE)
+
+    @guarded("message", where="Workflows")
+    def show_workflows(self) -> Any:
+        from .workflows_page import WorkflowsPage
+
+        self.message.value = ""
+        if self.workflows is None:
+            self.workflows = WorkflowsPage(self.session)
+        else:
+            self.workflows.refresh()
+        self._set_nav("workflows")
+        self._show(self.workflows)
+        return self.workflows
 
     @guarded("message", where="Analytics")
     def show_analytics(self) -> Any:

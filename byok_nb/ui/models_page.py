@@ -1,15 +1,14 @@
-"""The Models page (U-2, U-6): platform and custom models in one table with a type filter.
+"""The Models page (U-2, U-6, U-10): platform and custom models in one table with a type filter.
 
-The table is plain HTML (``widgets.HTML``), so it renders in Voila without any front-end
-extension. A table cell cannot call back into the kernel, so each custom model listed also gets a
-button (CSS ``byok-open-model``, text = its label, tooltip = its slug) that opens its detail page —
-easy for a person and for a Playwright test to click.
+The table is a :class:`~byok_nb.ui.row_table.RowTable`: each custom model is a table row that opens
+its detail page on click and on Enter (the seed: "click a custom model row"). Custom models come
+first, so an admin sees the org's own models without scrolling past the platform list. Long names
+are cut with an ellipsis; the full name is the cell's hover title.
 
 Org admins see ``Add Custom Model``; everyone else sees the same page without it (U-6).
 """
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -22,6 +21,7 @@ from ..domain import PROVIDER_LABELS
 from .add_dialog import AddModelDialog
 from .errors import OK_STYLE, guarded, set_message
 from .forms import MESSAGES
+from .row_table import RowTable
 
 TYPE_FILTER_OPTIONS = [("All", "all"), ("Platform", "platform"), ("Custom", "custom")]
 TYPE_LABELS = {"platform": "Platform", "custom": "Custom"}
@@ -32,10 +32,10 @@ TABLE_COLUMNS = [
     ("supports_tool_use", "Tools"), ("supports_reasoning", "Reasoning"),
     ("input_cost_per_token", "Input cost/token (USD)"), ("output_cost_per_token", "Output cost/token (USD)"),
 ]
-TABLE_STYLE = ("<style>.byok-models-table-html{border-collapse:collapse;font-size:13px}"
-               ".byok-models-table-html th,.byok-models-table-html td{border-bottom:1px solid #ddd;"
-               "padding:3px 8px;text-align:left}.byok-models-table-html tr.byok-row-custom{"
-               "background:#f3f8ff}</style>")
+TRUNCATED_COLUMNS = {"label", "ref"}       # long names: ellipsis, full text on hover
+NUMERIC_COLUMNS = {"max_tokens", "input_cost_per_token", "output_cost_per_token"}
+TABLE_CAPTION = "Models"
+OPEN_HINT = "Open the detail page"
 
 
 def is_org_admin(session: Any) -> bool:
@@ -66,19 +66,36 @@ def _cell(column: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def models_table_html(frame: Any) -> str:
-    """The Models table as escaped HTML (one ``<tr data-ref=...>`` per model)."""
-    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in TABLE_COLUMNS)
+def table_columns() -> list[dict[str, Any]]:
+    """The Models table's columns for :class:`RowTable`."""
+    return [{"title": title, "truncate": column in TRUNCATED_COLUMNS,
+             **({"align": "right"} if column in NUMERIC_COLUMNS else {})} for column, title in TABLE_COLUMNS]
+
+
+def table_rows(frame: Any) -> list[dict[str, Any]]:
+    """One row per model, custom models first (then as listed); only custom rows open."""
+    records = frame.to_dict("records") if frame is not None else []
+    records.sort(key=lambda r: 0 if r.get("type") == "custom" else 1)   # stable: keeps the list order
     rows = []
-    for record in frame.to_dict("records"):
-        kind = record.get("type", "")
-        cells = "".join(f"<td>{html.escape(_cell(col, record.get(col)))}</td>" for col, _ in TABLE_COLUMNS)
-        rows.append(f'<tr class="byok-row-{html.escape(str(kind))}" data-ref="{html.escape(str(record.get("ref", "")))}">'
-                    f"{cells}</tr>")
-    if not rows:
-        rows.append(f'<tr><td colspan="{len(TABLE_COLUMNS)}">No models.</td></tr>')
-    return (f'{TABLE_STYLE}<table class="byok-models-table-html"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    for record in records:
+        kind = str(record.get("type", ""))
+        ref = str(record.get("ref", ""))
+        row: dict[str, Any] = {"cells": [_cell(col, record.get(col)) for col, _ in TABLE_COLUMNS],
+                               "ref": ref, "css": f"byok-row-{kind}"}
+        if kind == "custom":
+            row.update(open=ref, hint=f"{OPEN_HINT} of {record.get('label') or ref}")
+        rows.append(row)
+    return rows
+
+
+def saved_message(model: Any) -> str:
+    """What the page says after Add: a re-added deleted slug (M-12) says it was reactivated —
+    its record is the old one (created earlier), every field overwritten by this dialog."""
+    created, updated = getattr(model, "created_at", None), getattr(model, "updated_at", None)
+    if created is not None and updated is not None and created < updated:
+        return (f"Reactivated model '{model.slug}' (it had been deleted); its settings are the ones "
+                f"you just saved.")
+    return f"Saved model '{model.slug}'."
 
 
 class ModelsPage(widgets.VBox):
@@ -115,16 +132,15 @@ class ModelsPage(widgets.VBox):
         self.message.add_class("byok-status")
         self.dialog_area = widgets.VBox()
         self.dialog_area.add_class("byok-dialog-area")
-        self.table = widgets.HTML()
+        self.table = RowTable(columns=table_columns(), caption=TABLE_CAPTION, empty_text="No models.")
         self.table.add_class("byok-models-table")
-        self.open_buttons = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
-        self.open_buttons.add_class("byok-custom-models")
+        self.table.on_open(self._open)
         self.detail_area = widgets.VBox()
         self.detail_area.add_class("byok-detail-area")
         self.dialog: AddModelDialog | None = None
         self.frame = None
         super().__init__(children=[self.title, widgets.HBox(controls), self.message, self.dialog_area,
-                                   self.open_buttons, self.table, self.detail_area])
+                                   self.table, self.detail_area])
         self.add_class("byok-models-page")
         self.refresh()
 
@@ -134,26 +150,18 @@ class ModelsPage(widgets.VBox):
         """Re-read ``list_models`` for the current type filter and re-render."""
         frame = self.session.list_models(type=self.type_filter.value)
         self.frame = frame
-        self.table.value = models_table_html(frame)
-        customs = [r for r in frame.to_dict("records") if r.get("type") == "custom"]
-        buttons: list[widgets.Widget] = []
-        if customs:
-            buttons.append(widgets.HTML("<b>Open a custom model:</b>&nbsp;"))
-        for record in customs:
-            slug = str(record["ref"])
-            button = widgets.Button(description=str(record.get("label") or slug), tooltip=slug,
-                                    layout=widgets.Layout(width="auto"))
-            button.add_class("byok-open-model")
-            button.add_class(f"byok-open-{slug_css(slug)}")
-            button.on_click(lambda _b, slug=slug: self._open(slug))
-            buttons.append(button)
-        self.open_buttons.children = buttons
+        self.table.rows = table_rows(frame)
 
     def _on_filter(self, change: Any) -> None:
         self.refresh()
 
-    def custom_buttons(self) -> list[widgets.Button]:
-        return [b for b in self.open_buttons.children if isinstance(b, widgets.Button)]
+    def custom_refs(self) -> list[str]:
+        """The slugs of the custom model rows on screen (the rows that open), in table order."""
+        return self.table.openable()
+
+    def open_model(self, slug: str) -> None:
+        """What clicking the row of ``slug`` does."""
+        self.table.open_row(slug)
 
     # -- actions ---------------------------------------------------------------------------------
     @guarded("message", where="Open model")
@@ -195,7 +203,7 @@ class ModelsPage(widgets.VBox):
 
     def _on_saved(self, model: Any) -> None:
         self.close_add_dialog()
-        set_message(self.message, f"Saved model '{model.slug}'.", OK_STYLE)
+        set_message(self.message, saved_message(model), OK_STYLE)
         self.refresh()   # W-3: it shows up at once
 
     def _after_change(self, text: str = "") -> None:

@@ -46,23 +46,28 @@ class PickerWidget(widgets.VBox):
     >>> PickerWidget(session, "support-triage", "reply")                          # doctest: +SKIP
 
     ``value`` is the chosen reference (platform id or custom slug) or None; ``Assign`` stores it on
-    the field through ``session.assign_model``. ``on_select(ref)`` is called on each choice.
+    the field through ``session.assign_model``. ``on_select(ref)`` is called on each choice,
+    ``on_assigned(workflow)`` after a successful Assign (with what ``assign_model`` returned).
+    ``workflow_label`` is how the title names the workflow (default: ``workflow`` itself).
     """
 
     value = Unicode(None, allow_none=True)
 
     def __init__(self, session: Any, workflow: Any, field: str,
-                 on_select: Callable[[str | None], Any] | None = None, assign: bool = True) -> None:
+                 on_select: Callable[[str | None], Any] | None = None, assign: bool = True,
+                 on_assigned: Callable[[Any], Any] | None = None, workflow_label: str | None = None) -> None:
         self.session = session
         self.workflow = workflow
         self.field = field
         self.on_select = on_select
+        self.on_assigned = on_assigned
         self.groups: dict[str, list[Any]] = {g: [] for g in GROUPS}
         self.hidden: list[tuple[str, Any]] = []
         self._syncing = False
-        self.title = widgets.HTML(f"<b>Model</b> for field <code>{html.escape(str(field))}</code> of "
-                                  f"workflow <code>{html.escape(str(workflow))}</code>")
-        self.headers = {g: widgets.HTML(f"<b>{g}</b>") for g in GROUPS}
+        shown_workflow = workflow_label if workflow_label is not None else str(workflow)
+        self.title = widgets.HTML(f"<h3>Model for field <code>{html.escape(str(field))}</code> of "
+                                  f"workflow <code>{html.escape(shown_workflow)}</code></h3>")
+        self.headers = {g: widgets.HTML(f"<h4 style='margin:6px 0 2px'>{g}</h4>") for g in GROUPS}
         self.choices = {g: widgets.RadioButtons(options=[], index=None, layout=widgets.Layout(width="auto"))
                         for g in GROUPS}
         self.empty_notes = {g: widgets.HTML() for g in GROUPS}
@@ -80,7 +85,8 @@ class PickerWidget(widgets.VBox):
         self.assign_button: widgets.Button | None = None
         footer: list[widgets.Widget] = []
         if assign:
-            self.assign_button = widgets.Button(description="Assign", button_style="primary", disabled=True)
+            self.assign_button = widgets.Button(description="Assign", button_style="primary", disabled=True,
+                                                layout=widgets.Layout(width="auto"))
             self.assign_button.add_class("byok-picker-assign")
             self.assign_button.on_click(self._on_assign)
             footer.append(self.assign_button)
@@ -163,5 +169,7 @@ class PickerWidget(widgets.VBox):
     def _on_assign(self, _button: Any = None) -> None:
         if self.value is None:
             return
-        self.session.assign_model(self.workflow, self.field, self.value)
+        result = self.session.assign_model(self.workflow, self.field, self.value)
         set_message(self.message, f"Assigned '{self.value}' to field '{self.field}'.", OK_STYLE)
+        if self.on_assigned is not None:
+            self.on_assigned(result)

@@ -633,8 +633,12 @@ class KernelWidgets:
             time.sleep(0.2)
 
     def click(self, model_id: str) -> None:
+        self.custom(model_id, {"event": "click"})
+
+    def custom(self, model_id: str, content: dict[str, Any]) -> None:
+        """A custom message from the widget's front end (a Button's click, a table row's open)."""
         self._idle_after(self._send("comm_msg", {"comm_id": model_id, "data": {
-            "method": "custom", "content": {"event": "click"}}}))
+            "method": "custom", "content": content}}))
 
     def type(self, model_id: str, value: Any, name: str = "value") -> None:
         self._idle_after(self._send("comm_msg", {"comm_id": model_id, "data": {

@@ -733,8 +733,9 @@ def test_c3_c7_u2_u3_voila_page_and_kernel_widgets_hold_no_secret(world, tmp_pat
             states = kernel.states()
             seen.text("Voila widget state", "models page", widget_text(states))
             assert "Fireworks FT" in widget_text(states)
+            table = find_widget(states, "byok-models-table")
             for slug in ("fw", "tg", "hf", "lite", "vllm", "br-iam", "br-key", "br-switch"):
-                kernel.click(find_widget(states, f"byok-open-{slug}"))
+                kernel.custom(table, {"event": "open", "ref": slug})    # what a row click sends
                 detail = widget_text(kernel.states())
                 seen.text("Voila widget state", f"detail page {slug}", detail)
                 assert "byok-secret-masked" in detail

@@ -264,18 +264,39 @@ def test_u7_errors_are_logged_with_details(caplog):
 
 
 # -- U-2 / U-6 Models page ----------------------------------------------------------------------
-def test_u2_models_page_table_filter_and_open_buttons():
-    session = FakeSession(models=[make_view()])
+def test_u2_u10_models_table_rows_custom_first_and_only_custom_rows_open():
+    session = FakeSession(models=[make_view(), make_view(id="m2", slug="b-long", display_name="B " + "x" * 90)])
     page = ModelsPage(session)
     assert [label for label, _ in page.type_filter.options] == ["All", "Platform", "Custom"]
-    table = one(page, "byok-models-table").value
-    assert "OpenAI: GPT-4o" in table and "Llama FT" in table and "Platform" in table and "Custom" in table
-    assert [b.description for b in page.custom_buttons()] == ["Llama FT"]
-    assert "byok-open-llama-ft" in page.custom_buttons()[0]._dom_classes
+    table = one(page, "byok-models-table")
+    assert "OpenAI: GPT-4o" in table.text and "Llama FT" in table.text and "Platform" in table.text
+    assert [r["ref"] for r in table.rows] == ["llama-ft", "b-long", "openai/gpt-4o"]   # custom first
+    assert page.custom_refs() == ["llama-ft", "b-long"]               # platform rows do not open
+    assert [r["css"] for r in table.rows] == ["byok-row-custom", "byok-row-custom", "byok-row-platform"]
+    assert table.columns[0] == {"title": "Name", "truncate": True}   # ellipsis + full name on hover
+    assert by_class(page, "byok-custom-models") == [] and by_class(page, "byok-open-model") == []
     page.type_filter.value = "platform"
-    assert "Llama FT" not in page.table.value and page.custom_buttons() == []
+    assert "Llama FT" not in page.table.text and page.custom_refs() == []
     page.type_filter.value = "custom"
-    assert "OpenAI: GPT-4o" not in page.table.value
+    assert "OpenAI: GPT-4o" not in page.table.text
+
+
+def test_u10_a_row_message_from_the_browser_opens_only_custom_rows():
+    page = ModelsPage(FakeSession(models=[make_view()]))
+    page.table._handle_custom_msg({"event": "open", "ref": "openai/gpt-4o"}, [])   # not openable
+    assert by_class(page, "byok-detail") == []
+    page.table._handle_custom_msg({"event": "open", "ref": "llama-ft"}, [])
+    assert "Llama FT" in one(page, "byok-detail").title.value
+
+
+def test_u2_add_of_a_deleted_slug_says_it_was_reactivated():
+    from byok_nb.ui.models_page import saved_message
+
+    import datetime as dt
+    fresh = make_view()
+    assert saved_message(fresh) == "Saved model 'llama-ft'."
+    revived = make_view(updated_at=fresh.created_at + dt.timedelta(days=3))
+    assert saved_message(revived).startswith("Reactivated model 'llama-ft'")
 
 
 def test_u2_admin_sees_add_custom_model_and_the_dialog_saves():
@@ -288,13 +309,13 @@ def test_u2_admin_sees_add_custom_model_and_the_dialog_saves():
     dialog.test_button.click()
     dialog.save_button.click()
     assert by_class(page, "byok-add-dialog") == []                    # closed
-    assert "llama-3-1-8b-internal-v4" in page.table.value              # W-3
+    assert "llama-3-1-8b-internal-v4" in page.table.text              # W-3
     assert "Saved model" in one(page, "byok-status").value
 
 
 def test_u2_clicking_a_custom_model_opens_its_detail_page():
     page = ModelsPage(FakeSession(models=[make_view()]))
-    page.custom_buttons()[0].click()
+    page.open_model(page.custom_refs()[0])
     detail = one(page, "byok-detail")
     assert "Llama FT" in detail.title.value
 
@@ -303,14 +324,14 @@ def test_u6_non_admin_sees_no_management_controls():
     session = FakeSession(admin=False, models=[make_view()])
     page = ModelsPage(session)
     assert page.add_button is None and by_class(page, "byok-add-model") == []
-    assert "Llama FT" in page.table.value
+    assert "Llama FT" in page.table.text
     detail = DetailPage(session, "llama-ft")
     for css in ("byok-edit", "byok-test", "byok-delete"):
         assert by_class(detail, css) == []
     assert "****wxyz" in one(detail, "byok-secret-masked").value
     app = AdminApp(session)
     assert by_class(app, "byok-add-model") == []
-    assert "member" in app.header.value
+    assert "Signed in as cy" in app.header.value and "Org Admin" not in app.header.value
 
 
 def test_u6_role_lookup_failure_hides_controls():
@@ -439,7 +460,7 @@ def test_app_navigates_between_pages():
     session = FakeSession(models=[make_view()])
     app = AdminApp(session)
     assert isinstance(app.page, ModelsPage)
-    app.models_page.custom_buttons()[0].click()
+    app.models_page.open_model(app.models_page.custom_refs()[0])
     assert isinstance(app.page, DetailPage)
     app.page.back_button.click()
     assert isinstance(app.page, ModelsPage)

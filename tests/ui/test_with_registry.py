@@ -11,7 +11,7 @@ from byok_nb.testing.fake_providers import FakeOpenAIProvider
 from byok_nb.ui import AddModelDialog, AdminApp, DetailPage, ModelsPage
 from byok_nb.ui.forms import AddModelForm, EditModelForm
 
-from .uikit import widget_state_text
+from .uikit import walk, widget_state_text
 
 KEY = "sk-test-key-0001"
 
@@ -144,14 +144,14 @@ def test_u2_u3_app_flow_and_delete_count(acme):
 
     s.create_workflow("triage", "search", fields=[LLMField("reply", model="used")])
     app = AdminApp(s)
-    assert "Used" in app.models_page.table.value
-    app.models_page.custom_buttons()[0].click()
+    assert "Used" in app.models_page.table.text
+    app.models_page.open_model(app.models_page.custom_refs()[0])
     detail = app.page
     assert isinstance(detail, DetailPage) and "****mnop" in detail.secret.value
     detail.delete_button.click()
     assert "1 active workflow references this slug" in detail.confirm_area.children[0].value
     detail.confirm_area.children[1].children[0].click()
-    assert isinstance(app.page, ModelsPage) and "Used" not in app.page.table.value
+    assert isinstance(app.page, ModelsPage) and "Used" not in app.page.table.text
 
 
 def test_u6_contributor_app_has_no_management_controls(acme):
@@ -159,8 +159,8 @@ def test_u6_contributor_app_has_no_management_controls(acme):
                          display_name="Shared", test=False)
     app = AdminApp(acme.contributor)
     page = app.models_page
-    assert page.add_button is None and "Shared" in page.table.value
-    page.custom_buttons()[0].click()
+    assert page.add_button is None and "Shared" in page.table.text
+    page.open_model(page.custom_refs()[0])
     detail = app.page
     assert detail.edit_button is None and detail.delete_button is None
     assert "****mnop" in detail.secret.value
@@ -169,7 +169,23 @@ def test_u6_contributor_app_has_no_management_controls(acme):
 def test_u7_outsider_sees_a_short_message(acme):
     app = AdminApp(acme.outsider)
     state = widget_state_text(app)
-    assert "is not a member of org" in state and "Traceback" not in state
+    assert "is not a member of the organization" in state and "Traceback" not in state
+
+
+def test_u6_outsider_sees_one_message_and_no_member_label_or_pages(acme):
+    app = AdminApp(acme.outsider)
+    assert app.page is None and app.models_page is None and not any("byok-nav" in w._dom_classes for w in walk(app))
+    header = app.header.value
+    assert f"Signed in as {acme.outsider.user}" in header
+    assert "Member" not in header and "Contributor" not in header and "Admin" not in header
+    assert app.message.value.count("not a member") == 1 and 'role="alert"' in app.message.value
+
+
+def test_u6_header_names_the_members_role(acme):
+    assert "Org Admin" in AdminApp(acme.admin).header.value
+    header = AdminApp(acme.contributor).header.value
+    assert "Contributor" in header and "Org Admin" not in header
+    assert "BYOK_NB" not in header and "Voila" not in header
 
 
 @pytest.fixture
@@ -207,3 +223,72 @@ def test_p8_a_filled_price_edited_before_save_is_the_users(acme, together):
     dialog.save_button.click()
     model = acme.admin.get_model("llama-3-3-70b-together")
     assert model.output_cost_per_token == Decimal("0.000002") and model.price_source == "user"
+
+
+# -- the Workflows page (U-4, W-1, W-2, W-5) -----------------------------------------------------
+def _workflow_world(acme):
+    from byok_nb import LLMField
+
+    acme.admin.add_model(provider="fireworks", api_key="fw_abcdefghijklmnop", provider_model_id="x",
+                         display_name="No Tools FT", supports_tool_use=False, test=False)
+    acme.admin.add_model(provider="fireworks", api_key="fw_abcdefghijklmnop", provider_model_id="y",
+                         display_name="Tools FT", test=False)
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    acme.admin.create_workflow("triage", "search", fields=[LLMField("reply", tools=[tool]),
+                                                           LLMField("summary")])
+
+
+def test_u4_w2_workflows_page_lists_fields_and_explains_hidden_models(acme):
+    from byok_nb.ui.workflows_page import WorkflowsPage
+
+    _workflow_world(acme)
+    app = AdminApp(acme.contributor)
+    app.nav.value = "workflows"
+    page = app.page
+    assert isinstance(page, WorkflowsPage)
+    assert page.project.options == ("All projects", "search")
+    assert [cells[0] for cells in (r["cells"] for r in page.fields.rows)] == ["reply", "summary"]
+    reply = page.fields.rows[0]["cells"]
+    assert reply[1] == "Supports tool use (the field has tool bindings)" and reply[2] == "not assigned"
+    page.fields.open_row("reply")
+    picker = page.picker
+    assert picker is not None and "reply" in picker.title.value and "search / triage" in picker.title.value
+    custom = [ref for _, ref in picker.choices["Custom"].options]
+    assert custom == ["tools-ft"]                                    # W-2: only what qualifies
+    assert "No Tools FT" in picker.hidden_view.value and "needs Supports tool use" in picker.hidden_view.value
+
+
+def test_w5_contributor_assigns_from_the_workflows_page_and_the_table_follows(acme):
+    from byok_nb.ui.workflows_page import WorkflowsPage
+
+    _workflow_world(acme)
+    page = WorkflowsPage(acme.contributor)
+    page.select("triage", "reply")
+    page.picker.value = "tools-ft"
+    page.picker.assign_button.click()
+    assert "Assigned 'tools-ft'" in page.picker.message.value.replace("&#x27;", "'")
+    assert page.fields.rows[0]["cells"][2] == "tools-ft"             # re-read from the registry
+    assert acme.admin.picker("triage", "reply")["Custom"][0].ref == "tools-ft"
+    from byok_nb.workflows import get_workflow
+    assert get_workflow(acme.admin, "triage").fields[0].model == "tools-ft"
+
+
+def test_w5_outsider_to_the_project_gets_the_refusal_as_a_message(acme):
+    from byok_nb.ui.workflows_page import WorkflowsPage
+
+    _workflow_world(acme)
+    acme.registry.create_project("acme", "other")
+    acme.registry.add_member("acme", "oz", role="contributor", project="other")
+    page = WorkflowsPage(acme.registry.session(org="acme", user="oz"))
+    page.select("triage", "summary")
+    page.picker.value = "tools-ft"
+    page.picker.assign_button.click()
+    assert "may not change workflows of project" in page.picker.message.value
+    assert 'role="alert"' in page.picker.message.value and "Traceback" not in widget_state_text(page)
+
+
+def test_u4_workflows_page_without_workflows_says_so(acme):
+    from byok_nb.ui.workflows_page import NO_WORKFLOWS, WorkflowsPage
+
+    page = WorkflowsPage(acme.admin)
+    assert NO_WORKFLOWS in page.message.value and page.fields.rows == [] and page.picker is None

@@ -27,8 +27,10 @@ def test_a4_cost_per_day_per_model_chart(logged):
 
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"ft-llama", "openai/gpt-4o", "plain"}
-    assert len(ax.patches) == 3 * 5       # one bar per model per day
+    # "plain" has no price: it draws no bar, so it has no legend entry (the title counts its calls).
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"ft-llama", "openai/gpt-4o"}
+    assert len(ax.patches) == 2 * 5       # one bar per priced model per day
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"2026-04-0{d}" for d in range(1, 6)]
     assert "90 untracked" not in ax.get_title() and "30 untracked calls" in ax.get_title()
     png = charts.figure_png(fig)
     assert png.startswith(b"\x89PNG") and fig._repr_png_().startswith(b"\x89PNG")
@@ -58,3 +60,38 @@ def test_a4_many_models_are_folded_into_other(world):
     fig = charts.cost_per_day_chart(world.admin)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert len(labels) == charts.MAX_SERIES and "other" in labels and "m14" in labels
+
+
+def _bbox(fig, artist):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return artist.get_window_extent(canvas.get_renderer())
+
+
+def test_a4_one_day_chart_has_one_day_tick_and_the_legend_beside_the_bars(world):
+    """One day of usage: a single tick labelled with the date (no hour ticks), one legend entry per
+    drawn model, and the legend outside the plot area so it never covers a bar."""
+    day = dt.datetime(2026, 12, 1, 9, tzinfo=dt.timezone.utc)
+    record_usage_batch(world.admin, [
+        {"model": m, "model_type": "custom", "provider": "fireworks", "ts": day, "input_tokens": 1000,
+         "output_tokens": 100, "input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}
+        for m in ("alpha", "beta")] + [{"model": "gamma-unpriced", "model_type": "custom",
+                                        "provider": "fireworks", "ts": day, "input_tokens": 5,
+                                        "output_tokens": 5, "input_cost_per_token": None,
+                                        "output_cost_per_token": None}])
+    fig = charts.cost_per_day_chart(world.admin)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2026-12-01"]
+    legend = ax.get_legend()
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["alpha", "beta"]
+    plot_area, legend_box = _bbox(fig, ax), _bbox(fig, legend)
+    assert legend_box.x0 >= plot_area.x1                  # beside the axes: no bar under it
+    assert fig.get_figwidth() * fig.dpi >= legend_box.x1   # and still inside the figure
+
+
+def test_a4_tokens_legend_never_covers_a_bar(logged):
+    fig = charts.tokens_per_model_chart(logged.admin)
+    ax = fig.axes[0]
+    assert _bbox(fig, ax.get_legend()).x0 >= _bbox(fig, ax).x1
