@@ -83,7 +83,7 @@ class AnalyticsView(widgets.VBox):
         self.by = widgets.ToggleButtons(options=REPORT_BY, value="model")
         self.by.add_class("byok-report-by")
         self.by.observe(lambda _c: self.refresh_table(), names="value")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button = widgets.Button(description="Refresh")
         self.refresh_button.add_class("byok-analytics-refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.table = widgets.HTML()
@@ -103,7 +103,7 @@ class AnalyticsView(widgets.VBox):
         self.output_tokens = widgets.IntText(value=500, description="Output tokens",
                                              style={"description_width": "120px"})
         self.output_tokens.add_class("byok-estimate-output-tokens")
-        self.estimate_button = widgets.Button(description="Estimate", icon="calculator",
+        self.estimate_button = widgets.Button(description="Estimate",
                                               layout=widgets.Layout(width="auto"))
         self.estimate_button.add_class("byok-estimate")
         self.estimate_button.on_click(self._on_estimate)

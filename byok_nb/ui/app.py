@@ -26,11 +26,15 @@ NOT_A_MEMBER = ("You are signed in as {user}, who is not a member of the organiz
                 "Ask an Org Admin to add you; until then there is nothing to show here.")
 
 # Shell-wide styles. ipywidgets gives every button a fixed width and cuts longer labels with an
-# ellipsis ("Probe capabi…"): inside the app a button is as wide as its label.
+# ellipsis ("Probe capabi…"): inside the app a button is as wide as its label. Icon glyphs are
+# hidden: their font comes from a CDN (absent offline) and the glyph would become part of the
+# button's accessible name (" Test Connection" instead of "Test Connection").
 APP_STYLE = """<style>
 .byok-app .jupyter-button.widget-button, .byok-app .widget-toggle-button {
-  width: auto; min-width: 5em; padding-left: 12px; padding-right: 12px; overflow: visible; }
+  width: auto; min-width: 5em; padding-left: 12px; padding-right: 12px; overflow: visible;
+  flex: 0 0 auto; align-self: flex-start; }
 .byok-app .widget-toggle-buttons { flex-wrap: wrap; }
+.byok-app .jupyter-button > i.fa { display: none; }
 .byok-app-header { display: flex; align-items: baseline; gap: 16px; }
 .byok-app-header h1 { font-size: 1.35em; margin: 4px 0; }
 .byok-app-header .byok-whoami { color: #444; }

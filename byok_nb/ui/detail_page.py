@@ -120,7 +120,7 @@ class DetailPage(widgets.VBox):
         self.form_view: ModelFormView | None = None
         self.message = widgets.HTML()
         self.message.add_class("byok-detail-status")
-        self.back_button = widgets.Button(description="Models")
+        self.back_button = widgets.Button(description="Back to Models")
         self.back_button.add_class("byok-back")
         self.back_button.on_click(self._on_back)
         self.title = widgets.HTML()

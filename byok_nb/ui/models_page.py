@@ -34,7 +34,7 @@ TABLE_COLUMNS = [
 ]
 TRUNCATED_COLUMNS = {"label", "ref"}       # long names: ellipsis, full text on hover
 NUMERIC_COLUMNS = {"max_tokens", "input_cost_per_token", "output_cost_per_token"}
-TABLE_CAPTION = "Models"
+TABLE_CAPTION = "Custom models first; click a custom model's row (or press Enter on it) to open it."
 OPEN_HINT = "Open the detail page"
 
 
@@ -117,7 +117,7 @@ class ModelsPage(widgets.VBox):
         self.type_filter = widgets.ToggleButtons(options=TYPE_FILTER_OPTIONS, value="all")
         self.type_filter.add_class("byok-type-filter")
         self.type_filter.observe(self._on_filter, names="value")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button = widgets.Button(description="Refresh")
         self.refresh_button.add_class("byok-refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
         controls: list[widgets.Widget] = [self.type_filter, self.refresh_button]

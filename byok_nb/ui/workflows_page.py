@@ -28,7 +28,7 @@ def needs_text(field: Any) -> str:
     from ..workflows import CAPABILITY_LABELS, field_needs
 
     needs = field_needs(field)
-    return "; ".join(f"{CAPABILITY_LABELS[flag]} ({why})" for flag, why in needs) or "nothing special"
+    return "; ".join(f"{CAPABILITY_LABELS[flag]} ({why})" for flag, why in needs) or "no special capability"
 
 
 def workflow_label(workflow: Any) -> str:

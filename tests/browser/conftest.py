@@ -122,3 +122,71 @@ def screenshots(tmp_path_factory) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         return SCREENSHOTS
     return tmp_path_factory.mktemp("screenshots")
+
+
+# -- the pages of issue 12: rows, Workflows, header, analytics, axe ------------------------------
+LONG_NAME = "Llama 3.1 70B Instruct — quarterly support fine-tune for the EMEA helpdesk (v12, long name)"
+
+
+def _seed_pages(registry, planted: str) -> None:
+    """Org acme: ana (org admin), cy (contributor on search); custom models (one with a long name,
+    one without tool use, one deleted for reactivation); workflow search/triage with a tool field;
+    usage on one day for Analytics."""
+    import datetime as dt
+
+    from byok_nb import LLMField
+    from byok_nb.analytics import record_usage_batch
+
+    registry.create_org("acme")
+    registry.create_project("acme", "search")
+    registry.add_member("acme", "ana", role="org_admin")
+    registry.add_member("acme", "cy", role="contributor", project="search")
+    ana = registry.session(org="acme", user="ana")
+    common = dict(provider="fireworks", api_key=planted, test=False)
+    ana.add_model(provider_model_id="accounts/acme/models/ft-v1", display_name="Team fine-tune",
+                  input_cost_per_token="0.0000002", output_cost_per_token="0.0000004", **common)
+    ana.add_model(provider_model_id="accounts/acme/models/long", display_name=LONG_NAME, slug="long-name-ft",
+                  **common)
+    ana.add_model(provider_model_id="accounts/acme/models/no-tools", display_name="No Tools FT",
+                  supports_tool_use=False, **common)
+    ana.add_model(provider_model_id="accounts/acme/models/old", display_name="Retired FT", slug="retired-ft",
+                  **common)
+    ana.delete_model("retired-ft")
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    ana.create_workflow("triage", "search", fields=[LLMField("reply", tools=[tool]), LLMField("summary")])
+    day = dt.datetime(2026, 11, 30, 10, tzinfo=dt.timezone.utc)
+    record_usage_batch(ana, [{"model": "team-fine-tune", "ts": day, "input_tokens": 12_000,
+                              "output_tokens": 3_000, "workflow": "triage", "project": "search"},
+                             {"model": "no-tools-ft", "ts": day, "input_tokens": 500, "output_tokens": 50,
+                              "workflow": "triage", "project": "search"}])
+
+
+@pytest.fixture(scope="module")
+def voila_pages(chromium, tmp_path_factory):
+    """The admin app as org admin "ana" on a registry with models, a workflow and usage."""
+    yield from _serve_app(tmp_path_factory, "voila_pages", "ana", seed=_seed_pages)
+
+
+@pytest.fixture(scope="module")
+def voila_pages_contributor(chromium, tmp_path_factory):
+    """The same registry, as contributor "cy"."""
+    yield from _serve_app(tmp_path_factory, "voila_pages_cy", "cy", seed=_seed_pages)
+
+
+@pytest.fixture(scope="module")
+def voila_outsider(chromium, tmp_path_factory):
+    """The app as "zed", who is not a member of acme."""
+    yield from _serve_app(tmp_path_factory, "voila_outsider", "zed", seed=_seed_contributor)
+
+
+@pytest.fixture(scope="session")
+def axe_js() -> Path:
+    """npm's axe-core (installed into a cache folder when missing; see axekit.py)."""
+    from axekit import axe_script
+
+    try:
+        return axe_script()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
