@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # What the test suite needs from the machine beyond Python packages: Debian's Chromium (browser
-# tests) and a PostgreSQL server on 127.0.0.1:5432 (the registry suite runs on it too).
+# tests), npm's axe-core (the browser suite's accessibility check) and a PostgreSQL server on
+# 127.0.0.1:5432 (the registry suite runs on it too).
 # Idempotent; installs with apt-get only when something is missing and we may (root).
 set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1 || need+=(postgresql)
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -16,6 +18,15 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "system_deps: missing ${need[*]} and not root; the tests that need them will say they are skipped" >&2
   fi
+fi
+
+# axe-core: a JavaScript file the browser tests inject into the page (tests/browser/axekit.py looks
+# in the same folder, and installs it there itself when this step could not run).
+axe_dir="${BYOK_NB_AXE_DIR:-$HOME/.cache/byok_nb/axe}"
+if [ ! -f "$axe_dir/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev/null 2>&1; then
+  mkdir -p "$axe_dir"
+  npm install --prefix "$axe_dir" axe-core@4 --no-audit --no-fund >/dev/null \
+    || echo "system_deps: could not install axe-core with npm" >&2
 fi
 
 # Start PostgreSQL (the machine image ships it stopped) and make the test role and database.

@@ -183,7 +183,7 @@ class DetailPage(widgets.VBox):
     def render(self, model: Any) -> None:
         """Show a masked view: label, facts, masked secret (C-3), Access Key ID in full."""
         self.model = model
-        self.title.value = f"<h3>{html.escape(model.label)}</h3>"
+        self.title.value = f"<h2>{html.escape(model.label)}</h2>"
         self.info.value = model_info_html(model)
         label = secret_label(model.provider, model.auth_method)
         masked = model.secret_masked or "(none stored)"

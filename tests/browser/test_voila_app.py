@@ -19,11 +19,13 @@ def _input(page, field: str):
     return page.locator(f".byok-add-dialog .byok-{field} input, .byok-add-dialog .byok-{field} select").first
 
 
-def test_u1_u2_u3_c3_c7_add_fireworks_model_in_the_browser(voila_app, page, screenshots):
+def test_u1_u2_u3_c3_c7_add_fireworks_model_in_the_browser(voila_app, page, tmp_path):
+    # (The README's screenshots are taken by test_pages.py, on a registry with more to show.)
+    screenshots = tmp_path
     planted = voila_app.planted_key
 
     # U-2: the Models page renders its table.
-    page.goto(voila_app.url)
+    page.goto(voila_app.url, timeout=60_000)
     expect(page.locator(".byok-models-table")).to_be_visible(timeout=60_000)
     expect(page.locator(".byok-models-table")).to_contain_text("Platform")
 
@@ -57,7 +59,7 @@ def test_u1_u2_u3_c3_c7_add_fireworks_model_in_the_browser(voila_app, page, scre
     page.locator(".byok-app").screenshot(path=str(screenshots / "models_page.png"))
 
     # U-3 / C-3: the detail page shows only the masked secret.
-    page.locator(f"button.byok-open-{SLUG}").click()
+    page.get_by_role("row", name=DISPLAY_NAME).click()          # U-2: the row opens it
     detail = page.locator(".byok-detail")
     expect(detail).to_be_visible()
     expect(detail.locator(".byok-secret-masked")).to_contain_text("****" + planted[-4:])
@@ -79,20 +81,20 @@ def test_u1_u2_u3_c3_c7_add_fireworks_model_in_the_browser(voila_app, page, scre
 
 def test_e1_voila_hides_sources(voila_app, page):
     """``strip_sources``: the page carries the app's output, not its code."""
-    page.goto(voila_app.url)
+    page.goto(voila_app.url, timeout=60_000)
     expect(page.locator(".byok-models-table")).to_be_visible(timeout=60_000)
     html = page.content()
     assert "app_session()" not in html and "from byok_nb" not in html
 
 
 def test_u6_contributor_sees_the_pages_without_management_controls(voila_app_contributor, page):
-    page.goto(voila_app_contributor.url)
+    page.goto(voila_app_contributor.url, timeout=60_000)
     table = page.locator(".byok-models-table")
     expect(table).to_be_visible(timeout=60_000)
     expect(table).to_contain_text("Team fine-tune")
     expect(page.locator(".byok-whoami")).to_contain_text("cy")
     expect(page.locator("button.byok-add-model")).to_have_count(0)
-    page.locator("button.byok-open-team-fine-tune").click()
+    page.get_by_role("row", name="Team fine-tune").click()
     detail = page.locator(".byok-detail")
     expect(detail.locator(".byok-secret-masked")).to_contain_text("****" + voila_app_contributor.planted_key[-4:])
     for control in ("byok-edit", "byok-test", "byok-delete"):
