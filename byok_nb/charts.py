@@ -100,7 +100,8 @@ def cost_per_day_chart(source: "Session | pd.DataFrame", *, title: str = "Cost p
                   ha="right" if len(labels) > 6 else "center")
     ax.set_xlim(-0.75, len(labels) - 0.25)
     untracked = int(frame["untracked_calls"].sum()) if "untracked_calls" in frame else 0
-    ax.set_title(title + (f" — {untracked:,} untracked calls (no price)" if untracked else ""))
+    noun = "call" if untracked == 1 else "calls"
+    ax.set_title(title + (f" — {untracked:,} untracked {noun} (no price)" if untracked else ""))
     ax.set_ylabel("USD")
     ax.set_xlabel("day (UTC)")
     if drawn:
