@@ -1,12 +1,13 @@
 """Analytics (U-5, A-2 … A-4): cost tables, charts and a cost estimate / what-if helper.
 
 Numbers come from ``session.cost_report`` / ``estimate_cost`` and :func:`byok_nb.analytics.what_if`;
-charts from :mod:`byok_nb.charts`, shown as PNG in ``widgets.Image`` (no ``Output`` context, no
-front-end extension, works the same in Voila). "Unpriced" and "free" stay different: an unpriced
-cost shows as ``unpriced``, a free one as ``0``.
+charts from :mod:`byok_nb.charts`, shown as PNG ``<img>`` with alternative text in an HTML widget
+(no ``Output`` context, no front-end extension, works the same in Voila). "Unpriced" and "free"
+stay different: an unpriced cost shows as ``unpriced``, a free one as ``0``.
 """
 from __future__ import annotations
 
+import html
 from decimal import Decimal
 from typing import Any
 
@@ -68,6 +69,19 @@ def report_table_html(frame: Any, css: str = "byok-report") -> str:
     return table + (f"<i>… {more} more rows</i>" if more > 0 else "")
 
 
+def chart_html(fig: Any, table_hint: str) -> str:
+    """A figure as an ``<img>`` with alternative text: its title, and where its numbers are."""
+    import base64
+
+    from .. import charts
+
+    title = fig.axes[0].get_title() if fig.axes else ""
+    alt = f"Chart: {title or 'no data'}. The same figures are in the cost table ({table_hint})."
+    data = base64.b64encode(charts.figure_png(fig)).decode("ascii")
+    return (f'<img class="byok-chart-img" alt="{html.escape(alt)}" style="max-width:900px;width:100%" '
+            f'src="data:image/png;base64,{data}">')
+
+
 class AnalyticsView(widgets.VBox):
     """Cost tables, charts and an estimate helper for the session's org.
 
@@ -88,9 +102,10 @@ class AnalyticsView(widgets.VBox):
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.table = widgets.HTML()
         self.table.add_class("byok-cost-table")
-        self.cost_chart = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
+        # HTML, not widgets.Image: an <img> needs alternative text (WCAG 1.1.1), and Image has none.
+        self.cost_chart = widgets.HTML()
         self.cost_chart.add_class("byok-chart-cost-per-day")
-        self.tokens_chart = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
+        self.tokens_chart = widgets.HTML()
         self.tokens_chart.add_class("byok-chart-tokens-per-model")
         self.charts = widgets.VBox([self.cost_chart, self.tokens_chart])
         self.charts.add_class("byok-charts")
@@ -139,8 +154,8 @@ class AnalyticsView(widgets.VBox):
         from .. import charts
 
         # Figures are built and rendered to bytes here, outside any Output context (U-7).
-        self.cost_chart.value = charts.figure_png(charts.cost_per_day_chart(self.session))
-        self.tokens_chart.value = charts.figure_png(charts.tokens_per_model_chart(self.session))
+        self.cost_chart.value = chart_html(charts.cost_per_day_chart(self.session), "Report by Day")
+        self.tokens_chart.value = chart_html(charts.tokens_per_model_chart(self.session), "Report by Model")
 
     @guarded("message", where="Models")
     def refresh_models(self) -> None:

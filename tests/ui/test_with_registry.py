@@ -292,3 +292,23 @@ def test_u4_workflows_page_without_workflows_says_so(acme):
 
     page = WorkflowsPage(acme.admin)
     assert NO_WORKFLOWS in page.message.value and page.fields.rows == [] and page.picker is None
+
+
+def test_u5_analytics_headers_have_units_and_charts_have_alternative_text(acme):
+    from byok_nb.analytics import record_usage_batch
+    from byok_nb.ui import AnalyticsView
+
+    acme.admin.add_model(provider="fireworks", api_key="fw_abcdefghijklmnop", provider_model_id="x",
+                         display_name="Priced", input_cost_per_token="0.000001",
+                         output_cost_per_token="0.000002", test=False)
+    record_usage_batch(acme.admin, [{"model": "priced", "input_tokens": 1000, "output_tokens": 10}])
+    view = AnalyticsView(acme.admin)
+    table = view.table.value
+    for header in ("<th>Model</th>", "<th>Calls</th>", "<th>Input tokens</th>", "<th>Cost (USD)</th>",
+                   "<th>Calls without a price</th>"):
+        assert header in table
+    assert "<th>cost_usd</th>" not in table and "untracked_calls" not in table
+    assert list(acme.admin.cost_report().columns[:3]) != ["Model", "Type", "Provider"]   # API names stay
+    for chart in (view.cost_chart.value, view.tokens_chart.value):
+        assert chart.startswith('<img class="byok-chart-img" alt="Chart: ') and "base64," in chart
+    assert "Cost per day by model (USD)" in view.cost_chart.value
