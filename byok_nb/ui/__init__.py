@@ -28,7 +28,8 @@ messages                           every status line's text is a span with role 
                                    (errors: ``alert``)
 ``byok-models-page``               Models page; ``byok-status`` its (only) status line
 ``byok-type-filter``               All / Platform / Custom toggle
-``byok-models-table``              the table (a ``RowTable``: inner ``table.byok-row-table``,
+``byok-models-table``              the table (a ``RowTable``: inner ``table.byok-row-table
+                                   .byok-models-table-html``,
                                    custom models first, rows ``tr.byok-row-custom`` /
                                    ``tr.byok-row-platform`` with ``data-ref``; a custom row is
                                    focusable and opens the detail page on click / Enter)

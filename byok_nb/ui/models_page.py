@@ -132,7 +132,9 @@ class ModelsPage(widgets.VBox):
         self.message.add_class("byok-status")
         self.dialog_area = widgets.VBox()
         self.dialog_area.add_class("byok-dialog-area")
-        self.table = RowTable(columns=table_columns(), caption=TABLE_CAPTION, empty_text="No models.")
+        # The inner <table> keeps the class the F-5 benchmark waits for.
+        self.table = RowTable(columns=table_columns(), caption=TABLE_CAPTION, empty_text="No models.",
+                              table_class="byok-models-table-html")
         self.table.add_class("byok-models-table")
         self.table.on_open(self._open)
         self.detail_area = widgets.VBox()

@@ -24,7 +24,7 @@ function draw(model, el) {
   const columns = model.get("columns") || [];
   const rows = model.get("rows") || [];
   const table = document.createElement("table");
-  table.className = "byok-row-table";
+  table.className = ["byok-row-table", model.get("table_class") || ""].join(" ").trim();
   const caption = model.get("caption");
   if (caption) {
     const c = document.createElement("caption");
@@ -86,6 +86,7 @@ export default {
     model.on("change:rows", redraw);
     model.on("change:columns", redraw);
     model.on("change:caption", redraw);
+    model.on("change:table_class", redraw);
     redraw();
   },
 };
@@ -123,6 +124,7 @@ class RowTable(anywidget.AnyWidget):
     rows = List(Dict()).tag(sync=True)
     caption = Unicode("").tag(sync=True)
     empty_text = Unicode("Nothing to show.").tag(sync=True)
+    table_class = Unicode("").tag(sync=True)     # extra CSS class(es) of the <table> element
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

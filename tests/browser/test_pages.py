@@ -36,7 +36,7 @@ def _nav(page, name: str):
 # -- item 7: rows ----------------------------------------------------------------------------------
 def test_u2_u10_custom_model_row_opens_its_detail_page_on_click_and_on_enter(voila_pages, page):
     _open_app(page, voila_pages)
-    table = page.locator(".byok-models-table")
+    table = page.locator(".byok-models-table table.byok-models-table-html")     # F-5 waits for it
     # Custom models first; no separate strip of buttons repeating the names.
     refs = table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.ref)")
     kinds = table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.className)")
