@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
+from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message
 from .models_page import ModelsPage, is_org_admin
 
 PRODUCT_NAME = "Custom Models (BYOK)"

@@ -9,7 +9,6 @@ Org admins see ``Add Custom Model``; everyone else sees the same page without it
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -45,11 +44,6 @@ def is_org_admin(session: Any) -> bool:
         return bool(value() if callable(value) else value)
     except Exception:  # noqa: BLE001 — a role lookup failure hides controls, never shows a traceback
         return False
-
-
-def slug_css(slug: str) -> str:
-    """A CSS-class-safe form of a slug (slugs may hold ``/ . :``)."""
-    return re.sub(r"[^a-z0-9_-]+", "-", slug.lower())
 
 
 def _cell(column: str, value: Any) -> str:

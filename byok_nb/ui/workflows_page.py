@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .errors import guarded
+from .errors import guarded, set_message
 from .picker import PickerWidget
 from .row_table import RowTable
 
@@ -84,7 +84,7 @@ class WorkflowsPage(widgets.VBox):
         self.project.value = keep if keep in self.project.options else ALL_PROJECTS
         self._on_project()
         if not self.workflows:
-            self.message.value = f'<span role="status">{NO_WORKFLOWS}</span>'
+            set_message(self.message, NO_WORKFLOWS, "color:#444")
 
     def _shown_workflows(self) -> list[Any]:
         project = self.project.value
