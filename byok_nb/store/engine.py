@@ -93,8 +93,9 @@ def _sqlite_engine(parsed) -> Engine:
 
 @contextlib.contextmanager
 def _store_errors(engine: Engine) -> Iterator[None]:
-    """Driver failures a caller can act on, as RegistryErrors: the store busy or unreachable
-    (503), a value the driver cannot bind (422). Anything else is a bug and passes through."""
+    """Driver failures a caller can act on, as RegistryErrors: the store busy, unreachable or
+    its file damaged / not a database (503, naming the file), a value the driver cannot bind
+    (422). Anything else is a bug and passes through."""
     try:
         yield
     except OperationalError as exc:
