@@ -276,12 +276,17 @@ def test_c3_mask_stored_at_write_time_listing_never_decrypts(acme, registry_url)
 
 # -- C-4 unreadable secrets -----------------------------------------------------------------------------
 @pytest.fixture
-def wrong_key_session(acme, registry_url, master_key):
+def wrong_key() -> str:
+    return byok_nb.generate_master_key()
+
+
+@pytest.fixture
+def wrong_key_session(acme, registry_url, master_key, wrong_key):
     """acme with two models, reopened under a master key that cannot read their secrets."""
     acme.admin.add_model(test=False, **fireworks(slug="a"))
     acme.admin.add_model(test=False, **openai_compatible(slug="open", api_key=None))
     acme.registry.close()
-    reg = byok_nb.open_registry(registry_url, master_key=byok_nb.generate_master_key())
+    reg = byok_nb.open_registry(registry_url, master_key=wrong_key)
     try:
         yield reg.session(org="acme", user="ana")
     finally:
@@ -330,6 +335,24 @@ def test_c4_wrong_key_reads_lists_but_never_writes_a_secret(wrong_key_session, m
         s.get_model("fresh")
     assert s.get_model("a").secret_masked == "****" + FW_KEY[-4:]   # nothing was replaced
     assert s.delete_model("open").slug == "open"
+
+
+def test_c4_reentering_under_a_new_key_needs_adopt_key_first(wrong_key_session, wrong_key, registry_url,
+                                                             monkeypatch, capsys):
+    """The old key is lost: the operator adopts the new one with the documented command; then
+    re-entering the credentials repairs the model (C-4 amended)."""
+    from byok_nb.cli import main as cli_main
+
+    s = wrong_key_session
+    monkeypatch.setenv("BYOK_NB_MASTER_KEY", wrong_key)
+    assert cli_main(["adopt-key", "--confirm-lost-key", "--database-url", registry_url]) == 0
+    assert "acme/a" in capsys.readouterr().out
+    with pytest.raises(RegistryError, match="re-enter them"):
+        s.target_for("a")
+    s.add_model(test=False, **fireworks(slug="fresh", api_key="fw_fresh_key_after_loss_0001"))
+    assert s.target_for("fresh")[1].api_key.get_secret_value() == "fw_fresh_key_after_loss_0001"
+    s.update_model("a", api_key="fw_re_entered_key_value_4242")
+    assert s.target_for("a")[1].api_key.get_secret_value() == "fw_re_entered_key_value_4242"
 
 
 def test_c4_tampered_ciphertext(acme, registry):
