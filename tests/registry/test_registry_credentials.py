@@ -348,11 +348,11 @@ def test_c4_reentering_under_a_new_key_needs_adopt_key_first(wrong_key_session, 
     assert cli_main(["adopt-key", "--confirm-lost-key", "--database-url", registry_url]) == 0
     assert "acme/a" in capsys.readouterr().out
     with pytest.raises(RegistryError, match="re-enter them"):
-        s.target_for("a")
+        s._call_target("a")
     s.add_model(test=False, **fireworks(slug="fresh", api_key="fw_fresh_key_after_loss_0001"))
-    assert s.target_for("fresh")[1].api_key.get_secret_value() == "fw_fresh_key_after_loss_0001"
+    assert s._call_target("fresh")[1].api_key.get_secret_value() == "fw_fresh_key_after_loss_0001"
     s.update_model("a", api_key="fw_re_entered_key_value_4242")
-    assert s.target_for("a")[1].api_key.get_secret_value() == "fw_re_entered_key_value_4242"
+    assert s._call_target("a")[1].api_key.get_secret_value() == "fw_re_entered_key_value_4242"
 
 
 def test_c4_tampered_ciphertext(acme, registry):
