@@ -7,11 +7,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: app test system-deps bench clean
+.PHONY: app test system-deps wheel-env bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
 	$(PY) -m pip install --quiet -e '.[test,app,bench]'
 	touch $(STAMP)
 
@@ -21,8 +21,13 @@ app: $(STAMP)
 system-deps:
 	bash scripts/system_deps.sh
 
-test: $(STAMP) system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The installed-wheel tests need a fresh virtualenv with the dependencies; it is made here, before
+# pytest, so that the suite itself reaches no network (tests/install/wheelkit.py).
+wheel-env: $(STAMP)
+	$(PY) tests/install/wheelkit.py
+
+test: $(STAMP) system-deps wheel-env
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

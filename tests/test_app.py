@@ -191,3 +191,18 @@ def test_demo_stays_open_unless_asked_and_serve_is_protected_by_default(monkeypa
     monkeypatch.setattr(app, "serve", lambda **kwargs: calls.append(kwargs) or 0)
     assert app.demo(port=1) == 0 and app.demo(port=1, token=True) == 0
     assert [c["token"] for c in calls] == [False, True]
+
+
+def test_u7_app_for_an_org_that_does_not_exist_shows_one_clear_message(clean_identity, monkeypatch):
+    """BYOK_NB_ORG naming an org that does not exist (while another does) is a message in the app,
+    not a failed notebook cell."""
+    from byok_nb.ui import AdminApp, open_admin_app
+
+    monkeypatch.setenv("BYOK_NB_USER", "ana")
+    assert open_admin_app().__class__ is AdminApp            # first run: 'default' is created
+    monkeypatch.setenv("BYOK_NB_ORG", "research")
+    view = open_admin_app()
+    assert not isinstance(view, AdminApp)
+    text = " ".join(getattr(child, "value", "") for child in view.children)
+    assert "research" in text and "not found" in text and "role=\"alert\"" in text
+    assert "Signed in as ana" in text
