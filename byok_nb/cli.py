@@ -72,7 +72,9 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
           f"the old key no longer decrypts any of them")
     if args.write_key_file:
         os.replace(staged, key_file)
-        _fsync_dir(key_file.parent)
+        from .durable_files import fsync_dir
+
+        fsync_dir(key_file.parent)
         print(f"{key_file} now holds the new key. Restart every kernel and Voila app that uses this "
               f"registry.")
     else:
@@ -171,18 +173,6 @@ def _write_private(path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
 
-
-def _fsync_dir(directory) -> None:
-    import os
-
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _cmd_platform_sync(args: argparse.Namespace) -> int:

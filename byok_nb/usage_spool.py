@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .durable_files import fsync_dir
 from .errors import InvalidRequest, RegistryError, StoreUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,7 +96,7 @@ class UsageSpool:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     @contextlib.contextmanager
     def _locked(self, *, blocking: bool = True) -> Iterator[bool]:
@@ -150,7 +151,7 @@ class UsageSpool:
                           exc.message, aside)
                 return 0
             self.path.unlink()
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         if written:
             log.info("recorded %d spooled usage row(s) from %s", written, self.path)
         return written
@@ -201,13 +202,3 @@ class UsageSpool:
         usage_rows = [{k: v for k, v in row.items() if k != "spool_id"} for row in fresh]
         return _record(self._engine, usage_rows, fixed=None, default_user="", also=mark)
 
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -16,6 +16,7 @@ from byok_nb.errors import Conflict, InvalidRequest
 from byok_nb.ui import AddModelDialog, DetailPage, ModelsPage
 from byok_nb.ui.forms import MESSAGES, AddModelForm, EditModelForm
 
+from .test_forms import filled_form as fireworks_form
 from .test_widgets import SECRET, by_class, fill_fireworks, visible
 from .uikit import FakeSession, make_view, widget_state_text
 
@@ -25,14 +26,14 @@ PRICED = ConnectionTest(ok=True, message="Connection test passed.",
                         price_source="genai-prices")
 
 
-def fireworks_form(session, **fields) -> AddModelForm:
-    form = AddModelForm(session)
-    form.api_key = "fw_abcdefghijklmnop"
-    form.provider_model_id = "accounts/acme/models/llama-ft-v2"
-    form.display_name = "Llama 3.1 8B (internal v4)"
-    for name, value in fields.items():
-        setattr(form, name, value)
-    return form
+def openai_compatible_dialog(session) -> AddModelDialog:
+    """An Add dialog filled for an OpenAI-compatible model, its optional API Key still empty."""
+    dialog = AddModelDialog(session)
+    dialog.view.fields["provider"].value = "openai_compatible"
+    dialog.view.fields["base_url"].value = "https://my-vllm.example.com/v1"
+    dialog.view.fields["provider_model_id"].value = "qwen"
+    dialog.view.fields["display_name"].value = "Qwen"
+    return dialog
 
 
 # -- item 1: a Provider or Authentication Method change clears every credential input ------------
@@ -276,11 +277,7 @@ def test_u3_edit_bedrock_switched_method_secret_is_not_kept():
 
 def test_u1_emptying_a_typed_key_drops_it_so_the_test_sends_none():
     session = FakeSession()
-    dialog = AddModelDialog(session)
-    dialog.view.fields["provider"].value = "openai_compatible"
-    dialog.view.fields["base_url"].value = "https://my-vllm.example.com/v1"
-    dialog.view.fields["provider_model_id"].value = "qwen"
-    dialog.view.fields["display_name"].value = "Qwen"
+    dialog = openai_compatible_dialog(session)
     dialog.view.fields["api_key"].value = "sk-typed-then-cleared-01"
     dialog.view.fields["api_key"].value = ""
     assert dialog.form.api_key is None
@@ -290,11 +287,7 @@ def test_u1_emptying_a_typed_key_drops_it_so_the_test_sends_none():
 
 def test_u1_clear_typed_key_button_drops_a_submitted_key():
     session = FakeSession()
-    dialog = AddModelDialog(session)
-    dialog.view.fields["provider"].value = "openai_compatible"
-    dialog.view.fields["base_url"].value = "https://my-vllm.example.com/v1"
-    dialog.view.fields["provider_model_id"].value = "qwen"
-    dialog.view.fields["display_name"].value = "Qwen"
+    dialog = openai_compatible_dialog(session)
     clear = dialog.view.clear_buttons["api_key"]
     assert not visible(clear)
     dialog.view.fields["api_key"].value = "sk-typed-then-cleared-01"
