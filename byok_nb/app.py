@@ -82,6 +82,24 @@ def app_session(registry: "Registry | None" = None, *, org: str | None = None,
     return registry.session(org=org, user=user)
 
 
+
+def open_admin_app(session_factory: Any = None) -> Any:
+    """The admin app for this visitor, as the app notebook shows it: ``AdminApp`` on
+    :func:`app_session`, or — when no session can be opened (an org that does not exist, a store
+    or key that refuses) — the product header and one clear message instead of a failed cell.
+
+    >>> from byok_nb.app import open_admin_app
+    >>> open_admin_app()                                                  # doctest: +SKIP
+    """
+    from .errors import RegistryError
+    from .ui.app import AdminApp, unavailable_view
+
+    try:
+        session = (session_factory or app_session)()
+    except RegistryError as exc:
+        return unavailable_view(current_user(), current_org(), exc.message)
+    return AdminApp(session)
+
 def wait_for_visitor() -> None:
     """In a preheated Voila kernel: load what the app needs, then wait for the browser's request.
 

@@ -196,7 +196,8 @@ def test_demo_stays_open_unless_asked_and_serve_is_protected_by_default(monkeypa
 def test_u7_app_for_an_org_that_does_not_exist_shows_one_clear_message(clean_identity, monkeypatch):
     """BYOK_NB_ORG naming an org that does not exist (while another does) is a message in the app,
     not a failed notebook cell."""
-    from byok_nb.ui import AdminApp, open_admin_app
+    from byok_nb.app import open_admin_app
+    from byok_nb.ui import AdminApp
 
     monkeypatch.setenv("BYOK_NB_USER", "ana")
     assert open_admin_app().__class__ is AdminApp            # first run: 'default' is created

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from typing import Any
 
@@ -129,6 +130,39 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return found[0] if found else None
 
 
+# One number of an inet_aton spelling: decimal, 0-octal or 0x-hex.
+_INET_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
+
+
+def literal_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a host *spells* in any form the C resolver accepts (``inet_aton``):
+    one to four parts, each decimal, 0-octal or 0x-hex, the last filling the remaining bytes —
+    ``0251.0376.0251.0376``, ``0xa9fea9fe``, ``2852039166`` and ``169.254.43518`` are all
+    169.254.169.254. None when ``host`` is not such a spelling (a name)."""
+    text = host[:-1] if host.endswith(".") else host
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_INET_NUMBER.fullmatch(p) for p in parts):
+        return None
+    numbers = []
+    for part in parts:
+        if part[:2].lower() == "0x":
+            numbers.append(int(part[2:] or "0", 16))
+        elif len(part) > 1 and part.startswith("0"):
+            if any(c in "89" for c in part):
+                return None
+            numbers.append(int(part, 8))
+        else:
+            numbers.append(int(part))
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = 0
+    for n in head:
+        value = value * 256 + n
+    value = value * 256 ** (4 - len(head)) + last
+    return ipaddress.IPv4Address(value)
+
+
 def refusal_message(shown: str, reason: str) -> str:
     """One wording for every egress refusal, at call time and at save time."""
     return f"Egress refused: {shown} is {reason}."
@@ -138,8 +172,6 @@ def always_refused_host(host: str) -> str | None:
     """Save time (no DNS): why ``host`` — a URL's host, an IP literal in any spelling or a name
     — is always refused, or None. Only the always-refused set applies; ``public`` mode is a
     call-time setting."""
-    from .urls import literal_ipv4
-
     name = host.strip().lower()
     name = name[:-1] if name.endswith(".") else name
     if name.startswith("[") and name.endswith("]"):

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import InvalidRequest
+from .egress import literal_ipv4, refusal_message
 
 SCHEMES = ("http", "https")
 MAX_HOST_LENGTH = 253        # DNS: a name is at most 253 characters (without the trailing dot)
@@ -32,7 +33,6 @@ MAX_LABEL_LENGTH = 63        # DNS: a label is at most 63 characters
 # name rules but resolvers accept it and internal names (docker compose services) use it.
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", re.IGNORECASE)
 # A number as inet_aton (and so getaddrinfo) reads it inside a host: decimal, 0-octal or 0x-hex.
-_INET_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
 _DOTTED_DECIMAL = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")   # httpx's "IPv4-style" host
 
 
@@ -102,8 +102,6 @@ def _refuse(field: str, host: str, refuse_host: Callable[[str], str | None] | No
         return
     reason = refuse_host(host)
     if reason is not None:
-        from .egress import refusal_message
-
         raise InvalidRequest(f"{field}: {refusal_message(host, reason)}", field=field)
 
 
@@ -224,35 +222,6 @@ def _valid_a_label(label: str) -> bool:
         return True
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
-
-
-def literal_ipv4(host: str) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a host *spells* in any form the C resolver accepts (``inet_aton``):
-    one to four parts, each decimal, 0-octal or 0x-hex, the last filling the remaining bytes —
-    ``0251.0376.0251.0376``, ``0xa9fea9fe``, ``2852039166`` and ``169.254.43518`` are all
-    169.254.169.254. None when ``host`` is not such a spelling (a name)."""
-    text = host[:-1] if host.endswith(".") else host
-    parts = text.split(".")
-    if not 1 <= len(parts) <= 4 or not all(_INET_NUMBER.fullmatch(p) for p in parts):
-        return None
-    numbers = []
-    for part in parts:
-        if part[:2].lower() == "0x":
-            numbers.append(int(part[2:] or "0", 16))
-        elif len(part) > 1 and part.startswith("0"):
-            if any(c in "89" for c in part):
-                return None
-            numbers.append(int(part, 8))
-        else:
-            numbers.append(int(part))
-    *head, last = numbers
-    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
-        return None
-    value = 0
-    for n in head:
-        value = value * 256 + n
-    value = value * 256 ** (4 - len(head)) + last
-    return ipaddress.IPv4Address(value)
 
 
 def _quoted(text: str) -> str:

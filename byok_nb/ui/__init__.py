@@ -107,7 +107,6 @@ _LAZY = {
     "AddModelDialog": ".add_dialog",
     "AddModelForm": ".forms",
     "AdminApp": ".app",
-    "open_admin_app": ".app",
     "AnalyticsView": ".analytics_view",
     "DetailPage": ".detail_page",
     "EditModelForm": ".forms",
@@ -126,7 +125,7 @@ __getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from .add_dialog import AddModelDialog
     from .analytics_view import AnalyticsView
-    from .app import AdminApp, open_admin_app
+    from .app import AdminApp
     from .detail_page import DetailPage
     from .forms import AddModelForm, EditModelForm
     from .models_page import ModelsPage

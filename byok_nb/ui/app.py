@@ -2,7 +2,7 @@
 navigation bar, under a short product header with the signed-in user.
 The Voila notebook only displays it::
 
-    from byok_nb.ui import open_admin_app
+    from byok_nb.app import open_admin_app
     open_admin_app()          # AdminApp(app_session()), or one clear message when that fails
 
 Pages are built when first shown (the Models table is what has to appear fast, F-5). A visitor who
@@ -172,26 +172,15 @@ class AdminApp(widgets.VBox):
                 self.nav.observe(self._on_nav, names="value")
 
 
-def open_admin_app(session_factory: Any = None) -> widgets.Widget:
-    """The app for this visitor: :class:`AdminApp` on the app's session, or — when no session can
-    be opened (an org that does not exist, a store or key that refuses) — the product header and
-    one clear message instead of a failed notebook cell.
 
-    >>> open_admin_app()                                                  # doctest: +SKIP
-    """
-    from ..app import app_session, current_org, current_user
-    from ..errors import RegistryError
-
-    try:
-        session = (session_factory or app_session)()
-    except RegistryError as exc:
-        header = widgets.HTML(header_html(current_user(), current_org(), None))
-        header.add_class("byok-header")
-        message = widgets.HTML()
-        message.add_class("byok-app-status")
-        set_message(message, f"The app cannot open: {exc.message}", ERROR_STYLE)
-        box = widgets.VBox(children=[header, message])
-        box.add_class("byok-app")
-        box.add_class("byok-app-unavailable")
-        return box
-    return AdminApp(session)
+def unavailable_view(user: str, org: str, message: str) -> widgets.VBox:
+    """What a visitor sees when the app cannot open for them: the product header and one message."""
+    header = widgets.HTML(header_html(user, org, None))
+    header.add_class("byok-header")
+    status = widgets.HTML()
+    status.add_class("byok-app-status")
+    set_message(status, f"The app cannot open: {message}", ERROR_STYLE)
+    box = widgets.VBox(children=[header, status])
+    box.add_class("byok-app")
+    box.add_class("byok-app-unavailable")
+    return box

@@ -14,7 +14,8 @@ from byok_nb import model_rules as rules
 from byok_nb.errors import InvalidRequest
 from byok_nb.providers.huggingface import validate_endpoint_url
 from byok_nb.providers.openai_compat import chat_completions_url
-from byok_nb.providers.urls import check_url, literal_ipv4
+from byok_nb.providers.egress import literal_ipv4
+from byok_nb.providers.urls import check_url
 
 # Each passed validation before and then broke the client (httpx.InvalidURL, UnicodeError from
 # the resolver's IDNA codec, ValueError from urlsplit, IDNAError), or named no reachable host.
