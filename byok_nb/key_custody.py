@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .clean_errors import clean_failures
 from .errors import Conflict
 from .secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, legacy_associated_data
 
@@ -150,6 +151,7 @@ def refuse_if_secrets_need_a_key(engine: "Engine", key_file: str) -> None:
         f"`{ADOPT_COMMAND}` in docs/security.md")
 
 
+@clean_failures   # upgrading legacy bindings decrypts every secret in these frames
 def settle_at_open(engine: "Engine", box: SecretBox) -> None:
     """Record ``box``'s key for a store without secrets (or without a recorded key), and bring
     secrets written under the old associated data to the current one when ``box`` is the store's
@@ -218,6 +220,7 @@ def record_key(conn: "Connection", key_id: str) -> None:
     _set_info(conn, KEY_ID_ROW, key_id)
 
 
+@clean_failures   # upgrading legacy bindings decrypts every secret in this call's frames
 def adopt_key(engine: "Engine", box: SecretBox, actor: str = "byok-nb adopt-key") -> AdoptReport:
     """Make ``box``'s key the store's key when the recorded one is truly lost. Every secret the new
     key cannot read is cleared (its ciphertext removed, its old key id kept), so each such model

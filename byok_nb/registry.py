@@ -49,6 +49,7 @@ def default_database_url() -> str:
     return os.environ.get("BYOK_NB_DATABASE_URL") or f"sqlite:///{byok_home() / 'registry.db'}"
 
 
+@clean_failures   # the master key is an argument and a local: a failed open must not keep it
 def open_registry(url: str | None = None, master_key: str | bytes | None = None,
                   timeout: float = 30.0) -> "Registry":
     """Open (creating on first use) a registry.
@@ -296,6 +297,7 @@ class Registry:
                 org_id = self._org_id(conn, org)
         return Session(self, org=org, org_id=org_id, user=user)
 
+    @clean_failures   # the new master key is an argument: a failure must not keep it in a frame
     def rotate_master_key(self, new_key: str | bytes, dry_run: bool = False) -> RotationReport:
         """Re-encrypt every stored secret under ``new_key`` in one transaction; ``dry_run=True``
         only checks that each secret decrypts. Returns a report with the number of secrets.

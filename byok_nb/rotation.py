@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .clean_errors import clean_failures
 from .domain import RotationReport
 from .errors import InvalidRequest
 from .key_custody import begin_key_change, record_key
@@ -29,6 +30,7 @@ WRITE_CHUNK = 256   # rows per executemany: fewer round trips than one UPDATE pe
 _MAX_NAMED = 20     # unreadable secrets named in the error; the rest are counted
 
 
+@clean_failures   # its frames hold the new master key and, mid-loop, a decrypted secret
 def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bool = False) -> RotationReport:
     """Re-encrypt each stored secret (active and deleted models alike) under ``new_key``.
 

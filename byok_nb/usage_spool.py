@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -35,6 +36,12 @@ __all__ = ["UsageSpool"]
 log = logging.getLogger("byok_nb.usage")
 SPOOL_DIR = "usage_spool"
 _MARKER_PREFIX = "usage_spool:"   # schema_info key of a replayed row (its id): exactly once
+# A spool holds the rows of calls made while the store was down: a few hundred bytes each. A file
+# far larger than any real outage would leave is not read into memory at once; it is set aside.
+MAX_SPOOL_BYTES = 64 * 2**20
+# Never follow a link planted at the spool's path: another local user could point it at a file
+# of ours (appends would corrupt it) or at rows of their own making (replay would record them).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _store_name(engine: "Engine") -> str | None:
@@ -79,7 +86,7 @@ class UsageSpool:
                 raise StoreUnavailable(
                     f"the provider answered, but the call's usage could not be recorded: "
                     f"{reason.message}; and the local usage spool {self.path} is not writable "
-                    f"({exc.strerror or type(exc).__name__})") from None
+                    f"({exc if isinstance(exc, _Untrusted) else exc.strerror or type(exc).__name__})") from None
             where = str(self.path)
         # The reason is the driver's first line (no SQL, no parameters); the row names no secret.
         log.warning("usage of a call to %r in org %r could not be written to the registry (%s); it "
@@ -89,8 +96,9 @@ class UsageSpool:
     def _append(self, entry: dict[str, Any]) -> None:
         assert self.path is not None
         created = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600)
         try:
+            _require_private(fd, self.path)
             os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
             os.fsync(fd)
         finally:
@@ -104,7 +112,8 @@ class UsageSpool:
 
         assert self.path is not None
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        _require_private(None, self.path.parent)
+        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -139,7 +148,13 @@ class UsageSpool:
         with self._locked(blocking=False) as acquired:
             if not acquired or not self.path.exists():
                 return 0
-            rows = self._read()
+            try:
+                rows = self._read()
+            except _Untrusted as exc:
+                aside = self.path.with_name(f"{self.path.stem}.refused-{uuid.uuid4().hex[:8]}.jsonl")
+                os.replace(self.path, aside)   # renames the link or file itself, never its target
+                log.error("the usage spool %s was not replayed (%s); moved to %s", self.path, exc, aside)
+                return 0
             try:
                 written = self._record(rows) if rows else 0
             except InvalidRequest as exc:
@@ -161,7 +176,8 @@ class UsageSpool:
         try:
             return self.replay()
         except (RegistryError, OSError) as exc:
-            reason = exc.message if isinstance(exc, RegistryError) else (exc.strerror or type(exc).__name__)
+            reason = (exc.message if isinstance(exc, RegistryError)
+                      else str(exc) if isinstance(exc, _Untrusted) else (exc.strerror or type(exc).__name__))
             log.warning("spooled usage rows in %s are not recorded yet (%s); they will be retried",
                         self.path or "memory", reason)
             return 0
@@ -169,7 +185,21 @@ class UsageSpool:
     def _read(self) -> list[dict[str, Any]]:
         assert self.path is not None
         rows = []
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Untrusted("it is a symbolic link") from None
+            raise
+        try:
+            _require_private(fd, self.path)
+            if os.fstat(fd).st_size > MAX_SPOOL_BYTES:
+                raise _Untrusted(f"it is larger than {MAX_SPOOL_BYTES} bytes")
+            with os.fdopen(os.dup(fd), "rb") as stream:
+                text = stream.read(MAX_SPOOL_BYTES + 1).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -202,3 +232,15 @@ class UsageSpool:
         usage_rows = [{k: v for k, v in row.items() if k != "spool_id"} for row in fresh]
         return _record(self._engine, usage_rows, fixed=None, default_user="", also=mark)
 
+
+class _Untrusted(OSError):
+    """The spool file is not one this user alone could have written."""
+
+
+def _require_private(fd: int | None, path: Path) -> None:
+    """Refuse a spool (file or directory) another local user owns or may write to."""
+    st = os.fstat(fd) if fd is not None else os.stat(path, follow_symlinks=False)
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise _Untrusted(f"{path} belongs to another user")
+    if st.st_mode & 0o022:
+        raise _Untrusted(f"{path} can be written by other users (mode {st.st_mode & 0o777:o})")
