@@ -335,6 +335,8 @@ def scrub(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> str
     if not text:
         return text
     patterns = [_secret_patterns(s) for s in dict.fromkeys(secrets) if isinstance(s, str) and len(s) >= 4]
+    if patterns and _JOINERS.search(text):   # first, while the key's two ends are both there
+        text = _scrub_joined(text, patterns)
     for exact, _ in patterns:
         text = exact.sub(REDACTED, text)
     spans = [m.span() for _, runs in patterns for m in runs.finditer(text)]
@@ -343,8 +345,36 @@ def scrub(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> str
     return KEY_SHAPES.sub(REDACTED, text) if shapes else text
 
 
+# What can sit inside an echoed key without being part of it: a line break (a body wrapped at 76
+# or 80 columns, base64 in MIME lines, a quoted-printable soft break "=\n"), an invisible
+# character, or a second round of percent-encoding ("%252F" for "/", a key inside a redirect URL
+# that was itself put in a query string). The key is searched for once more in a view of the text
+# with these removed (and "%25" read as "%"), and what it finds is redacted in the text itself.
+_JOINERS = re.compile(r"=?\r?\n|[\u200b-\u200d\u2060\ufeff\u00ad]|%25")
+
+
+def _scrub_joined(text: str, patterns: "list[tuple[re.Pattern[str], re.Pattern[str]]]") -> str:
+    view: list[str] = []
+    origin: list[int] = []      # origin[i]: where view[i] came from in ``text``
+    done = 0
+    for m in _JOINERS.finditer(text):
+        view.append(text[done:m.start()])
+        origin.extend(range(done, m.start()))
+        if m.group() == "%25":
+            view.append("%")
+            origin.append(m.start())
+        done = m.end()
+    view.append(text[done:])
+    origin.extend(range(done, len(text)))
+    joined = "".join(view)
+    spans = [m.span() for exact, runs in patterns for rx in (exact, runs) for m in rx.finditer(joined)]
+    if not spans:
+        return text
+    return _redact_runs(text, [(origin[start], origin[end - 1] + 1) for start, end in spans if end > start])
+
+
 # One character of a key, or one escape of one: the unit of a "run" that a fragment redacts.
-_RUN = re.compile(r"(?:[A-Za-z0-9+/=_.~%-]|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\/|&#?[A-Za-z0-9]{1,10};)+")
+_RUN = re.compile(r"(?:[A-Za-z0-9+/=_.~%-]|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|\\/|&#?[A-Za-z0-9]{1,10};?)+")
 FRAGMENT_CHARS = 12   # this many leading or trailing characters of a secret identify it
 _HTML_NAMES = {"&": ("amp",), "<": ("lt",), ">": ("gt",), '"': ("quot",), "'": ("apos",),
                "/": ("sol",), "=": ("equals",), "+": ("plus",), "\u00a0": ("nbsp",)}
@@ -362,14 +392,16 @@ def _char_forms(char: str) -> str:
         alternatives.add(f"\\\\u{0xD800 + high:04x}\\\\u{0xDC00 + low:04x}")
     else:
         alternatives.add(f"\\\\u{code:04x}")
-    alternatives.add(f"&\\#x0*{code:x};")
-    alternatives.add(f"&\\#0*{code};")
+    alternatives.add(f"&\\#x0*{code:x};?")     # HTML5 parsers accept a missing semicolon
+    alternatives.add(f"&\\#0*{code};?")
     for name in _HTML_NAMES.get(char, ()):
         alternatives.add(f"&{name};")
     if char in '/"\\':
         alternatives.add(re.escape("\\" + char))   # JSON's optional and required escapes
     if char == " ":
         alternatives.add(r"\+")                    # form encoding
+    if char == "=":
+        alternatives.add("=3D")                     # quoted-printable (its soft breaks: _JOINERS)
     return "(?:" + "|".join(sorted(alternatives, key=len, reverse=True)) + ")"
 
 

@@ -3,23 +3,26 @@
 Each test is a concrete attack that worked before its fix: a failed master key rotation or open
 kept the master key in the traceback's frames (C-3, C-5), and the local usage spool followed a link
 planted at its path, replayed rows another local user could write, and read a file of any size
-into memory (W-9)."""
+into memory (W-9); the scrubber missed a key echoed across a line break, in wrapped base64, percent-
+encoded twice, quoted-printable, as HTML entities without semicolons or with invisible characters
+inside (C-3, P-5)."""
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
-from pathlib import Path
+import quopri
+from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
-
 import byok_nb
 from byok_nb import StoreUnavailable
 from byok_nb import rotation, usage_spool
-from byok_nb.store import schema
+from byok_nb.secrets import REDACTED, scrub
 
 import hardkit
+from leakkit import Canaries, LeakSearch
 from test_reply_hygiene import reachable_texts
 
 
@@ -155,3 +158,40 @@ def test_w9_a_private_spool_still_replays_exactly_once(spool_reg):
     os.chmod(spool.path, 0o600)
     assert spool.replay() == 0
     assert len(reg.session(org="acme", user="ana").usage()) == before + 1
+
+
+# -- surface 3: the scrubber against forms an echo takes on the way back ---------------------------
+def _wrapped(text: str, width: int, sep: str = "\n") -> str:
+    return sep.join(text[i:i + width] for i in range(0, len(text), width))
+
+
+SPLIT_FORMS = {
+    "a line break in the middle": lambda k: f"invalid key {k[:len(k) // 2]}\n{k[len(k) // 2:]} (check it)",
+    "two CRLF breaks leaving no end in the middle line": lambda k: f"x {k[:8]}\r\n{k[8:-8]}\r\n{k[-8:]} y",
+    "MIME-wrapped base64 of Basic auth": lambda k: "Authorization: Basic\n" + _wrapped(
+        base64.b64encode(("user:" + k).encode()).decode(), 20),
+    "base64 wrapped at 76 columns": lambda k: _wrapped(
+        base64.b64encode(("x" * 50 + k + "y" * 50).encode()).decode(), 76),
+    "percent-encoded twice": lambda k: "redirect to /cb?next=" + quote(quote(k, safe=""), safe=""),
+    "quoted-printable": lambda k: quopri.encodestring(("q " * 30 + k).encode()).decode(),
+    "HTML hex entities without semicolons": lambda k: "".join(f"&#x{ord(c):x}" for c in k),
+    "zero-width spaces inside": lambda k: "\u200b".join([k[:14], k[14:28], k[28:]]),
+}
+
+
+@pytest.mark.parametrize("form", list(SPLIT_FORMS))
+def test_c3_p5_scrub_finds_a_key_split_or_reencoded_on_the_way_back(form):
+    canaries = Canaries()
+    search = LeakSearch(canaries.secrets(), canaries.master_keys())
+    for key in (canaries.fireworks, canaries.together, canaries.vllm, canaries.echo,
+                canaries.bedrock_api_key, canaries.aws_secret):
+        echoed = SPLIT_FORMS[form](key)
+        assert search.in_text(echoed)                      # the attack really carries the key
+        scrubbed = scrub(echoed, [key])
+        assert not search.in_text(scrubbed), scrubbed[:200]
+        assert REDACTED in scrubbed
+
+
+def test_c3_scrub_still_leaves_wrapped_text_without_secrets_alone():
+    body = "line one of an error page\r\nline two =\nsoft-broken %2520 encoded\u200b\n"
+    assert scrub(body, ["fw_NotInThisBody1234567890"], shapes=False) == body
