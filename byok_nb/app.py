@@ -113,7 +113,8 @@ def wait_for_visitor() -> None:
     """
     if os.environ.get("VOILA_PREHEAT") != "True":
         return
-    import pandas  # noqa: F401 — the Models table is a DataFrame
+    # Not pandas: the Models page is built from plain rows, and a visit that never opens
+    # Analytics should not pay for pandas and numpy.
     import sqlalchemy  # noqa: F401
 
     from . import registry, store  # noqa: F401

@@ -1,4 +1,9 @@
-"""The Models table (SPEC §1 list_models, U-2): platform and custom models in one DataFrame."""
+"""The Models table (SPEC §1 list_models, U-2): platform and custom models, one row a model.
+
+:func:`model_rows` is the one source of the rows: plain dicts, so the admin app's Models page can
+show them without importing pandas (a Voila visit that only shows that page never pays for
+pandas and numpy). :func:`rows_frame` turns the same rows into the ``list_models`` DataFrame.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,14 +42,18 @@ def _custom_row(m: CustomModel) -> dict:
             "price_source": m.price_source, "secret_masked": m.secret_masked, "active": m.active}
 
 
-def models_frame(platform: Sequence[PlatformModel], custom: Sequence[CustomModel]) -> "pd.DataFrame":
-    """One row a model. Prices are float64 USD per token (NaN = unpriced, 0 = free), each with
-    its per-1M-token column; ``max_tokens`` is Int64. Exact prices: ``get_model(slug)``."""
+def model_rows(platform: Sequence[PlatformModel], custom: Sequence[CustomModel]) -> list[dict]:
+    """One dict a model (platform models first), keyed by :data:`MODEL_COLUMNS` without the
+    ``*_per_1m`` columns; prices are exact (``Decimal``, None = unpriced)."""
+    return [_platform_row(m) for m in platform] + [_custom_row(m) for m in custom]
+
+
+def rows_frame(rows: Sequence[dict]) -> "pd.DataFrame":
+    """Rows of :func:`model_rows` as the ``list_models`` DataFrame."""
     import pandas as pd
 
     from .frames import counts, with_prices
 
-    rows = [_platform_row(m) for m in platform] + [_custom_row(m) for m in custom]
     base = [c for c in MODEL_COLUMNS if not c.endswith("_per_1m")]
     frame = with_prices(pd.DataFrame(rows, columns=base))
     frame["max_tokens"] = counts(frame["max_tokens"])

@@ -415,14 +415,24 @@ class Session:
 
         >>> s.list_models("custom")[["ref", "provider", "input_cost_per_1m"]]   # doctest: +SKIP
         """
-        from .listing import models_frame
+        from .listing import rows_frame
+
+        return rows_frame(self.model_rows(type, include_inactive))
+
+    def model_rows(self, type: str = "all", include_inactive: bool = False) -> list[dict]:
+        """The rows of :meth:`list_models` as plain dicts (no pandas): the same columns without
+        the ``*_per_1m`` ones, prices exact (``Decimal``, None when unpriced).
+
+        >>> [r["ref"] for r in s.model_rows("custom")]                          # doctest: +SKIP
+        """
+        from .listing import model_rows
 
         self._require_member()
         if type not in ("all", "platform", "custom"):
             raise InvalidRequest(f"type must be 'all', 'platform' or 'custom', got {type!r}")
         platform = self.platform_models() if type in ("all", "platform") else []
         custom = self._custom_views(include_inactive) if type in ("all", "custom") else []
-        return models_frame(platform, custom)
+        return model_rows(platform, custom)
 
     def reuse_sources(self, provider: str, auth_method: str | None = None) -> list[CustomModel]:
         """The org's active models of ``provider`` whose stored credentials a new model may reuse

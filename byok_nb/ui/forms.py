@@ -614,13 +614,12 @@ class AddModelForm(_ModelForm):
         if self._taken is None or refresh:
             taken: dict[str, str] = {}
             try:
-                frame = self._session.list_models(type="all")
-                for ref, kind in zip(frame["ref"], frame["type"]):
-                    taken[str(ref)] = str(kind)
+                for row in self._session.model_rows(type="all"):   # plain rows: no pandas
+                    taken[str(row["ref"])] = str(row["type"])
             except RegistryError:
                 pass
             except Exception as exc:  # noqa: BLE001 — a live hint must never break the dialog
-                log_unexpected(exc, "list_models")
+                log_unexpected(exc, "model_rows")
             self._taken = taken
         return self._taken
 

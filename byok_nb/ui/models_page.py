@@ -66,9 +66,10 @@ def table_columns() -> list[dict[str, Any]]:
              **({"align": "right"} if column in NUMERIC_COLUMNS else {})} for column, title in TABLE_COLUMNS]
 
 
-def table_rows(frame: Any) -> list[dict[str, Any]]:
-    """One row per model, custom models first (then as listed); only custom rows open."""
-    records = frame.to_dict("records") if frame is not None else []
+def table_rows(records: Any) -> list[dict[str, Any]]:
+    """One table row per model row of ``session.model_rows`` (plain dicts, no pandas), custom
+    models first (then as listed); only custom rows open."""
+    records = list(records or [])
     records.sort(key=lambda r: 0 if r.get("type") == "custom" else 1)   # stable: keeps the list order
     rows = []
     for record in records:
@@ -124,29 +125,25 @@ class ModelsPage(widgets.VBox):
             controls.append(self.add_button)
         self.message = widgets.HTML()
         self.message.add_class("byok-status")
-        self.dialog_area = widgets.VBox()
-        self.dialog_area.add_class("byok-dialog-area")
         # The inner <table> keeps the class the F-5 benchmark waits for.
         self.table = RowTable(columns=table_columns(), caption=TABLE_CAPTION, empty_text="No models.",
                               table_class="byok-models-table-html")
         self.table.add_class("byok-models-table")
         self.table.on_open(self._open)
-        self.detail_area = widgets.VBox()
-        self.detail_area.add_class("byok-detail-area")
+        # The Add dialog and the in-page detail area are built when first needed: most visits
+        # never open them, and every widget is a model the browser has to create.
+        self.dialog_area: widgets.VBox | None = None
+        self.detail_area: widgets.VBox | None = None
         self.dialog: AddModelDialog | None = None
-        self.frame = None
-        super().__init__(children=[self.title, widgets.HBox(controls), self.message, self.dialog_area,
-                                   self.table, self.detail_area])
+        super().__init__(children=[self.title, widgets.HBox(controls), self.message, self.table])
         self.add_class("byok-models-page")
         self.refresh()
 
     # -- table -----------------------------------------------------------------------------------
     @guarded("message", where="Models table")
     def refresh(self) -> None:
-        """Re-read ``list_models`` for the current type filter and re-render."""
-        frame = self.session.list_models(type=self.type_filter.value)
-        self.frame = frame
-        self.table.rows = table_rows(frame)
+        """Re-read the models for the current type filter and re-render."""
+        self.table.rows = table_rows(self.session.model_rows(type=self.type_filter.value))
 
     def _on_filter(self, change: Any) -> None:
         self.refresh()
@@ -167,13 +164,27 @@ class ModelsPage(widgets.VBox):
             return
         from .detail_page import DetailPage
 
-        self.detail_area.children = [DetailPage(self.session, slug, on_back=self._close_detail,
+        self._area("detail_area").children = [DetailPage(self.session, slug, on_back=self._close_detail,
                                                 on_deleted=lambda r: self._after_change(
                                                     f"Deleted '{r.slug}'."),
                                                 on_changed=lambda _m: self.refresh())]
 
+    def _area(self, name: str) -> widgets.VBox:
+        """The dialog area (above the table) or the detail area (below it), built on first use."""
+        area = getattr(self, name)
+        if area is None:
+            area = widgets.VBox()
+            area.add_class("byok-" + name.replace("_", "-"))
+            setattr(self, name, area)
+            children = list(self.children)
+            at = children.index(self.table)
+            children.insert(at if name == "dialog_area" else at + 1, area)
+            self.children = children
+        return area
+
     def _close_detail(self) -> None:
-        self.detail_area.children = []
+        if self.detail_area is not None:
+            self.detail_area.children = []
 
     @guarded("message", where="Add Custom Model")
     def _on_add(self, _button: Any = None) -> None:
@@ -186,16 +197,16 @@ class ModelsPage(widgets.VBox):
         """Show the Add Custom Model dialog. A dialog already open keeps its half-filled draft
         (clicking Add Custom Model again must not wipe it); Cancel discards it."""
         self.message.value = ""
-        if self.dialog is not None:
-            self.dialog_area.children = [self.dialog]
-            return self.dialog
-        self.dialog = AddModelDialog(self.session, on_saved=self._on_saved, on_cancel=self.close_add_dialog)
-        self.dialog_area.children = [self.dialog]
+        if self.dialog is None:
+            self.dialog = AddModelDialog(self.session, on_saved=self._on_saved,
+                                         on_cancel=self.close_add_dialog)
+        self._area("dialog_area").children = [self.dialog]
         return self.dialog
 
     def close_add_dialog(self) -> None:
         self.dialog = None
-        self.dialog_area.children = []
+        if self.dialog_area is not None:
+            self.dialog_area.children = []
 
     def _on_saved(self, model: Any) -> None:
         self.close_add_dialog()

@@ -187,6 +187,28 @@ def test_m8_costs_are_exact_decimals(acme, registry):
     assert raw_row(registry, model.slug)["input_cost_per_token"] == "0.0000003"
 
 
+def test_model_rows_and_list_models_are_one_listing(acme):
+    """The plain rows the Models page shows and the list_models DataFrame come from one listing:
+    same models, same order, same values (exact prices in the rows, their floats in the frame)."""
+    acme.admin.add_model(test=False, **fireworks(input_cost_per_token="0.0000003"))
+    acme.admin.add_model(test=False, **together())
+    for kind in ("all", "platform", "custom"):
+        rows, frame = acme.admin.model_rows(type=kind), acme.admin.list_models(type=kind)
+        assert [r["ref"] for r in rows] == list(frame["ref"])
+        for row, record in zip(rows, frame.to_dict("records")):
+            assert set(row) == {c for c in frame.columns if not c.endswith("_per_1m")}
+            for column, value in row.items():
+                if column.endswith("_cost_per_token"):
+                    assert (value is None and record[column] != record[column]) or float(value) == record[column]
+                elif value is None:          # pandas shows a missing text as None or NaN
+                    assert record[column] is None or record[column] != record[column], column
+                else:
+                    assert record[column] == value, column
+    assert all(r["type"] == "custom" for r in acme.admin.model_rows(type="custom"))
+    with pytest.raises(InvalidRequest):
+        acme.admin.model_rows(type="everything")
+
+
 def test_m8_float_cost_means_its_literal(acme):
     model = acme.admin.add_model(test=False, **fireworks(input_cost_per_token=0.0000003))
     assert model.input_cost_per_token == Decimal("0.0000003")

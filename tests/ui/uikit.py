@@ -95,6 +95,9 @@ class FakeSession:
         return self.references
 
     def list_models(self, type: str = "all") -> pd.DataFrame:
+        return pd.DataFrame(self.model_rows(type))
+
+    def model_rows(self, type: str = "all") -> list[dict[str, Any]]:
         self._maybe_fail("list_models")
         rows = []
         if type in ("all", "platform"):
@@ -111,7 +114,7 @@ class FakeSession:
                              "supports_tool_use": m.supports_tool_use, "supports_reasoning": m.supports_reasoning,
                              "input_cost_per_token": m.input_cost_per_token,
                              "output_cost_per_token": m.output_cost_per_token})
-        return pd.DataFrame(rows)
+        return rows
 
     def picker(self, workflow: str, field: str, include_hidden: bool = False) -> dict[str, list[PickerEntry]]:
         self._maybe_fail("picker")

@@ -1,0 +1,59 @@
+"""What a Voila visit of the admin app loads: the Models page is built from plain rows, so a visit
+that only shows it never imports pandas, numpy or matplotlib (their import alone cost ~0.25
+CPU-seconds and ~50 MiB a visit; see benchmarks/bench_voila_burst.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from byok_nb.secrets import generate_master_key
+
+# What the admin app notebook runs (wait_for_visitor returns at once outside a preheated kernel),
+# then what the visit has loaded and what the Models table shows.
+VISIT = """
+import json, sys
+from byok_nb.app import wait_for_visitor
+from byok_nb.ui import open_admin_app
+
+wait_for_visitor()
+app = open_admin_app()
+page = app.models_page
+print(json.dumps({
+    "heavy": sorted(m for m in ("pandas", "numpy", "matplotlib") if m in sys.modules),
+    "rows": [r["ref"] for r in page.table.rows],
+    "message": page.message.value,
+}))
+"""
+
+
+def _visit(tmp_path, *, preheat: bool) -> dict:
+    env = {**os.environ, "BYOK_NB_HOME": str(tmp_path / "home"), "BYOK_NB_MASTER_KEY": generate_master_key(),
+           "BYOK_NB_USER": "ada", "BYOK_NB_ORG": "acme"}
+    env.pop("BYOK_NB_DATABASE_URL", None)
+    env.pop("VOILA_PREHEAT", None)
+    if preheat:
+        # What wait_for_visitor preloads in a preheated kernel, without the wait for a browser.
+        script = VISIT.replace("wait_for_visitor()", "import byok_nb.voila_query as q\n"
+                               "q.wait_for_request = lambda *a, **k: None\nwait_for_visitor()")
+        env["VOILA_PREHEAT"] = "True"
+    else:
+        script = VISIT
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_admin_app_models_page_visit_imports_no_pandas_numpy_or_matplotlib(tmp_path):
+    seen = _visit(tmp_path, preheat=False)
+    assert seen["rows"], "the Models table must show the platform models"
+    assert "Error" not in seen["message"]
+    assert seen["heavy"] == []
+
+
+def test_preheated_kernel_preloads_no_pandas_numpy_or_matplotlib(tmp_path):
+    seen = _visit(tmp_path, preheat=True)
+    assert seen["rows"]
+    assert seen["heavy"] == []
