@@ -17,6 +17,7 @@ import ipywidgets as widgets
 
 from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message
 from .models_page import ModelsPage, is_org_admin
+from .shared_look import SharedLook
 
 PRODUCT_NAME = "Custom Models (BYOK)"
 NAV_OPTIONS = [("Models", "models"), ("Workflows", "workflows"), ("Analytics", "analytics")]
@@ -78,26 +79,27 @@ class AdminApp(widgets.VBox):
         self.org = str(getattr(session, "org", "?"))
         roles = role_names(session)
         self.is_member = roles != []
-        self.header = widgets.HTML(header_html(self.user, self.org, roles if self.is_member else None))
+        self.look = look = SharedLook()      # the shell's widgets share one layout and style
+        self.header = look(widgets.HTML, header_html(self.user, self.org, roles if self.is_member else None))
         self.header.add_class("byok-header")
-        self.nav = widgets.ToggleButtons(options=NAV_OPTIONS, value="models")
+        self.nav = look(widgets.ToggleButtons, options=NAV_OPTIONS, value="models")
         self.nav.add_class("byok-nav")
         self.nav.observe(self._on_nav, names="value")
-        self.message = widgets.HTML()
+        self.message = look(widgets.HTML)
         self.message.add_class("byok-app-status")
-        self.body = widgets.VBox()
+        self.body = look(widgets.VBox)
         self.body.add_class("byok-app-body")
         self.models_page: ModelsPage | None = None
         self.workflows: Any = None
         self.analytics: Any = None
         self.page: widgets.Widget | None = None
         if not self.is_member:
-            super().__init__(children=[self.header, self.message])
+            super().__init__(children=[self.header, self.message], layout=look.layout)
             self.add_class("byok-app")
             self.add_class("byok-not-a-member")
             set_message(self.message, NOT_A_MEMBER.format(user=repr(self.user), org=repr(self.org)), ERROR_STYLE)
             return
-        super().__init__(children=[self.header, self.nav, self.message, self.body])
+        super().__init__(children=[self.header, self.nav, self.message, self.body], layout=look.layout)
         self.add_class("byok-app")
         self.show_models()
 
@@ -113,7 +115,7 @@ class AdminApp(widgets.VBox):
     def show_models(self, refresh: bool = False) -> ModelsPage:
         self.message.value = ""
         if self.models_page is None:
-            self.models_page = ModelsPage(self.session, on_open=self.open_detail)
+            self.models_page = ModelsPage(self.session, on_open=self.open_detail, look=self.look)
         elif refresh:
             self.models_page.refresh()
         self._set_nav("models")

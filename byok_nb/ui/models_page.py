@@ -21,6 +21,7 @@ from .add_dialog import AddModelDialog
 from .errors import OK_STYLE, guarded, set_message
 from .forms import MESSAGES
 from .row_table import RowTable
+from .shared_look import SharedLook
 
 TYPE_FILTER_OPTIONS = [("All", "all"), ("Platform", "platform"), ("Custom", "custom")]
 TYPE_LABELS = {"platform": "Platform", "custom": "Custom"}
@@ -100,33 +101,35 @@ class ModelsPage(widgets.VBox):
 
     ``on_open(slug)`` is called when a custom model is clicked; without it the page opens the
     detail page inside itself. ``on_add`` replaces the built-in Add Custom Model dialog.
+    ``look`` shares layout and style models with the page's host (the admin app).
     """
 
     def __init__(self, session: Any, on_open: Callable[[str], Any] | None = None,
-                 on_add: Callable[[], Any] | None = None) -> None:
+                 on_add: Callable[[], Any] | None = None, *, look: SharedLook | None = None) -> None:
+        look = look or SharedLook()
         self.session = session
         self.on_open = on_open
         self.on_add = on_add
         self.is_admin = is_org_admin(session)
-        self.title = widgets.HTML("<h2>Models</h2>")
-        self.type_filter = widgets.ToggleButtons(options=TYPE_FILTER_OPTIONS, value="all")
+        self.title = look(widgets.HTML, "<h2>Models</h2>")
+        self.type_filter = look(widgets.ToggleButtons, options=TYPE_FILTER_OPTIONS, value="all")
         self.type_filter.add_class("byok-type-filter")
         self.type_filter.observe(self._on_filter, names="value")
-        self.refresh_button = widgets.Button(description="Refresh")
+        self.refresh_button = look(widgets.Button, description="Refresh")
         self.refresh_button.add_class("byok-refresh")
         self.refresh_button.on_click(lambda _b: self.refresh())
         controls: list[widgets.Widget] = [self.type_filter, self.refresh_button]
         self.add_button: widgets.Button | None = None
         if self.is_admin:
             # No icon: its glyph would become part of the button's accessible name (U-10).
-            self.add_button = widgets.Button(description=MESSAGES["add_title"], button_style="primary")
+            self.add_button = look(widgets.Button, description=MESSAGES["add_title"], button_style="primary")
             self.add_button.add_class("byok-add-model")
             self.add_button.on_click(self._on_add)
             controls.append(self.add_button)
-        self.message = widgets.HTML()
+        self.message = look(widgets.HTML)
         self.message.add_class("byok-status")
         # The inner <table> keeps the class the F-5 benchmark waits for.
-        self.table = RowTable(columns=table_columns(), caption=TABLE_CAPTION, empty_text="No models.",
+        self.table = look(RowTable, columns=table_columns(), caption=TABLE_CAPTION, empty_text="No models.",
                               table_class="byok-models-table-html")
         self.table.add_class("byok-models-table")
         self.table.on_open(self._open)
@@ -135,7 +138,8 @@ class ModelsPage(widgets.VBox):
         self.dialog_area: widgets.VBox | None = None
         self.detail_area: widgets.VBox | None = None
         self.dialog: AddModelDialog | None = None
-        super().__init__(children=[self.title, widgets.HBox(controls), self.message, self.table])
+        super().__init__(children=[self.title, look(widgets.HBox, controls), self.message, self.table],
+                         layout=look.layout)
         self.add_class("byok-models-page")
         self.refresh()
 

@@ -1,6 +1,7 @@
-"""What a Voila visit of the admin app loads: the Models page is built from plain rows, so a visit
-that only shows it never imports pandas, numpy or matplotlib (their import alone cost ~0.25
-CPU-seconds and ~50 MiB a visit; see benchmarks/bench_voila_burst.py)."""
+"""What a Voila visit of the admin app costs its kernel: the Models page is built from plain rows,
+so a visit that only shows it never imports pandas, numpy or matplotlib (their import alone cost
+~0.25 CPU-seconds and ~50 MiB a visit; see benchmarks/bench_voila_burst.py), and the shell builds
+few widget models (the Add dialog only when asked for)."""
 from __future__ import annotations
 
 import json
@@ -57,3 +58,42 @@ def test_preheated_kernel_preloads_no_pandas_numpy_or_matplotlib(tmp_path):
     seen = _visit(tmp_path, preheat=True)
     assert seen["rows"]
     assert seen["heavy"] == []
+
+
+# -- widget models a visit builds (each is a comm and a browser-side model) ---------------------
+def _models_built(build):
+    import warnings
+
+    import ipywidgets as widgets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # Widget.widgets: the only registry
+        before = set(widgets.Widget.widgets)
+        built = build()
+        return built, [widgets.Widget.widgets[k] for k in set(widgets.Widget.widgets) - before]
+
+
+def test_admin_app_visit_shares_layouts_and_builds_no_add_dialog_until_asked():
+    import ipywidgets as widgets
+
+    from byok_nb.ui import AdminApp
+
+    from .uikit import FakeSession
+
+    app, built = _models_built(lambda: AdminApp(FakeSession()))
+    assert app.models_page is not None and app.models_page.table.rows
+    assert sum(isinstance(w, widgets.Layout) for w in built) == 1
+    assert len(built) <= 20, sorted(type(w).__name__ for w in built)
+    page = app.models_page
+    assert page.dialog is None and page.dialog_area is None and page.detail_area is None
+    # Add Custom Model builds the dialog, above the table, and Cancel takes it away.
+    page.add_button.click()
+    assert page.dialog is not None
+    children = list(page.children)
+    assert children.index(page.dialog_area) == children.index(page.table) - 1
+    assert page.dialog_area.children == (page.dialog,)
+    page.dialog.cancel_button.click()
+    assert page.dialog is None and page.dialog_area.children == ()
+    # The dialog keeps its own layouts: it shows and hides fields.
+    page.add_button.click()
+    assert page.dialog.layout is not page.table.layout
