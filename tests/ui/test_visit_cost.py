@@ -15,8 +15,7 @@ from byok_nb.secrets import generate_master_key
 # then what the visit has loaded and what the Models table shows.
 VISIT = """
 import json, sys
-from byok_nb.app import wait_for_visitor
-from byok_nb.ui import open_admin_app
+from byok_nb.app import open_admin_app, wait_for_visitor
 
 wait_for_visitor()
 app = open_admin_app()
