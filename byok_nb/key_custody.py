@@ -25,16 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from .clean_errors import clean_failures
 from .errors import Conflict
+from .store.info import (
+    BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, get_info, holds_secrets,
+    key_id_most_secrets_carry, set_info,
+)
 from .secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, legacy_associated_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine
 
-KEY_ID_ROW = "master_key_id"
-# "v1" while secrets written before their associated data covered BOUND_COLUMNS wait for the
-# first open with the store's key (upgrade_bindings); "v2" once there are none.
-BINDING_ROW = "secret_binding"
-BINDING_LEGACY, BINDING_CURRENT = "v1", "v2"
 ADOPT_COMMAND = "byok-nb adopt-key --confirm-lost-key"
 
 
@@ -55,56 +54,8 @@ class AdoptReport:
 
 
 # -- reads --------------------------------------------------------------------------------------
-def _info(conn: "Connection", key: str) -> str | None:
-    from sqlalchemy import select
-
-    from .store import schema
-
-    si = schema.schema_info
-    return conn.execute(select(si.c.value).where(si.c.key == key)).scalar()
-
-
-def _set_info(conn: "Connection", key: str, value: str) -> None:
-    from .store.migrations import _set
-
-    _set(conn, key, value)
-
-
 def recorded_key_id(conn: "Connection") -> str | None:
-    return _info(conn, KEY_ID_ROW)
-
-
-def holds_secrets(conn: "Connection") -> bool:
-    from sqlalchemy import select
-
-    from .store import schema
-
-    cm = schema.custom_models
-    return conn.execute(select(cm.c.id).where(cm.c.secret_ciphertext.is_not(None)).limit(1)).first() is not None
-
-
-def key_id_most_secrets_carry(conn: "Connection") -> str | None:
-    """The key id most stored secrets carry (ties: the most recently written), None without
-    secrets. What a store that has secrets but no recorded key records: never the opener's key."""
-    import datetime as dt
-
-    from sqlalchemy import func, select
-
-    from .store import schema
-
-    cm = schema.custom_models
-    counts = conn.execute(select(cm.c.secret_key_id, func.count(), func.max(cm.c.updated_at))
-                          .where(cm.c.secret_ciphertext.is_not(None), cm.c.secret_key_id.is_not(None))
-                          .group_by(cm.c.secret_key_id)).all()
-    if not counts:
-        return None
-    oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-
-    def rank(row):
-        when = row[2] or oldest
-        return row[1], when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-
-    return max(counts, key=rank)[0]
+    return get_info(conn, KEY_ID_ROW)
 
 
 def _lock_models(conn: "Connection") -> None:
@@ -160,7 +111,7 @@ def settle_at_open(engine: "Engine", box: SecretBox) -> None:
     from .store import read_tx, write_tx
 
     with read_tx(engine) as conn:
-        recorded, binding = recorded_key_id(conn), _info(conn, BINDING_ROW)
+        recorded, binding = recorded_key_id(conn), get_info(conn, BINDING_ROW)
         if recorded == box.key_id and binding != BINDING_LEGACY:
             return
         if recorded is not None and recorded != box.key_id and holds_secrets(conn):
@@ -171,13 +122,13 @@ def settle_at_open(engine: "Engine", box: SecretBox) -> None:
         if recorded is None and holds_secrets(conn):
             # Only a hand-edited store has secrets and no recorded key: record theirs, never ours.
             recorded = key_id_most_secrets_carry(conn)
-            _set_info(conn, KEY_ID_ROW, recorded)
+            set_info(conn, KEY_ID_ROW, recorded)
         elif recorded != box.key_id and not holds_secrets(conn):
-            _set_info(conn, KEY_ID_ROW, box.key_id)
+            set_info(conn, KEY_ID_ROW, box.key_id)
             recorded = box.key_id
-        if recorded == box.key_id and _info(conn, BINDING_ROW) == BINDING_LEGACY:
+        if recorded == box.key_id and get_info(conn, BINDING_ROW) == BINDING_LEGACY:
             upgrade_bindings(conn, box)
-            _set_info(conn, BINDING_ROW, BINDING_CURRENT)
+            set_info(conn, BINDING_ROW, BINDING_CURRENT)
 
 
 def upgrade_bindings(conn: "Connection", box: SecretBox) -> int:
@@ -217,7 +168,7 @@ def begin_key_change(conn: "Connection", box: SecretBox) -> None:
 
 
 def record_key(conn: "Connection", key_id: str) -> None:
-    _set_info(conn, KEY_ID_ROW, key_id)
+    set_info(conn, KEY_ID_ROW, key_id)
 
 
 @clean_failures   # upgrading legacy bindings decrypts every secret in this call's frames
@@ -242,9 +193,9 @@ def adopt_key(engine: "Engine", box: SecretBox, actor: str = "byok-nb adopt-key"
                    (cm.c.secret_key_id != box.key_id) | cm.c.secret_key_id.is_(None))
             .order_by(orgs.c.name, cm.c.slug)).mappings().all()
         if previous == box.key_id and not stranded:
-            if _info(conn, BINDING_ROW) == BINDING_LEGACY:
+            if get_info(conn, BINDING_ROW) == BINDING_LEGACY:
                 upgrade_bindings(conn, box)
-                _set_info(conn, BINDING_ROW, BINDING_CURRENT)
+                set_info(conn, BINDING_ROW, BINDING_CURRENT)
             return AdoptReport(previous, box.key_id, already_current=True)
         now = dt.datetime.now(dt.timezone.utc)
         for row in stranded:
@@ -257,9 +208,9 @@ def adopt_key(engine: "Engine", box: SecretBox, actor: str = "byok-nb adopt-key"
                                              "lost_key_id": row["secret_key_id"] or previous,
                                              "new_key_id": box.key_id}))
         record_key(conn, box.key_id)
-        if _info(conn, BINDING_ROW) == BINDING_LEGACY:
+        if get_info(conn, BINDING_ROW) == BINDING_LEGACY:
             upgrade_bindings(conn, box)
-            _set_info(conn, BINDING_ROW, BINDING_CURRENT)
+            set_info(conn, BINDING_ROW, BINDING_CURRENT)
     cleared = [f"{r['org']}/{r['slug']}{'' if r['active'] else ' (deleted)'}" for r in stranded]
     return AdoptReport(previous, box.key_id, cleared=cleared)
 

@@ -84,7 +84,7 @@ def _pg_registry_database():
 
 
 def _create_schema(url: str) -> None:
-    from byok_nb.store.engine import ensure_schema, make_engine
+    from byok_nb.store import ensure_schema, make_engine
 
     engine = make_engine(url)
     try:

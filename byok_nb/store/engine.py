@@ -179,10 +179,3 @@ def _damaged(exc: DatabaseError, engine: Engine) -> StoreUnavailable:
     return StoreUnavailable(f"the registry database {path} is damaged or not a SQLite database "
                             f"({detail}); restore it from a backup, or move it away to start a new "
                             f"registry — it was left unchanged")
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Create the tables on first use, upgrade an older schema, refuse a newer one (migrations)."""
-    from .migrations import migrate
-
-    migrate(engine)

@@ -26,6 +26,10 @@ from sqlalchemy import Connection, Engine, inspect, select
 
 from ..errors import Conflict
 from . import schema
+from .engine import read_tx, write_tx
+from .info import (
+    BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, key_id_most_secrets_carry, set_info,
+)
 
 # The tables of schema version 1, as released. Anything added to schema.py later needs a Step.
 V1_TABLES: tuple[str, ...] = (
@@ -70,17 +74,13 @@ def _record_key_custody(conn: Connection) -> None:
     current key). Re-encryption needs the key, which a schema step does not have: it happens at the
     first ``open_registry`` with that key (key_custody.settle_at_open); until then the secrets stay
     as they are and a registry opened with any other key cannot read or write them anyway."""
-    from ..key_custody import (
-        BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, key_id_most_secrets_carry,
-    )
-
     si = schema.schema_info
     present = set(conn.execute(select(si.c.key).where(si.c.key.in_([BINDING_ROW, KEY_ID_ROW]))).scalars())
     key_id = key_id_most_secrets_carry(conn)
     if BINDING_ROW not in present:
-        _set(conn, BINDING_ROW, BINDING_LEGACY if key_id else BINDING_CURRENT)
+        set_info(conn, BINDING_ROW, BINDING_LEGACY if key_id else BINDING_CURRENT)
     if KEY_ID_ROW not in present and key_id:
-        _set(conn, KEY_ID_ROW, key_id)
+        set_info(conn, KEY_ID_ROW, key_id)
 
 
 STEPS: tuple[Step, ...] = (
@@ -132,14 +132,6 @@ def _refuse_newer(version: int, url: str) -> None:
             f"database was left unchanged")
 
 
-def _set(conn: Connection, key: str, value: str) -> None:
-    si = schema.schema_info
-    if conn.execute(select(si.c.key).where(si.c.key == key)).first() is None:
-        conn.execute(si.insert().values(key=key, value=value))
-    else:
-        conn.execute(si.update().where(si.c.key == key).values(value=value))
-
-
 def _stamp(now: dt.datetime, text: str) -> str:
     return f"{now.isoformat(timespec='seconds')} {text}"[:256]
 
@@ -147,7 +139,6 @@ def _stamp(now: dt.datetime, text: str) -> str:
 def migrate(engine: Engine) -> list[int]:
     """Bring the database to :data:`SCHEMA_VERSION`; returns the versions of the steps applied
     (``[]`` when it was current, ``[SCHEMA_VERSION]`` for a fresh database)."""
-    from .engine import read_tx, write_tx
 
     url = engine.url.render_as_string(hide_password=True)
     with read_tx(engine) as conn:
@@ -163,9 +154,9 @@ def migrate(engine: Engine) -> list[int]:
         now = dt.datetime.now(dt.timezone.utc)
         if version is None:
             schema.metadata.create_all(conn, checkfirst=True)
-            _set(conn, VERSION_KEY, str(SCHEMA_VERSION))
+            set_info(conn, VERSION_KEY, str(SCHEMA_VERSION))
             _record_key_custody(conn)   # no secrets yet: their binding is current from the start
-            _set(conn, f"migration:{SCHEMA_VERSION:04d}", _stamp(now, "created at this version"))
+            set_info(conn, f"migration:{SCHEMA_VERSION:04d}", _stamp(now, "created at this version"))
             return [SCHEMA_VERSION]
         _refuse_newer(version, url)
         applied = []
@@ -173,7 +164,12 @@ def migrate(engine: Engine) -> list[int]:
             if step.version <= version:
                 continue
             step.apply(conn)
-            _set(conn, VERSION_KEY, str(step.version))
-            _set(conn, f"migration:{step.version:04d}", _stamp(now, step.description))
+            set_info(conn, VERSION_KEY, str(step.version))
+            set_info(conn, f"migration:{step.version:04d}", _stamp(now, step.description))
             applied.append(step.version)
         return applied
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the tables on first use, upgrade an older schema, refuse a newer one."""
+    migrate(engine)

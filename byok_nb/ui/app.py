@@ -16,7 +16,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message
-from .models_page import ModelsPage, is_org_admin
+from .access import is_org_admin
+from .models_page import ModelsPage
 from .shared_look import SharedLook
 
 PRODUCT_NAME = "Custom Models (BYOK)"

@@ -23,7 +23,7 @@ from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS
 from .add_dialog import ModelFormView, TestResultView, TestRunner
 from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
 from .forms import AUTH_METHOD_LABELS, LABELS, MESSAGES, EditModelForm, label_for
-from .models_page import is_org_admin
+from .access import is_org_admin
 
 def secret_label(provider: str, auth_method: str | None) -> str:
     """Which secret ``secret_masked`` stands for: Secret Access Key, Bedrock API Key, API Token…"""

@@ -17,6 +17,7 @@ import ipywidgets as widgets
 
 from .. import model_rules as rules
 from ..domain import PROVIDER_LABELS
+from .access import is_org_admin
 from .add_dialog import AddModelDialog
 from .errors import OK_STYLE, guarded, set_message
 from .forms import MESSAGES
@@ -36,15 +37,6 @@ TRUNCATED_COLUMNS = {"label", "ref"}       # long names: ellipsis, full text on 
 NUMERIC_COLUMNS = {"max_tokens", "input_cost_per_token", "output_cost_per_token"}
 TABLE_CAPTION = "Custom models first; click a custom model's row (or press Enter on it) to open it."
 OPEN_HINT = "Open the detail page"
-
-
-def is_org_admin(session: Any) -> bool:
-    """Whether ``session`` may manage custom models; any failure reads as "no" (U-6)."""
-    try:
-        value = getattr(session, "is_org_admin", False)
-        return bool(value() if callable(value) else value)
-    except Exception:  # noqa: BLE001 — a role lookup failure hides controls, never shows a traceback
-        return False
 
 
 def _cell(column: str, value: Any) -> str:
