@@ -228,7 +228,7 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
     """OpenRouter's model list by id. The reply is read as a provider call's is (bounded in time and
     decoded size, see ``transport.exchange``), and every text taken from it — body, ``Location`` —
     passes the scrubber before it is shown."""
-    from byok_nb.providers.transport import exchange, loads_bounded
+    from byok_nb.providers.transport import exchange, loads_bounded, shown
     from byok_nb.secrets import scrub
 
     secrets = [key] if key else []
@@ -261,7 +261,7 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
                             status_code=response.status, provider_message=message, provider="openrouter")
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
-        snippet = scrub(response.text()[:MAX_ERROR_CHARS], secrets)
+        snippet = shown(response.text(), secrets, MAX_ERROR_CHARS)   # scrubbed before it is cut
         raise ProviderError(f"OpenRouter model list {url}: unexpected response (no 'data' list): {snippet}",
                             provider_message=snippet, provider="openrouter")
     models: dict[str, Mapping[str, Any]] = {}

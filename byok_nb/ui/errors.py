@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from ..errors import RegistryError
 from ..secrets import scrub
+from .labels import LABELS, label_for
 
 logger = logging.getLogger("byok_nb.ui")
 logger.addHandler(logging.NullHandler())
@@ -69,29 +70,12 @@ def styled(text: str, style: str = ERROR_STYLE, css_class: str = "byok-message-t
 # The registry's messages name the keyword (M-2: ``provider_model_id is required``); the app shows
 # the label the admin sees next to the input. Keywords a label already follows ("aws_region (AWS
 # Region)") lose the duplicate.
-_KEYWORD_LABELS: dict[str, str] = {
-    "provider_model_id": "Provider Model ID", "display_name": "Display Name", "slug": "Model Slug",
-    "max_tokens": "Max Tokens", "supports_json_mode": "Supports JSON mode",
-    "supports_vision": "Supports vision / image inputs", "supports_tool_use": "Supports tool use",
-    "supports_reasoning": "Supports extended reasoning",
-    "reasoning_parameter": "Reasoning parameter name",
-    "input_cost_per_token": "Input cost/token (USD)", "output_cost_per_token": "Output cost/token (USD)",
-    "reuse_credentials_from": "Reuse saved credentials", "base_url": "Base URL",
-    "endpoint_url": "Inference Endpoint URL", "aws_region": "AWS Region",
-    "auth_method": "Authentication Method", "aws_access_key_id": "Access Key ID",
-    "aws_secret_access_key": "Secret Access Key", "api_key": "API Key", "remove_api_key": "Remove stored key",
-}
-_SECRET_LABELS = {"huggingface": "API Token", "bedrock": "Bedrock API Key"}
+# "provider" is left as typed: it is also an ordinary word of many messages.
+_KEYWORD_LABELS: dict[str, str] = {k: v for k, v in LABELS.items() if k != "provider"}
 _AUTH_WORDS = {"'iam'": "IAM Key Pair", "iam": "IAM Key Pair", "'api_key'": "Bedrock API Key"}
 # A keyword counts only as a whole word outside quotes (a quoted value stays as typed).
 _KEYWORD = re.compile(r"(?<![\w'\"./-])(" + "|".join(sorted(map(re.escape, _KEYWORD_LABELS), key=len, reverse=True))
                       + r")(?:\s\(([^)]*)\))?(?![\w'\"/-])")
-
-
-def _label(keyword: str, provider: str | None) -> str:
-    if keyword == "api_key" and provider in _SECRET_LABELS:
-        return _SECRET_LABELS[provider]
-    return _KEYWORD_LABELS[keyword]
 
 
 def field_of(message: str) -> str | None:
@@ -110,7 +94,7 @@ def humanize(message: str, provider: str | None = None) -> str:
     """
     def label(match: re.Match[str]) -> str:
         keyword, given = match.group(1), match.group(2)
-        text = _label(keyword, provider)
+        text = label_for(keyword, provider)
         if given and given != text:
             return f"{text} ({given})"
         return text

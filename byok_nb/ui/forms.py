@@ -31,37 +31,13 @@ from .. import model_rules as rules
 from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS, PROVIDERS, ConnectionTest, CustomModel
 from ..errors import InvalidRequest, RegistryError
 from .errors import field_of, humanize, log_unexpected
+from .labels import AUTH_METHOD_LABELS, LABELS, label_for  # re-exported: the form is where views look
 
 __all__ = [
     "AUTH_METHOD_LABELS", "AddModelForm", "EditModelForm", "FormProblems", "LABELS", "MESSAGES",
     "PLACEHOLDERS", "credential_layout", "label_for", "reused_fields",
 ]
 
-# --- words of the product page (SPEC §8), one home for every label the widgets show -------------
-LABELS: dict[str, str] = {
-    "provider": "Provider",
-    "reuse_credentials_from": "Reuse saved credentials",
-    "provider_model_id": "Provider Model ID",
-    "display_name": "Display Name",
-    "slug": "Model Slug",
-    "max_tokens": "Max Tokens",
-    "supports_json_mode": "Supports JSON mode",
-    "supports_vision": "Supports vision / image inputs",
-    "supports_tool_use": "Supports tool use",
-    "supports_reasoning": "Supports extended reasoning",
-    "reasoning_parameter": "Reasoning parameter name",
-    "input_cost_per_token": "Input cost/token (USD)",
-    "output_cost_per_token": "Output cost/token (USD)",
-    "remove_api_key": "Remove stored key",
-    **rules.FIELD_LABELS,   # API Key, Base URL, Inference Endpoint URL, AWS Region, Authentication
-                            # Method, Access Key ID, Secret Access Key
-}
-# The one secret of HuggingFace is its token; of Bedrock's bearer method, the Bedrock API key.
-API_KEY_LABELS: dict[str, str] = {"huggingface": "API Token", "bedrock": "Bedrock API Key"}
-AUTH_METHOD_LABELS: dict[str, str] = {
-    "iam": "IAM Key Pair (Access Key + Secret Key)",
-    "api_key": "Bedrock API Key (Bearer Token)",
-}
 MESSAGES: dict[str, str] = {
     "add_title": "Add Custom Model",
     "test_connection": "Test Connection",
@@ -189,13 +165,6 @@ def reused_fields(provider: str, auth_method: str | None) -> tuple[str, ...]:
     if provider == "openai_compatible":
         out.append("base_url")
     return tuple(out)
-
-
-def label_for(field: str, provider: str | None = None) -> str:
-    """The product page's label of ``field`` (``api_key`` depends on the provider)."""
-    if field == "api_key":
-        return API_KEY_LABELS.get(provider or "", LABELS["api_key"])
-    return LABELS[field]
 
 
 class Secret(TraitType):
