@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import SecretStr
 
-from byok_nb.connection_test import probe
+from byok_nb.providers.connection_test import probe
 from byok_nb.providers import ChatRequest, ProviderHub, Target
 from byok_nb.testing import FakeOpenAIProvider
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import byok_nb
-from byok_nb import analytics
+from byok_nb.services import analytics
 
 PLATFORM = ["openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4.5", "google/gemini-2.5-flash",
             "meta-llama/llama-3.1-8b-instruct", "deepseek/deepseek-chat-v3-0324", "x-ai/grok-3-mini",

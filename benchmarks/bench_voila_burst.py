@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from byok_nb.app import app_notebook, demo_environment
+from byok_nb.server.admin_app import app_notebook, demo_environment
 from byok_nb.testing.voila import (MODELS_TABLE_SELECTOR, ONE_BUTTON_SELECTOR, VoilaServer,
                                    chromium_missing_reason, launch_chromium, write_one_button_notebook)
 

@@ -10,7 +10,7 @@ for a new visitor) and times from the request to the Models table (a row of ``.b
 or the button being visible. A first unmeasured round warms the OS file cache.
 
 ``byok-nb serve`` preheats one kernel per notebook (the admin app does its imports before anyone
-asks, then waits for the visitor — ``byok_nb.app.wait_for_visitor``). Between two page loads the
+asks, then waits for the visitor — ``byok_nb.ui.launch.wait_for_visitor``). Between two page loads the
 benchmark waits ``--settle`` seconds so the pool has refilled, as it has when visitors arrive
 seconds apart. For comparison the same rounds run on a Voila without preheating (each request
 starts and runs a kernel from scratch). Targets (F-5): the Models table within 3 s, and within 2x
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from byok_nb.app import app_notebook, demo_environment
+from byok_nb.server.admin_app import app_notebook, demo_environment
 from byok_nb.testing.voila import (MODELS_TABLE_SELECTOR, ONE_BUTTON_SELECTOR, VoilaServer,
                                    chromium_missing_reason, launch_chromium, write_one_button_notebook)
 

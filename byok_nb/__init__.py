@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_attributes
-from .errors import (
+from .core.lazy import lazy_attributes
+from .core.errors import (
     Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError, StoreUnavailable,
 )
 
@@ -18,23 +18,23 @@ __version__ = "0.1.0"
 
 # Public names served lazily: name -> module that defines it.
 _LAZY = {
-    "CapabilityProbe": ".domain",
-    "CustomModel": ".domain",
-    "Completion": ".domain",
-    "ConnectionTest": ".domain",
-    "DeleteResult": ".domain",
-    "LLMField": ".domain",
-    "ModelDraft": ".domain",
-    "Org": ".domain",
-    "PickerEntry": ".domain",
-    "PickerResult": ".domain",
-    "PlatformModel": ".domain",
-    "Project": ".domain",
+    "CapabilityProbe": ".core.domain",
+    "CustomModel": ".core.domain",
+    "Completion": ".core.domain",
+    "ConnectionTest": ".core.domain",
+    "DeleteResult": ".core.domain",
+    "LLMField": ".core.domain",
+    "ModelDraft": ".core.domain",
+    "Org": ".core.domain",
+    "PickerEntry": ".core.domain",
+    "PickerResult": ".core.domain",
+    "PlatformModel": ".core.domain",
+    "Project": ".core.domain",
     "Registry": ".registry",
     "RegistryWarning": ".registry",
     "Session": ".registry",
-    "Workflow": ".domain",
-    "generate_master_key": ".secrets",
+    "Workflow": ".core.domain",
+    "generate_master_key": ".core.secrets",
     "open_registry": ".registry",
 }
 
@@ -48,9 +48,9 @@ __getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .domain import (
+    from .core.domain import (
         CapabilityProbe, Completion, ConnectionTest, CustomModel, DeleteResult, LLMField, ModelDraft,
         Org, PickerEntry, PickerResult, PlatformModel, Project, Workflow,
     )
     from .registry import Registry, RegistryWarning, Session, open_registry
-    from .secrets import generate_master_key
+    from .core.secrets import generate_master_key

@@ -12,7 +12,7 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
     import os
 
     from .registry import byok_home, default_database_url, open_registry
-    from .secrets import KEY_FILE_NAME, decode_master_key, key_id_of, read_key_file
+    from .core.secrets import KEY_FILE_NAME, decode_master_key, key_id_of, read_key_file
 
     new_key = args.new_key or os.environ.get("BYOK_NB_NEW_MASTER_KEY")
     if not new_key:
@@ -72,7 +72,7 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
           f"the old key no longer decrypts any of them")
     if args.write_key_file:
         os.replace(staged, key_file)
-        from .durable_files import fsync_dir
+        from .core.durable_files import fsync_dir
 
         fsync_dir(key_file.parent)
         print(f"{key_file} now holds the new key. Restart every kernel and Voila app that uses this "
@@ -94,9 +94,9 @@ def _cmd_adopt_key(args: argparse.Namespace) -> int:
     --confirm-lost-key it only says what it would do. See docs/security.md."""
     import os
 
-    from . import key_custody
+    from .store import key_custody
     from .registry import byok_home, default_database_url
-    from .secrets import KEY_FILE_NAME, SecretBox, create_key_file, decode_master_key, key_id_of, read_key_file
+    from .core.secrets import KEY_FILE_NAME, SecretBox, create_key_file, decode_master_key, key_id_of, read_key_file
     from .store import ensure_schema, make_engine
 
     home = byok_home()
@@ -186,20 +186,20 @@ def _cmd_platform_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from .scan import scan_command
+    from .core.notebook_scan import scan_command
 
     return scan_command(args.paths, database_url=args.database_url, use_registry=not args.no_registry)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .app import serve
+    from .server.admin_app import serve
 
     return serve(port=args.port, notebook=args.notebook, open_browser=args.open, host=args.host,
                  token=not args.no_token)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .app import demo
+    from .server.admin_app import demo
 
     return demo(port=args.port, token=args.token)
 
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import RegistryError
+    from .core.errors import RegistryError
 
     args = build_parser().parse_args(argv)
     try:

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from . import model_rules as rules
-from .domain import (
+from .core import model_rules as rules
+from .core.domain import (
     CAPABILITY_FLAGS, ROLES, CapabilityProbe, ConnectionTest, CustomModel, DeleteResult, Member,
     ModelDraft, Org, PlatformModel, Project, RotationReport,
 )
-from .clean_errors import clean_failures
-from .errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
-from .secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, scrub, stored_secret_state
+from .core.clean_errors import clean_failures
+from .core.errors import Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError
+from .core.secrets import SecretBox, UnreadableSecret, looks_masked, mask_secret, scrub, stored_secret_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -62,8 +62,8 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     with secrets and no key is refused (C-4). A key other than the store's opens it read-only for
     secrets: lists and details work, secrets are unreadable, no secret is written.
     """
-    from . import key_custody
-    from .secrets import create_key_file, find_master_key, read_key_file
+    from .store import key_custody
+    from .core.secrets import create_key_file, find_master_key, read_key_file
     from .store import ensure_schema, make_engine
 
     if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
@@ -74,7 +74,7 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
 
     egress_mode_from_env()   # P-6: a bad BYOK_NB_EGRESS is refused before anything is opened
     # The embedded default (E-2): no URL here and none in the environment. Only there may a first
-    # session create its org (see byok_nb.membership).
+    # session create its org (see byok_nb.services.membership).
     embedded_default = url is None and not os.environ.get("BYOK_NB_DATABASE_URL")
     home = byok_home()
     raw_key, source = find_master_key(master_key, home)   # checks the key file; creates nothing
@@ -142,7 +142,7 @@ class Registry:
         self.egress = egress_mode_from_env()
         self._hub = None
         self._hub_lock = threading.Lock()
-        from .usage_spool import UsageSpool
+        from .store.usage_spool import UsageSpool
 
         # Where usage rows wait when the store could not take them after a provider answered.
         self.usage_spool = UsageSpool(engine, byok_home())
@@ -257,13 +257,13 @@ class Registry:
         Their sessions stop working on their next call. Removing the last org admin is refused
         (``Conflict``): make someone else org admin first. Recorded in the audit log.
         """
-        from .membership import remove_member
+        from .services.membership import remove_member
 
         return remove_member(self._engine, org, user, project=project)
 
     def members(self, org: str) -> list[Member]:
         """Every role in ``org``: one :class:`Member` per (user, org or project)."""
-        from .membership import list_members
+        from .services.membership import list_members
         from .store import read_tx
 
         with read_tx(self._engine) as conn:
@@ -290,7 +290,7 @@ class Registry:
         except NotFound:
             if not self._embedded_default:
                 raise
-            from .membership import claim_first_run
+            from .services.membership import claim_first_run
 
             claim_first_run(self._engine, org, user)
             with read_tx(self._engine) as conn:   # NotFound still, when another org came first
@@ -304,7 +304,7 @@ class Registry:
 
         >>> reg.rotate_master_key(byok_nb.generate_master_key(), dry_run=True)   # doctest: +SKIP
         """
-        from .rotation import rotate_master_key
+        from .services.rotation import rotate_master_key
 
         return rotate_master_key(self, new_key, dry_run=dry_run)
 
@@ -318,7 +318,7 @@ class Registry:
             raise InvalidRequest(f"an org is named by text, not {type(org).__name__}")
         row = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).first()
         if row is None:
-            from .membership import org_not_found
+            from .services.membership import org_not_found
 
             raise org_not_found(org)
         return row[0]
@@ -369,7 +369,7 @@ class Session:
     def _require_member(self) -> None:
         # Read on every call (no cache): a removed member's session stops at their next call.
         if not self.roles():
-            from .membership import not_a_member
+            from .services.membership import not_a_member
 
             raise not_a_member(self.org, self.user)
 
@@ -377,7 +377,7 @@ class Session:
         roles = self.roles()
         if not any(role == "org_admin" for role, _ in roles):
             if not roles:
-                from .membership import not_a_member
+                from .services.membership import not_a_member
 
                 raise not_a_member(self.org, self.user)
             raise Forbidden(f"managing custom models requires the org_admin role in {self.org!r}")
@@ -415,7 +415,7 @@ class Session:
 
         >>> s.list_models("custom")[["ref", "provider", "input_cost_per_1m"]]   # doctest: +SKIP
         """
-        from .listing import rows_frame
+        from .services.listing import rows_frame
 
         return rows_frame(self.model_rows(type, include_inactive))
 
@@ -425,7 +425,7 @@ class Session:
 
         >>> [r["ref"] for r in s.model_rows("custom")]                          # doctest: +SKIP
         """
-        from .listing import model_rows
+        from .services.listing import model_rows
 
         self._require_member()
         if type not in ("all", "platform", "custom"):
@@ -531,7 +531,7 @@ class Session:
         >>> s.probe_capabilities("llama-3-1-8b-internal-v4").suggested_changes()   # doctest: +SKIP
         {'supports_vision': False}
         """
-        from .capability_probe import not_probed, run_probe
+        from .providers.capability_probe import not_probed, run_probe
 
         self._require_admin()
         values, secret, slug, model_id, unreadable = self._call_inputs(model, overrides)
@@ -641,7 +641,7 @@ class Session:
 
         >>> s.create_workflow("triage", "search", fields=[byok_nb.LLMField("summary", model="openai/gpt-4o")])  # doctest: +SKIP
         """
-        from . import workflows
+        from .services import workflows
         return workflows.create_workflow(self, name, project, fields)
 
     def assign_model(self, workflow: str, field: str, slug: str):
@@ -650,7 +650,7 @@ class Session:
 
         >>> s.assign_model("triage", "summary", "llama-3-1-8b-internal-v4")   # doctest: +SKIP
         """
-        from . import workflows
+        from .services import workflows
         return workflows.assign_model(self, workflow, field, slug)
 
     def picker(self, workflow: str, field: str, include_hidden: bool = False):
@@ -660,7 +660,7 @@ class Session:
 
         >>> s.picker("triage", "summary").to_frame()        # doctest: +SKIP
         """
-        from . import workflows
+        from .services import workflows
         return workflows.picker(self, workflow, field, include_hidden=include_hidden)
 
     def seed_assignments_csv(self, path_or_file: Any):
@@ -671,7 +671,7 @@ class Session:
         >>> s.seed_assignments_csv("assignments.csv")      # doctest: +SKIP
         3
         """
-        from . import workflows
+        from .services import workflows
         return workflows.seed_assignments_csv(self, path_or_file)
 
     @clean_failures
@@ -683,7 +683,7 @@ class Session:
 
         >>> s.generate("triage", "summary", "Summarize: ...").text   # doctest: +SKIP
         """
-        from . import generation
+        from .services import generation
         return generation.generate(self, workflow, field, messages, **options)
 
     def usage(self, since: Any = None, until: Any = None) -> "pd.DataFrame":
@@ -694,7 +694,7 @@ class Session:
 
         >>> s.usage(since="2026-11-01")[["model", "cost_usd"]].groupby("model").sum()   # doctest: +SKIP
         """
-        from . import analytics
+        from .services import analytics
         return analytics.usage(self, since=since, until=until)
 
     def cost_report(self, by: str = "model") -> "pd.DataFrame":
@@ -705,7 +705,7 @@ class Session:
 
         >>> s.cost_report(by=["day", "model"])           # doctest: +SKIP
         """
-        from . import analytics
+        from .services import analytics
         return analytics.cost_report(self, by=by)
 
     def estimate_cost(self, ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
@@ -715,7 +715,7 @@ class Session:
         >>> s.estimate_cost("openai/gpt-4o", 1_000, 200)   # doctest: +SKIP
         Decimal('0.0045000')
         """
-        from . import analytics
+        from .services import analytics
         return analytics.estimate_cost(self, ref, input_tokens, output_tokens)
 
     def what_if(self, input_tokens: int, output_tokens: int, workflow: str | None = None,
@@ -725,7 +725,7 @@ class Session:
 
         >>> s.what_if(1_000_000, 250_000)[["ref", "cost_usd"]].head()   # doctest: +SKIP
         """
-        from . import analytics
+        from .services import analytics
         return analytics.what_if(self, input_tokens, output_tokens, workflow=workflow, field=field)
 
     # -- internals: validation -------------------------------------------------------------------
@@ -1000,7 +1000,7 @@ class Session:
         """The secret columns of ``row`` (its final values: id, org_id and the bound columns) in
         this write transaction — refused unless this registry's key is the store's current key, so
         no secret is ever written under a rotated-out or wrong key."""
-        from .key_custody import require_current_key
+        from .store.key_custody import require_current_key
 
         box = self._reg._box
         require_current_key(conn, box)
@@ -1023,8 +1023,8 @@ class Session:
         again for the new values in the same transaction; None when nothing needs that. A secret
         this key cannot read is left as it was: it stays unreadable (C-4, re-enter it), and an edit
         that puts the columns back makes it readable again."""
-        from .key_custody import require_current_key
-        from .secrets import BOUND_COLUMNS
+        from .store.key_custody import require_current_key
+        from .core.secrets import BOUND_COLUMNS
 
         if row["secret_ciphertext"] is None:
             return None
@@ -1159,7 +1159,7 @@ class Session:
     def _run_test(self, target: "Target", values: dict[str, Any], *, audit_slug: str | None,
                   model_id: str | None = None) -> ConnectionTest:
         """T-1 … T-4: probe the provider, then suggest prices for still-empty cost fields."""
-        from .connection_test import probe
+        from .providers.connection_test import probe
 
         try:
             adapter = self._reg._provider_hub.adapter(target)
@@ -1179,7 +1179,7 @@ class Session:
 
     @staticmethod
     def _priced(outcome: Any, values: dict[str, Any]) -> ConnectionTest:
-        from .pricing import PRICING_WARNING, fill_missing_costs, lookup_price
+        from .providers.pricing import PRICING_WARNING, fill_missing_costs, lookup_price
 
         input_cost, output_cost = values["input_cost_per_token"], values["output_cost_per_token"]
         source = values.get("price_source")

@@ -60,7 +60,7 @@ def first_run_worker(stores: list[tuple[str | None, str]], master_key: str, org:
         os.environ["BYOK_NB_MASTER_KEY"] = master_key
         os.environ.pop("BYOK_NB_DATABASE_URL", None)
         import byok_nb
-        from byok_nb import app
+        from byok_nb.ui import launch
 
         registries = []
         for url, home in stores:
@@ -76,7 +76,7 @@ def first_run_worker(stores: list[tuple[str | None, str]], master_key: str, org:
                     except byok_nb.NotFound:   # another visitor's org came first
                         outcomes.append("visitor")
                 else:
-                    outcomes.append("admin" if app.bootstrap(reg, org, user) else "visitor")
+                    outcomes.append("admin" if launch.bootstrap(reg, org, user) else "visitor")
             except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the test
                 outcomes.append(f"{type(exc).__name__}: {exc}")
         for reg in registries:

@@ -1,4 +1,4 @@
-"""byok_nb.app: the acting user, the first-run bootstrap, the Voila command (E-1, E-2, E-4)."""
+"""byok_nb.server.admin_app: the acting user, the first-run bootstrap, the Voila command (E-1, E-2, E-4)."""
 from __future__ import annotations
 
 import filecmp
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import byok_nb
-from byok_nb import app
+from byok_nb.server import admin_app as app
+from byok_nb.ui import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,39 +22,39 @@ def clean_identity(monkeypatch):
 def test_e2_user_from_byok_nb_user_then_jupyterhub_then_os(clean_identity, monkeypatch):
     import getpass
 
-    assert app.current_user() == getpass.getuser()
+    assert launch.current_user() == getpass.getuser()
     monkeypatch.setenv("JUPYTERHUB_USER", "hub-ana")
-    assert app.current_user() == "hub-ana"
+    assert launch.current_user() == "hub-ana"
     monkeypatch.setenv("BYOK_NB_USER", "ana")
-    assert app.current_user() == "ana"
+    assert launch.current_user() == "ana"
 
 
 def test_e2_first_run_makes_the_user_org_admin_of_the_default_org(clean_identity, monkeypatch, tmp_path):
     monkeypatch.setenv("BYOK_NB_USER", "ana")
-    s = app.app_session()                       # embedded default in the test's BYOK_NB_HOME
+    s = launch.app_session()                       # embedded default in the test's BYOK_NB_HOME
     assert (s.org, s.user, s.is_org_admin) == ("default", "ana", True)
     assert (Path(byok_nb.registry.byok_home()) / "registry.db").exists()
     # The second user of an org that already has members is not made admin.
     monkeypatch.setenv("BYOK_NB_USER", "bo")
-    other = app.app_session()
+    other = launch.app_session()
     assert other.user == "bo" and not other.is_org_admin
     with pytest.raises(byok_nb.Forbidden):
         other.list_models()
     # ana is still admin on a later run, and nothing is created twice.
     monkeypatch.setenv("BYOK_NB_USER", "ana")
-    assert app.app_session().is_org_admin
+    assert launch.app_session().is_org_admin
 
 
 def test_e2_org_from_byok_nb_org(clean_identity, monkeypatch, registry):
     monkeypatch.setenv("BYOK_NB_ORG", "research")
-    s = app.app_session(registry, user="cy")
+    s = launch.app_session(registry, user="cy")
     assert (s.org, s.is_org_admin) == ("research", True)
 
 
 def test_e2_bootstrap_is_idempotent(registry):
-    assert app.bootstrap(registry, "acme", "ana") is True
-    assert app.bootstrap(registry, "acme", "ana") is False
-    assert app.bootstrap(registry, "acme", "bo") is False
+    assert launch.bootstrap(registry, "acme", "ana") is True
+    assert launch.bootstrap(registry, "acme", "ana") is False
+    assert launch.bootstrap(registry, "acme", "bo") is False
     assert registry.session(org="acme", user="ana").is_org_admin
 
 
@@ -118,7 +119,7 @@ def test_f5_wait_for_visitor_returns_at_once_outside_a_preheated_kernel(monkeypa
     monkeypatch.delenv("VOILA_PREHEAT", raising=False)
     monkeypatch.delitem(sys.modules, "voila.utils", raising=False)
     started = time.perf_counter()
-    app.wait_for_visitor()
+    launch.wait_for_visitor()
     assert time.perf_counter() - started < 0.1
     assert "voila.utils" not in sys.modules     # Voila's heavy imports stay out of plain kernels
 
@@ -145,7 +146,7 @@ def test_e4_binder_uses_a_throwaway_master_key():
 def test_e1_demo_environment_registers_demo_models_and_cleans_up():
     with app.demo_environment() as env:
         home = Path(env["BYOK_NB_HOME"])
-        s = app.app_session()
+        s = launch.app_session()
         custom = s.list_models(type="custom")
         assert len(custom) == len(app.DEMO_MODELS)
         slug = custom.ref.iloc[0]
@@ -196,7 +197,7 @@ def test_demo_stays_open_unless_asked_and_serve_is_protected_by_default(monkeypa
 def test_u7_app_for_an_org_that_does_not_exist_shows_one_clear_message(clean_identity, monkeypatch):
     """BYOK_NB_ORG naming an org that does not exist (while another does) is a message in the app,
     not a failed notebook cell."""
-    from byok_nb.app import open_admin_app
+    from byok_nb.ui.launch import open_admin_app
     from byok_nb.ui import AdminApp
 
     monkeypatch.setenv("BYOK_NB_USER", "ana")

@@ -18,7 +18,7 @@ from byok_nb.catalog import (
     platform_model_ids,
 )
 from byok_nb.catalog.loader import CATALOG_ENV, SHIPPED_CATALOG
-from byok_nb.domain import PlatformModel
+from byok_nb.core.domain import PlatformModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from byok_nb.connection_test import (JSON_MODE_HINT, PASSED, PROMPT, STATUS_SCHEMA, probe,
+from byok_nb.providers.connection_test import (JSON_MODE_HINT, PASSED, PROMPT, STATUS_SCHEMA, probe,
                                      reply_is_expected)
 from byok_nb.providers import ProviderHub, Target
 from byok_nb.testing import FakeBedrock, FakeOpenAIProvider

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from byok_nb import pricing
+from byok_nb.providers import pricing
 from byok_nb.catalog.loader import CATALOG_ENV
-from byok_nb.pricing import (
+from byok_nb.providers.pricing import (
     PER_MILLION_WARNING_THRESHOLD,
     PRICING_WARNING,
     PriceSuggestion,
@@ -226,7 +226,7 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
-import byok_nb.pricing as pricing
+import byok_nb.providers.pricing as pricing
 assert "genai_prices" not in sys.modules, "genai_prices imported eagerly"
 s = pricing.lookup_price("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo")
 assert s is not None and s.price_source.startswith("genai-prices"), s
@@ -262,7 +262,7 @@ def test_p8_ignores_a_snapshot_installed_by_an_updater():
 
 
 def test_f4_importing_pricing_does_not_import_genai_prices():
-    code = "import sys, byok_nb.pricing; assert 'genai_prices' not in sys.modules, 'imported eagerly'"
+    code = "import sys, byok_nb.providers.pricing; assert 'genai_prices' not in sys.modules, 'imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import byok_nb
 from byok_nb import CapabilityProbe, Forbidden
-from byok_nb.capability_probe import (
+from byok_nb.providers.capability_probe import (
     BASELINE_PROMPT, JSON_SCHEMA, NOTE, PROBE_FLAGS, PROBE_IMAGE_URL, PROBE_MAX_TOKENS,
     REASONING_MAX_TOKENS, TOOL_NAME,
 )

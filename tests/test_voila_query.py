@@ -1,4 +1,4 @@
-"""byok_nb.voila_query: a preheated kernel's wait for its visitor, against Voila's own server-side
+"""byok_nb.server.voila_query: a preheated kernel's wait for its visitor, against Voila's own server-side
 handler of ``voila/query/<kernel id>`` (so the protocol is Voila's, not a copy of our guess)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from byok_nb import voila_query
+from byok_nb.server import voila_query
 
 tornado_web = pytest.importorskip("tornado.web")
 request_info_handler = pytest.importorskip("voila.request_info_handler")
@@ -117,7 +117,7 @@ def test_f5_no_wait_outside_a_preheated_kernel(monkeypatch):
 
 
 def test_f5_waiting_kernel_does_not_import_voila_or_jupyter_server():
-    code = ("import sys, byok_nb.voila_query, byok_nb.app; "
+    code = ("import sys, byok_nb.server.voila_query, byok_nb.server.admin_app; "
             "heavy = [m for m in ('voila', 'jupyter_server', 'jupyter_events', 'lark', 'websockets') "
             "if m in sys.modules]; print(json.dumps(heavy))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,

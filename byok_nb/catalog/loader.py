@@ -1,7 +1,7 @@
 """Typed loader of the platform model catalogue (SPEC P-7).
 
 The catalogue is data, not code: a JSON document ``{"version": 1, "generated_at": ..., "source": ...,
-"models": [...]}`` whose entries are :class:`~byok_nb.domain.PlatformModel` fields. Prices are USD
+"models": [...]}`` whose entries are :class:`~byok_nb.core.domain.PlatformModel` fields. Prices are USD
 per token written as decimal *strings* (``"0.0000025"``), read with :class:`~decimal.Decimal` so
 they are exact; ``null`` means unpriced and ``"0"`` means free — two different states (P-8, A-1).
 
@@ -31,8 +31,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from byok_nb.domain import PlatformModel
-from byok_nb.errors import RegistryError
+from byok_nb.core.domain import PlatformModel
+from byok_nb.core.errors import RegistryError
 
 __all__ = [
     "CATALOG_ENV",

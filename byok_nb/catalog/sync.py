@@ -34,9 +34,9 @@ from byok_nb.catalog.loader import (
     default_sync_path,
     load_platform_models,
 )
-from byok_nb.domain import PlatformModel
-from byok_nb.clean_errors import clean_failures
-from byok_nb.errors import InvalidRequest, ProviderError
+from byok_nb.core.domain import PlatformModel
+from byok_nb.core.clean_errors import clean_failures
+from byok_nb.core.errors import InvalidRequest, ProviderError
 
 __all__ = [
     "DEFAULT_OPENROUTER_BASE_URL",
@@ -67,7 +67,7 @@ def sync_platform_catalog(
 
     ``base_url`` defaults to ``$OPENROUTER_BASE_URL`` then ``https://openrouter.ai/api/v1``;
     ``api_key`` to ``$OPENROUTER_API_KEY`` (the list is public; the key is sent when there is one).
-    Redirects are not followed. A failing call raises :class:`~byok_nb.errors.ProviderError` with
+    Redirects are not followed. A failing call raises :class:`~byok_nb.core.errors.ProviderError` with
     OpenRouter's own message.
 
     The report: ``path`` written, ``url`` read, ``models`` (count written), and lists of ids
@@ -229,7 +229,7 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
     decoded size, see ``transport.exchange``), and every text taken from it — body, ``Location`` —
     passes the scrubber before it is shown."""
     from byok_nb.providers.transport import exchange, loads_bounded, shown
-    from byok_nb.secrets import scrub
+    from byok_nb.core.secrets import scrub
 
     secrets = [key] if key else []
     headers = {"Accept": "application/json"}

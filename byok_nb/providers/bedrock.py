@@ -36,8 +36,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..clean_errors import clean_failures
-from ..errors import InvalidRequest, ProviderError, RegistryError
+from ..core.clean_errors import clean_failures
+from ..core.errors import InvalidRequest, ProviderError, RegistryError
 from .base import ChatRequest, ChatResult, Target
 from .egress import EgressPolicy
 from .messages import normalize_messages, parse_data_url

@@ -37,7 +37,7 @@ import re
 import socket
 from typing import Any
 
-from ..errors import InvalidRequest, ProviderError
+from ..core.errors import InvalidRequest, ProviderError
 
 EGRESS_ENV = "BYOK_NB_EGRESS"
 PRIVATE_MODE = "private"    # the default: loopback and private networks allowed

@@ -19,7 +19,7 @@ import os
 import threading
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from . import huggingface
 from .base import Adapter, Target
 from .egress import EgressPolicy, egress_mode_from_env, normalize_mode

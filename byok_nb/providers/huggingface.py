@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 
 ROUTER_ENV = "BYOK_NB_HF_ROUTER_URL"
 DEFAULT_ROUTER_URL = "https://router.huggingface.co/v1/chat/completions"

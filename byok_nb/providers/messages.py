@@ -10,7 +10,7 @@ import base64
 import binascii
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 
 # Magic numbers of the formats every vision provider accepts.
 _IMAGE_SIGNATURES = (

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ..clean_errors import clean_failures
-from ..errors import InvalidRequest, ProviderError
+from ..core.clean_errors import clean_failures
+from ..core.errors import InvalidRequest, ProviderError
 from . import transport
 from .base import ChatRequest, ChatResult
 from .messages import normalize_messages

@@ -13,7 +13,7 @@ each adapter translates it to its provider's wire form.
 """
 from __future__ import annotations
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 
 RECOGNIZED_PARAMETERS = ("max_tokens", "effort")
 EFFORTS = ("low", "medium", "high")

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidRequest, ProviderError
-from ..secrets import scrub
+from ..core.errors import InvalidRequest, ProviderError
+from ..core.secrets import scrub
 from .egress import EgressPolicy, guarded_network_backend
 
 MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is shown

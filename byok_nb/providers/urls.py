@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InvalidRequest
+from ..core.errors import InvalidRequest
 from .egress import literal_ipv4, refusal_message
 
 SCHEMES = ("http", "https")

@@ -13,7 +13,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.pool import StaticPool
 
-from ..errors import InvalidRequest, StoreUnavailable
+from ..core.errors import InvalidRequest, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

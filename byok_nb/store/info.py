@@ -2,7 +2,7 @@
 master-key records (which key the secrets are under, whether their binding is current).
 
 The store layer owns these so that its migrations need nothing from above it; the rules about
-keys (who may write a secret, adopting a key) are :mod:`byok_nb.key_custody`'s.
+keys (who may write a secret, adopting a key) are :mod:`byok_nb.store.key_custody`'s.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from ..errors import Conflict
+from ..core.errors import Conflict
 from . import schema
 from .engine import read_tx, write_tx
 from .info import (

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..app import new_session_token, voila_command, voila_env
+from ..server.admin_app import new_session_token, voila_command, voila_env
 
 CHROMIUM = "/usr/bin/chromium"
 # No sandbox (containers run as root), no GPU, and nothing that phones home: the tests are offline.

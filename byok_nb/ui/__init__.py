@@ -101,7 +101,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_attributes
+from ..core.lazy import lazy_attributes
 
 _LAZY = {
     "AddModelDialog": ".add_dialog",

@@ -26,7 +26,7 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import Unicode
 
-from ..domain import ConnectionTest
+from ..core.domain import ConnectionTest
 from .errors import (
     ERROR_STYLE, OK_STYLE, WARNING_STYLE, guarded, log_unexpected, set_message, short_message, styled,
 )
@@ -326,7 +326,7 @@ class TestRunner:
         try:
             call = form.begin_test()
         except Exception as exc:  # FormProblems: shown next to the fields and as the outcome
-            from ..errors import RegistryError
+            from ..core.errors import RegistryError
 
             if not isinstance(exc, RegistryError):
                 raise

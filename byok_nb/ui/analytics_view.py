@@ -1,7 +1,7 @@
 """Analytics (U-5, A-2 … A-4): cost tables, charts and a cost estimate / what-if helper.
 
-Numbers come from ``session.cost_report`` / ``estimate_cost`` and :func:`byok_nb.analytics.what_if`;
-charts from :mod:`byok_nb.charts`, shown as PNG ``<img>`` with alternative text in an HTML widget
+Numbers come from ``session.cost_report`` / ``estimate_cost`` and :func:`byok_nb.services.analytics.what_if`;
+charts from :mod:`byok_nb.ui.charts`, shown as PNG ``<img>`` with alternative text in an HTML widget
 (no ``Output`` context, no front-end extension, works the same in Voila). "Unpriced" and "free"
 stay different: an unpriced cost shows as ``unpriced``, a free one as ``0``.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .. import model_rules as rules
+from ..core import model_rules as rules
 from .errors import OK_STYLE, guarded, set_message
 
 REPORT_BY = [("Model", "model"), ("Day", "day"), ("Provider", "provider"), ("Workflow", "workflow"),
@@ -73,7 +73,7 @@ def chart_html(fig: Any, table_hint: str) -> str:
     """A figure as an ``<img>`` with alternative text: its title, and where its numbers are."""
     import base64
 
-    from .. import charts
+    from . import charts
 
     title = fig.axes[0].get_title() if fig.axes else ""
     alt = f"Chart: {title or 'no data'}. The same figures are in the cost table ({table_hint})."
@@ -151,7 +151,7 @@ class AnalyticsView(widgets.VBox):
 
     @guarded("message", where="Charts")
     def refresh_charts(self) -> None:
-        from .. import charts
+        from . import charts
 
         # Figures are built and rendered to bytes here, outside any Output context (U-7).
         self.cost_chart.value = chart_html(charts.cost_per_day_chart(self.session), "Report by Day")

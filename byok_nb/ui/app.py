@@ -2,7 +2,7 @@
 navigation bar, under a short product header with the signed-in user.
 The Voila notebook only displays it::
 
-    from byok_nb.app import open_admin_app
+    from byok_nb.ui.launch import open_admin_app
     open_admin_app()          # AdminApp(app_session()), or one clear message when that fails
 
 Pages are built when first shown (the Models table is what has to appear fast, F-5). A visitor who

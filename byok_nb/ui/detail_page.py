@@ -17,9 +17,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .. import model_rules as rules
-from ..capability_probe import NOTE
-from ..domain import CAPABILITY_FLAGS, PROVIDER_LABELS
+from ..core import model_rules as rules
+from ..providers.capability_probe import NOTE
+from ..core.domain import CAPABILITY_FLAGS, PROVIDER_LABELS
 from .add_dialog import ModelFormView, TestResultView, TestRunner
 from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
 from .forms import AUTH_METHOD_LABELS, LABELS, MESSAGES, EditModelForm, label_for

@@ -3,7 +3,7 @@
 Every button handler and observer of the widgets goes through :func:`run_guarded` (or the
 :func:`guarded` decorator). A failure becomes one short line in a message widget:
 
-* a :class:`~byok_nb.errors.RegistryError` (and so every ``ProviderError``) shows its own message —
+* a :class:`~byok_nb.core.errors.RegistryError` (and so every ``ProviderError``) shows its own message —
   the registry already wrote it for people and scrubbed secrets out of it;
 * anything else shows ``Unexpected error: <TypeName>``; the details (scrubbed message and the
   stack, never local values) go to the ``byok_nb.ui`` logger, which has a ``NullHandler`` so nothing
@@ -25,8 +25,8 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ..errors import RegistryError
-from ..secrets import scrub
+from ..core.errors import RegistryError
+from ..core.secrets import scrub
 from .labels import LABELS, label_for
 
 logger = logging.getLogger("byok_nb.ui")

@@ -2,7 +2,7 @@
 ones it may not use with the reason (``why_hidden``), so an empty group explains itself.
 
 Which models qualify is decided by ``session.picker(workflow, field, include_hidden=True)``
-(:mod:`byok_nb.workflows`); this widget only shows the answer and calls ``assign_model``.
+(:mod:`byok_nb.services.workflows`); this widget only shows the answer and calls ``assign_model``.
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ class PickerWidget(widgets.VBox):
 
     def _current_assignment(self) -> str | None:
         try:
-            from ..workflows import get_workflow
+            from ..services.workflows import get_workflow
 
             wf = get_workflow(self.session, self.workflow)
             return next((f.model for f in wf.fields if f.name == self.field), None)

@@ -25,7 +25,7 @@ PICK_HINT = "Choose a field (click its row, or press Enter on it) to pick its mo
 
 def needs_text(field: Any) -> str:
     """What an LLM field needs of its model, in the toggles' words (W-1)."""
-    from ..workflows import CAPABILITY_LABELS, field_needs
+    from ..services.workflows import CAPABILITY_LABELS, field_needs
 
     needs = field_needs(field)
     return "; ".join(f"{CAPABILITY_LABELS[flag]} ({why})" for flag, why in needs) or "no special capability"
@@ -74,7 +74,7 @@ class WorkflowsPage(widgets.VBox):
     @guarded("message", where="Workflows")
     def refresh(self) -> None:
         """Re-read the org's workflows, keeping the project, workflow and field on screen."""
-        from ..workflows import list_workflows
+        from ..services.workflows import list_workflows
 
         self.message.value = ""
         self.workflows = list_workflows(self.session)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import byok_nb
-from byok_nb.app import app_notebook
+from byok_nb.server.admin_app import app_notebook
 from byok_nb.testing import FakeOpenAIProvider
 from byok_nb.testing.voila import VoilaServer, chromium_missing_reason, launch_chromium, sandbox_env
 
@@ -135,7 +135,7 @@ def _seed_pages(registry, planted: str) -> None:
     import datetime as dt
 
     from byok_nb import LLMField
-    from byok_nb.analytics import record_usage_batch
+    from byok_nb.services.analytics import record_usage_batch
 
     registry.create_org("acme")
     registry.create_project("acme", "search")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import byok_nb
-from byok_nb.app import app_notebook
+from byok_nb.server.admin_app import app_notebook
 from byok_nb.testing import FakeOpenAIProvider
 from byok_nb.testing.fake_providers import FakeBedrock
 from byok_nb.testing.voila import VoilaServer, sandbox_env

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 import byok_nb
-from byok_nb.app import app_notebook
+from byok_nb.server.admin_app import app_notebook
 from byok_nb.testing.voila import VoilaServer, free_port, sandbox_env
 
 expect = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is missing").expect

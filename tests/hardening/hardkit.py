@@ -65,7 +65,7 @@ def bulk_models(reg, n: int, *, org: str = "acme", prefix: str = "bulk") -> dict
     calls. Returns slug -> secret."""
     from sqlalchemy import select
 
-    from byok_nb.secrets import mask_secret
+    from byok_nb.core.secrets import mask_secret
     from byok_nb.store import schema, write_tx
 
     now = dt.datetime.now(dt.timezone.utc)
@@ -93,7 +93,7 @@ def stored_secrets(url: str) -> dict[str, tuple[str, bytes, str | None, tuple]]:
     stored secret, straight from the store."""
     from sqlalchemy import create_engine, select
 
-    from byok_nb.secrets import BOUND_COLUMNS
+    from byok_nb.core.secrets import BOUND_COLUMNS
     from byok_nb.store import schema
 
     cm, orgs = schema.custom_models, schema.orgs
@@ -114,7 +114,7 @@ def stored_secrets(url: str) -> dict[str, tuple[str, bytes, str | None, tuple]]:
 
 def readable_by(key: str, stored: dict[str, tuple[str, bytes, str | None]]) -> set[str]:
     """The slugs whose ciphertext ``key`` decrypts (the GCM tag decides; key ids are ignored)."""
-    from byok_nb.secrets import SecretBox, UnreadableSecret, decode_master_key
+    from byok_nb.core.secrets import SecretBox, UnreadableSecret, decode_master_key
 
     box = SecretBox(decode_master_key(key))
     out = set()
@@ -138,7 +138,7 @@ def build_v1_database(url: str, master_key: str) -> dict[str, Any]:
     from sqlalchemy import create_engine
 
     import schema_v1 as v1
-    from byok_nb.secrets import SecretBox, decode_master_key, legacy_associated_data, mask_secret
+    from byok_nb.core.secrets import SecretBox, decode_master_key, legacy_associated_data, mask_secret
 
     box = SecretBox(decode_master_key(master_key))
     now = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
@@ -353,7 +353,7 @@ def _scenario_hold_add(url: str, master_key: str, padding_rows: str) -> None:
 def _scenario_rotate_hang(url: str, old_key: str, new_key: str) -> None:
     """A rotation that writes its first chunk of new ciphertexts, says MID and waits to be killed."""
     import byok_nb
-    from byok_nb import rotation
+    from byok_nb.services import rotation
 
     original = rotation._write_chunk
     calls = {"n": 0}

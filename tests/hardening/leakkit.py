@@ -197,7 +197,7 @@ class LeakSearch:
 
     def __init__(self, secrets: Iterable[Secret], master_keys: Iterable[str] = (), *,
                  _fold: bool = True) -> None:
-        from byok_nb.secrets import decode_master_key
+        from byok_nb.core.secrets import decode_master_key
 
         self.secrets = list(secrets)
         # Echoes in another case, HTML-escaped or \u-escaped are found by searching the text

@@ -18,8 +18,9 @@ from urllib.parse import quote
 import pytest
 import byok_nb
 from byok_nb import StoreUnavailable
-from byok_nb import rotation, usage_spool
-from byok_nb.secrets import REDACTED, scrub
+from byok_nb.services import rotation
+from byok_nb.store import usage_spool
+from byok_nb.core.secrets import REDACTED, scrub
 
 import hardkit
 from leakkit import Canaries, LeakSearch

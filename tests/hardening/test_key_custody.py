@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, select, text
 import byok_nb
 from byok_nb import LLMField, RegistryError
 from byok_nb.cli import main as cli_main
-from byok_nb.key_custody import MasterKeyMismatch, MasterKeyMissing
-from byok_nb.secrets import UNREADABLE_SECRET_MESSAGE, UnreadableSecret, decode_master_key, key_id_of
+from byok_nb.store.key_custody import MasterKeyMismatch, MasterKeyMissing
+from byok_nb.core.secrets import UNREADABLE_SECRET_MESSAGE, UnreadableSecret, decode_master_key, key_id_of
 from byok_nb.store import schema
 from byok_nb.testing.fake_providers import FakeOpenAIProvider
 
@@ -530,7 +530,7 @@ def test_c5_a_write_that_checked_the_key_before_a_rotation_is_rotated_with_the_r
     retired key."""
     import threading
 
-    from byok_nb import key_custody
+    from byok_nb.store import key_custody
 
     first = byok_nb.open_registry(db_url, master_key=master_key)
     second = byok_nb.open_registry(db_url, master_key=master_key)
@@ -570,7 +570,7 @@ def test_c5_a_write_queued_behind_a_rotation_is_refused(db_url, master_key, monk
     holding the old key waits for it and is then refused, not written under the retired key."""
     import threading
 
-    from byok_nb import rotation
+    from byok_nb.services import rotation
 
     first = byok_nb.open_registry(db_url, master_key=master_key)
     second = byok_nb.open_registry(db_url, master_key=master_key)

@@ -444,7 +444,7 @@ def _scan_and_cli(world: World, url: str, seen: Evidence, tmp_path: Path, monkey
     import nbformat
 
     from byok_nb import cli
-    from byok_nb.scan import scan_command, scan_notebook
+    from byok_nb.core.notebook_scan import scan_command, scan_notebook
 
     c = world.c
     dirty_dir = tmp_path / "dirty"
@@ -655,7 +655,7 @@ def test_c7_u8_executed_notebooks_hold_no_secret(world, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    from byok_nb.scan import scan_notebook
+    from byok_nb.core.notebook_scan import scan_notebook
 
     c = world.c
     home = Path(byok_home())
@@ -709,7 +709,7 @@ def test_c3_c7_u2_u3_voila_page_and_kernel_widgets_hold_no_secret(world, tmp_pat
 
     import httpx
 
-    from byok_nb.app import app_notebook
+    from byok_nb.server.admin_app import app_notebook
     from byok_nb.testing.voila import VoilaServer, sandbox_env
 
     c = world.c

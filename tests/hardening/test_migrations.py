@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, select
 
 import byok_nb
-from byok_nb.secrets import SecretBox, decode_master_key
+from byok_nb.core.secrets import SecretBox, decode_master_key
 from byok_nb.store import migrations, schema
 from byok_nb.store.migrations import SCHEMA_VERSION, SchemaVersionError, Step
 
@@ -270,7 +270,7 @@ def test_c4_v1_secrets_are_bound_to_where_they_are_sent_at_the_first_open_with_t
     """Existing stores migrate: the first open with the store's key re-encrypts every v1 secret
     under the associated data that covers org, provider, auth method, URLs, region, access key id
     and provider model id; the legacy associated data then reads none of them."""
-    from byok_nb.secrets import legacy_associated_data
+    from byok_nb.core.secrets import legacy_associated_data
 
     hardkit.build_v1_database(db_url, master_key)
     before = _ciphertexts(db_url)

@@ -30,7 +30,7 @@ from faultkit import FaultServer
 from pydantic import SecretStr
 
 import byok_nb
-from byok_nb.errors import ProviderError
+from byok_nb.core.errors import ProviderError
 from byok_nb.providers import ChatRequest, ProviderHub, Target
 from byok_nb.providers.transport import MAX_RESPONSE_BYTES, MAX_SHOWN_CHARS
 

@@ -36,11 +36,11 @@ from leakkit import LeakSearch, Secret
 from pydantic import SecretStr
 
 import byok_nb
-from byok_nb.errors import ProviderError
+from byok_nb.core.errors import ProviderError
 from byok_nb.providers import ChatRequest, ProviderHub, Target
 from byok_nb.providers.base import ChatResult
 from byok_nb.providers.transport import MAX_RESPONSE_BYTES
-from byok_nb.secrets import REDACTED, scrub
+from byok_nb.core.secrets import REDACTED, scrub
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 20.0
@@ -285,7 +285,7 @@ RSS_LIMIT = 300 * 2**20
 _RSS_CHILD = textwrap.dedent("""
     import json, resource, sys
     from pydantic import SecretStr
-    from byok_nb.errors import ProviderError
+    from byok_nb.core.errors import ProviderError
     from byok_nb.providers import ChatRequest, ProviderHub, Target
 
     def peak_rss_kib():
@@ -469,8 +469,8 @@ def test_a1_chat_result_validates_token_counts(count, unknown):
 
 
 def test_a1_record_usage_batch_takes_unknown_usage_and_refuses_impossible_counts(acme):
-    from byok_nb.analytics import record_usage_batch
-    from byok_nb.errors import InvalidRequest
+    from byok_nb.services.analytics import record_usage_batch
+    from byok_nb.core.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match="at most"):
         record_usage_batch(acme, [{"model": "openai/gpt-4o", "input_tokens": 2**63 - 1}])

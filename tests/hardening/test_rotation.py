@@ -17,9 +17,9 @@ from sqlalchemy import text
 
 import byok_nb
 from byok_nb import InvalidRequest, RegistryError
-from byok_nb import rotation
+from byok_nb.services import rotation
 from byok_nb.cli import main as cli_main
-from byok_nb.secrets import UnreadableSecret
+from byok_nb.core.secrets import UnreadableSecret
 
 import hardkit
 from hardkit import readable_by, stored_secrets

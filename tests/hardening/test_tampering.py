@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 import byok_nb
 from byok_nb import InvalidRequest, LLMField
-from byok_nb.key_custody import MasterKeyMismatch
-from byok_nb.secrets import UNREADABLE_SECRET_MESSAGE, SecretBox, UnreadableSecret, decode_master_key
+from byok_nb.store.key_custody import MasterKeyMismatch
+from byok_nb.core.secrets import UNREADABLE_SECRET_MESSAGE, SecretBox, UnreadableSecret, decode_master_key
 from byok_nb.store import schema
 from byok_nb.testing.fake_providers import FakeOpenAIProvider
 

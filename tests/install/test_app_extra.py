@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 
-from byok_nb import app, cli
+from byok_nb import cli
+from byok_nb.server import admin_app as app
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from . import wheelkit
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-DEMO_MODEL = "Llama 3.1 8B (internal v4)"       # one of byok_nb.app.DEMO_MODELS
+DEMO_MODEL = "Llama 3.1 8B (internal v4)"       # one of byok_nb.server.admin_app.DEMO_MODELS
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_e1_the_wheel_carries_the_catalogue_and_the_app_notebook(installed):
     assert "License-Expression: MIT" in metadata
     assert re.search(r"Requires-Dist: ipykernel.*extra == \"app\"", metadata)
     probe = wheelkit.run([str(venv / "bin" / "python"), "-c",
-                  "import byok_nb, byok_nb.app as a, byok_nb.catalog as c; "
+                  "import byok_nb, byok_nb.server.admin_app as a, byok_nb.catalog as c; "
                   "print(byok_nb.__file__); print(a.app_notebook()); print(len(c.load_platform_models()))"],
                  env=wheelkit.clean_env(home), cwd=home).stdout.split("\n")
     assert probe[0].startswith(str(venv)), "the installed copy, not the source tree, was imported"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from provider_kit import chat, target_for
 
-from byok_nb.errors import InvalidRequest
+from byok_nb.core.errors import InvalidRequest
 from byok_nb.providers import canonical_reasoning, is_recognized_reasoning_parameter
 from byok_nb.providers.reasoning import budget_to_effort, effort_to_budget
 

@@ -12,7 +12,7 @@ import pytest
 from provider_kit import (BEDROCK_API_KEY, CLAUDE_HAIKU, IAM_KEY_ID, IAM_SECRET, api_key_target, chat,
                           iam_target)
 
-from byok_nb.errors import InvalidRequest, ProviderError
+from byok_nb.core.errors import InvalidRequest, ProviderError
 from byok_nb.providers import ChatRequest, ProviderHub, validate_aws_region
 from byok_nb.providers.bedrock import model_family, reasoning_fields
 from byok_nb.testing.fake_providers import BAD_SIGNATURE, INVALID_TOKEN, bedrock_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from provider_kit import KEYS, chat, target_for
 
-from byok_nb.errors import InvalidRequest
+from byok_nb.core.errors import InvalidRequest
 from byok_nb.providers import describe_endpoint, validate_endpoint_url
 from byok_nb.providers.huggingface import DEFAULT_ROUTER_URL, endpoint_chat_url, route
 

@@ -10,7 +10,7 @@ import pytest
 from provider_kit import chat, target_for
 from pydantic import SecretStr
 
-from byok_nb.errors import ProviderError
+from byok_nb.core.errors import ProviderError
 from byok_nb.providers import ProviderHub, Target
 from byok_nb.providers.transport import MAX_SHOWN_CHARS, provider_message_from_body
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from provider_kit import chat, iam_target, target_for
 
-from byok_nb.errors import InvalidRequest, ProviderError
+from byok_nb.core.errors import InvalidRequest, ProviderError
 from byok_nb.providers import EgressPolicy, EgressRefused, ProviderHub, Target
 
 ALWAYS_REFUSED = ["169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254", "100.100.100.200",

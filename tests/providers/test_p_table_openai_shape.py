@@ -9,7 +9,7 @@ import pytest
 from provider_kit import KEYS, chat, target_for
 from pydantic import SecretStr
 
-from byok_nb.errors import InvalidRequest, ProviderError
+from byok_nb.core.errors import InvalidRequest, ProviderError
 from byok_nb.providers import ProviderHub, Target
 from byok_nb.testing.fake_providers import count_tokens
 

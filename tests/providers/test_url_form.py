@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from byok_nb import model_rules as rules
-from byok_nb.errors import InvalidRequest
+from byok_nb.core import model_rules as rules
+from byok_nb.core.errors import InvalidRequest
 from byok_nb.providers.huggingface import validate_endpoint_url
 from byok_nb.providers.openai_compat import chat_completions_url
 from byok_nb.providers.egress import literal_ipv4
@@ -155,7 +155,7 @@ STORED_BREAKING = ["http://0177.0.0.1/v1", "http://a\r\nb.example/v1", "http://e
 def test_p6_a_client_breaking_url_at_call_time_is_a_registry_error_not_a_raw_one(hub, provider, field, url):
     from provider_kit import chat
 
-    from byok_nb.errors import RegistryError
+    from byok_nb.core.errors import RegistryError
     from byok_nb.providers import Target
 
     if provider == "huggingface":

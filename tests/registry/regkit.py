@@ -15,7 +15,7 @@ BEDROCK_API_KEY = "ABSKplantedBedrockApiKey9Mc4Xn2Hs6"
 AWS_ACCESS_KEY_ID = "AKIAPLANTEDEXAMPLE01"
 
 HAS_HUGGINGFACE = importlib.util.find_spec("byok_nb.providers.huggingface") is not None
-HAS_CONNECTION_TEST = (importlib.util.find_spec("byok_nb.connection_test") is not None
+HAS_CONNECTION_TEST = (importlib.util.find_spec("byok_nb.providers.connection_test") is not None
                        and importlib.util.find_spec("byok_nb.providers.hub") is not None)
 
 

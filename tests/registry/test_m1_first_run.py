@@ -29,7 +29,7 @@ def test_m1_readme_three_lines_work_on_a_fresh_embedded_registry(monkeypatch, ma
         assert fake.requests, "Test Connection called the provider"
     assert model.slug == "llama-3-1-8b-internal-v4" and s.is_org_admin
     assert s._reg.embedded_default
-    assert s._reg.members("acme") == [byok_nb.domain.Member(org="acme", user="ana", role="org_admin")]
+    assert s._reg.members("acme") == [byok_nb.core.domain.Member(org="acme", user="ana", role="org_admin")]
 
 
 def test_m1_embedded_default_is_only_open_registry_without_a_url(monkeypatch, tmp_path, master_key):

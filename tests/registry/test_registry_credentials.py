@@ -9,7 +9,7 @@ import pytest
 
 import byok_nb
 from byok_nb import InvalidRequest, NotFound, RegistryError
-from byok_nb.secrets import (
+from byok_nb.core.secrets import (
     UNREADABLE_SECRET_MESSAGE, SecretBox, UnreadableSecret, decode_master_key, key_id_of, mask_secret,
 )
 
@@ -173,7 +173,7 @@ def test_c2_aes_256_gcm(master_key):
     blob = SecretBox(decode_master_key(master_key)).encrypt("x" * 10, record_id="r", field="secret", bound=bound)
     assert len(blob) == 12 + 10 + 16                      # nonce + ciphertext + GCM tag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from byok_nb.secrets import associated_data
+    from byok_nb.core.secrets import associated_data
     aad = associated_data("r", "secret", bound)
     assert AESGCM(decode_master_key(master_key)).decrypt(blob[:12], blob[12:], aad) == b"x" * 10
 

@@ -57,7 +57,7 @@ def test_e2_embedded_default(tmp_path, monkeypatch):
 
 
 def _first_key(home: str, barrier, out) -> None:
-    from byok_nb.secrets import key_id_of, load_or_create_key_file
+    from byok_nb.core.secrets import key_id_of, load_or_create_key_file
 
     barrier.wait()
     out.put(key_id_of(load_or_create_key_file(Path(home))))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from byok_nb import Conflict, Forbidden, InvalidRequest, NotFound
-from byok_nb.secrets import SecretBox
+from byok_nb.core.secrets import SecretBox
 
 from regkit import (
     AWS_ACCESS_KEY_ID, AWS_SECRET, BEDROCK_API_KEY, FW_KEY, HAS_CONNECTION_TEST, OAI_KEY, bedrock_api_key,
@@ -394,7 +394,7 @@ def test_m14_remove_api_key_then_test_sends_no_key(acme):
 
     def fake_run_test(target, values, **_kw):
         seen["api_key"] = target.api_key
-        from byok_nb.domain import ConnectionTest
+        from byok_nb.core.domain import ConnectionTest
         return ConnectionTest(ok=True, message="Connection test passed.")
 
     acme.admin._run_test = fake_run_test

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from byok_nb import RegistryError
-from byok_nb.domain import ModelDraft
+from byok_nb.core.domain import ModelDraft
 
 from regkit import (
     AWS_ACCESS_KEY_ID, AWS_SECRET, BEDROCK_API_KEY, FW_KEY, HAS_CONNECTION_TEST, HAS_HUGGINGFACE, HF_TOKEN,

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from byok_nb.domain import ConnectionTest
-from byok_nb.errors import Conflict, InvalidRequest
+from byok_nb.core.domain import ConnectionTest
+from byok_nb.core.errors import Conflict, InvalidRequest
 from byok_nb.ui import AddModelDialog, DetailPage, ModelsPage
 from byok_nb.ui.forms import MESSAGES, AddModelForm, EditModelForm
 

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from byok_nb import model_rules as rules
-from byok_nb.domain import PROVIDERS, ConnectionTest
-from byok_nb.errors import Forbidden, InvalidRequest
+from byok_nb.core import model_rules as rules
+from byok_nb.core.domain import PROVIDERS, ConnectionTest
+from byok_nb.core.errors import Forbidden, InvalidRequest
 from byok_nb.ui.forms import (
     AUTH_METHOD_LABELS, LABELS, AddModelForm, EditModelForm, credential_layout, label_for, reused_fields,
 )
@@ -379,7 +379,7 @@ def test_c7_form_clears_secrets_after_save(fake):
 
 
 def test_c7_failed_save_keeps_secrets_for_a_retry():
-    from byok_nb.errors import Conflict
+    from byok_nb.core.errors import Conflict
 
     session = FakeSession(fail={"add_model": Conflict("slug 'x' is taken")})
     form = passed_form(session)

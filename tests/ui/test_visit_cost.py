@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 
-from byok_nb.secrets import generate_master_key
+from byok_nb.core.secrets import generate_master_key
 
 # What the admin app notebook runs (wait_for_visitor returns at once outside a preheated kernel),
 # then what the visit has loaded and what the Models table shows.
 VISIT = """
 import json, sys
-from byok_nb.app import open_admin_app, wait_for_visitor
+from byok_nb.ui.launch import open_admin_app, wait_for_visitor
 
 wait_for_visitor()
 app = open_admin_app()
@@ -35,7 +35,7 @@ def _visit(tmp_path, *, preheat: bool) -> dict:
     env.pop("VOILA_PREHEAT", None)
     if preheat:
         # What wait_for_visitor preloads in a preheated kernel, without the wait for a browser.
-        script = VISIT.replace("wait_for_visitor()", "import byok_nb.voila_query as q\n"
+        script = VISIT.replace("wait_for_visitor()", "import byok_nb.server.voila_query as q\n"
                                "q.wait_for_request = lambda *a, **k: None\nwait_for_visitor()")
         env["VOILA_PREHEAT"] = "True"
     else:

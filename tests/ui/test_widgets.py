@@ -6,8 +6,8 @@ from decimal import Decimal
 import ipywidgets as widgets
 import pytest
 
-from byok_nb.domain import ConnectionTest
-from byok_nb.errors import ProviderError
+from byok_nb.core.domain import ConnectionTest
+from byok_nb.core.errors import ProviderError
 from byok_nb.ui import (
     AddModelDialog, AdminApp, AnalyticsView, DetailPage, ModelsPage, PickerWidget,
 )

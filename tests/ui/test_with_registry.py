@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from byok_nb.domain import ConnectionTest
+from byok_nb.core.domain import ConnectionTest
 from byok_nb.testing.fake_providers import FakeOpenAIProvider
 from byok_nb.ui import AddModelDialog, AdminApp, DetailPage, ModelsPage
 from byok_nb.ui.forms import AddModelForm, EditModelForm
@@ -269,7 +269,7 @@ def test_w5_contributor_assigns_from_the_workflows_page_and_the_table_follows(ac
     assert "Assigned 'tools-ft'" in page.picker.message.value.replace("&#x27;", "'")
     assert page.fields.rows[0]["cells"][2] == "tools-ft"             # re-read from the registry
     assert acme.admin.picker("triage", "reply")["Custom"][0].ref == "tools-ft"
-    from byok_nb.workflows import get_workflow
+    from byok_nb.services.workflows import get_workflow
     assert get_workflow(acme.admin, "triage").fields[0].model == "tools-ft"
 
 
@@ -295,7 +295,7 @@ def test_u4_workflows_page_without_workflows_says_so(acme):
 
 
 def test_u5_analytics_headers_have_units_and_charts_have_alternative_text(acme):
-    from byok_nb.analytics import record_usage_batch
+    from byok_nb.services.analytics import record_usage_batch
     from byok_nb.ui import AnalyticsView
 
     acme.admin.add_model(provider="fireworks", api_key="fw_abcdefghijklmnop", provider_model_id="x",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from byok_nb.domain import ConnectionTest, CustomModel, DeleteResult, PickerEntry
-from byok_nb.errors import NotFound
+from byok_nb.core.domain import ConnectionTest, CustomModel, DeleteResult, PickerEntry
+from byok_nb.core.errors import NotFound
 
 PASSED = ConnectionTest(ok=True, message="Connection test passed.")
 NOW = dt.datetime(2025, 1, 2, 3, 4, tzinfo=dt.timezone.utc)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from byok_nb import LLMField
-from byok_nb.analytics import record_usage_batch
+from byok_nb.services.analytics import record_usage_batch
 
 from .test_analytics import _random_rows, _reference
 
@@ -28,7 +28,7 @@ def test_a2_rollup_is_exact_on_each_backend(backend_registry):
     assert record_usage_batch(s, rows[:1500]) == 1500
     assert record_usage_batch(reg, [dict(r, org=s.org) for r in rows[1500:]]) == 1500
     for by in ("model", "day", "workflow"):
-        from byok_nb.analytics import REPORT_DIMENSIONS
+        from byok_nb.services.analytics import REPORT_DIMENSIONS
 
         dims = REPORT_DIMENSIONS[by]
         expected = _reference(rows, dims)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from byok_nb import Forbidden, InvalidRequest, LLMField, NotFound
-from byok_nb import analytics
-from byok_nb.analytics import USAGE_COLUMNS, record_usage_batch
+from byok_nb.services import analytics
+from byok_nb.services.analytics import USAGE_COLUMNS, record_usage_batch
 
 DAY = dt.datetime(2026, 3, 1, 12, tzinfo=dt.timezone.utc)
 

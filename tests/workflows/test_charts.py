@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from byok_nb import charts
-from byok_nb.analytics import record_usage_batch
+from byok_nb.ui import charts
+from byok_nb.services.analytics import record_usage_batch
 
 
 @pytest.fixture

@@ -150,8 +150,8 @@ def test_w9_spooled_usage_reaches_either_backend_exactly_once(world, monkeypatch
     """The store refuses the usage write once (as an unreachable PostgreSQL or a busy SQLite would):
     the row is spooled, then replayed into that backend with its id, and a second replay of the
     same file adds nothing."""
-    from byok_nb import analytics
-    from byok_nb.errors import StoreUnavailable
+    from byok_nb.services import analytics
+    from byok_nb.core.errors import StoreUnavailable
 
     world.admin.create_workflow("triage", "search", fields=[LLMField("chat", model="ft-llama")])
     original = analytics._write

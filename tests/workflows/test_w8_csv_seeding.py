@@ -6,7 +6,7 @@ import io
 import pytest
 
 from byok_nb import Forbidden, InvalidRequest, LLMField, NotFound
-from byok_nb.workflows import SeedError
+from byok_nb.services.workflows import SeedError
 
 from .conftest import TOOL
 
@@ -21,7 +21,7 @@ def seeded(world):
 
 
 def _models(session, workflow):
-    from byok_nb.workflows import get_workflow
+    from byok_nb.services.workflows import get_workflow
 
     return {f.name: f.model for f in get_workflow(session, workflow).fields}
 
@@ -118,7 +118,7 @@ def test_w8_missing_file(seeded, tmp_path):
 
 def test_w8_a_transaction_covers_the_whole_file(seeded, tmp_path, monkeypatch):
     """A failure after the assignments were written (before the commit) leaves nothing written."""
-    from byok_nb import workflows
+    from byok_nb.services import workflows
 
     path = tmp_path / "a.csv"
     path.write_text("workflow,field,model\ntriage,chat,ft-llama\nbilling-bot,chat,plain\n")
@@ -141,7 +141,7 @@ def test_w8_a_transaction_covers_the_whole_file(seeded, tmp_path, monkeypatch):
 
 # -- bounds and the write lock (a large bad file must not hold up other writers) -------------------
 def test_w8_a_file_over_one_mib_is_refused_before_any_lookup(seeded, tmp_path):
-    from byok_nb.workflows import MAX_CSV_BYTES
+    from byok_nb.services.workflows import MAX_CSV_BYTES
 
     row = "triage,chat,openai/gpt-4o\n"
     big = "workflow,field,model\n" + row * (MAX_CSV_BYTES // len(row) + 1)
@@ -155,7 +155,7 @@ def test_w8_a_file_over_one_mib_is_refused_before_any_lookup(seeded, tmp_path):
 
 
 def test_w8_a_file_over_ten_thousand_rows_is_refused(seeded):
-    from byok_nb.workflows import MAX_CSV_ROWS
+    from byok_nb.services.workflows import MAX_CSV_ROWS
 
     text = "workflow,field,model\n" + "a,b,c\n" * (MAX_CSV_ROWS + 1)
     with pytest.raises(InvalidRequest, match=r"more than 10,000 rows"):
@@ -184,7 +184,7 @@ def test_w8_a_large_bad_file_is_validated_without_the_write_lock(seeded, db_path
 
 def test_w8_a_model_deleted_between_validation_and_writing_is_caught(seeded, monkeypatch):
     """Validation runs before the write transaction; what it resolved is checked again inside it."""
-    from byok_nb import workflows
+    from byok_nb.services import workflows
 
     original_add = workflows._SeedPlan.add
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from . import model_rules as rules
-from .domain import Member
-from .errors import Conflict, Forbidden, NotFound
+from ..core import model_rules as rules
+from ..core.domain import Member
+from ..core.errors import Conflict, Forbidden, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine
@@ -53,7 +53,7 @@ def claim_first_run(engine: "Engine", org: str, user: str) -> bool:
     from sqlalchemy import select, text
     from sqlalchemy.exc import IntegrityError
 
-    from .store import read_tx, schema, write_tx
+    from ..store import read_tx, schema, write_tx
 
     org = rules.check_required_text("org name", org, 128)
     user = rules.check_required_text("user", user, 256)
@@ -85,8 +85,8 @@ def remove_member(engine: "Engine", org: str, user: str, project: str | None = N
     """
     from sqlalchemy import select
 
-    from .registry import Registry
-    from .store import schema, write_tx
+    from ..registry import Registry
+    from ..store import schema, write_tx
 
     user = rules.check_required_text("user", user, 256)
     m, p = schema.members, schema.projects
@@ -127,8 +127,8 @@ def list_members(conn: "Connection", org: str) -> list[Member]:
     """Every role in ``org``, ordered by user then project (org-wide roles first)."""
     from sqlalchemy import select
 
-    from .registry import Registry
-    from .store import schema
+    from ..registry import Registry
+    from ..store import schema
 
     org_id = Registry._org_id(conn, org)
     m, p = schema.members, schema.projects

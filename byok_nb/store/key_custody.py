@@ -23,13 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .clean_errors import clean_failures
-from .errors import Conflict
-from .store.info import (
+from ..core.clean_errors import clean_failures
+from ..core.errors import Conflict
+from .info import (
     BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, get_info, holds_secrets,
     key_id_most_secrets_carry, set_info,
 )
-from .secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, legacy_associated_data
+from ..core.secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, legacy_associated_data
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine
@@ -87,7 +87,7 @@ def require_current_key(conn: "Connection", box: SecretBox) -> None:
 # -- open_registry -------------------------------------------------------------------------------
 def refuse_if_secrets_need_a_key(engine: "Engine", key_file: str) -> None:
     """No key was found: a new one may be created only for a store without secrets."""
-    from .store import read_tx
+    from . import read_tx
 
     with read_tx(engine) as conn:
         if not holds_secrets(conn):
@@ -108,7 +108,7 @@ def settle_at_open(engine: "Engine", box: SecretBox) -> None:
     secrets written under the old associated data to the current one when ``box`` is the store's
     key. A store whose secrets are under another key is left exactly as it is. The common case —
     the right key, nothing to upgrade — reads one row and writes nothing."""
-    from .store import read_tx, write_tx
+    from . import read_tx, write_tx
 
     with read_tx(engine) as conn:
         recorded, binding = recorded_key_id(conn), get_info(conn, BINDING_ROW)
@@ -138,7 +138,7 @@ def upgrade_bindings(conn: "Connection", box: SecretBox) -> int:
     already, or unreadable (tampered) and was so before. Returns how many were re-encrypted."""
     from sqlalchemy import bindparam, select
 
-    from .store import schema
+    from . import schema
 
     cm = schema.custom_models
     rows = conn.execute(select(cm.c.id, cm.c.secret_ciphertext, cm.c.secret_key_id,
@@ -180,7 +180,7 @@ def adopt_key(engine: "Engine", box: SecretBox, actor: str = "byok-nb adopt-key"
 
     from sqlalchemy import select
 
-    from .store import schema, write_tx
+    from . import schema, write_tx
 
     cm, orgs = schema.custom_models, schema.orgs
     with write_tx(engine) as conn:
@@ -219,7 +219,7 @@ def describe(engine: "Engine") -> dict[str, Any]:
     """The recorded key id and how many secrets are stored under each key id (for the CLI)."""
     from sqlalchemy import func, select
 
-    from .store import read_tx, schema
+    from . import read_tx, schema
 
     cm = schema.custom_models
     with read_tx(engine) as conn:

@@ -14,7 +14,7 @@ Who may do what (M-1, decided here):
 * a user with no membership in the org gets ``Forbidden`` for everything, before any look-up, so
   nothing about the org's projects or workflows leaks to them.
 
-A workflow is named by its :class:`~byok_nb.domain.Workflow` object, its id, its name (when that
+A workflow is named by its :class:`~byok_nb.core.domain.Workflow` object, its id, its name (when that
 is unique in the org) or ``"project/name"``.
 
 >>> s.create_workflow("triage", "search", fields=[LLMField("classify", tools=[...])])  # doctest: +SKIP
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .domain import LLMField, PickerEntry, PickerResult, Workflow
-from .errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError
-from .suggest import LLM_FIELD_ALIASES, did_you_mean
+from ..core.domain import LLMField, PickerEntry, PickerResult, Workflow
+from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError
+from ..core.suggest import LLM_FIELD_ALIASES, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
 
-    from .registry import Session
+    from ..registry import Session
 
 __all__ = [
     "CAPABILITY_LABELS", "ModelInfo", "assign_model", "create_workflow", "field_needs", "get_workflow",
@@ -116,8 +116,8 @@ def lookup_model(session: "Session", ref: str, conn: "Connection | None" = None)
     """
     from sqlalchemy import select
 
-    from .catalog import get_platform_model
-    from .store import read_tx, schema
+    from ..catalog import get_platform_model
+    from ..store import read_tx, schema
 
     if not isinstance(ref, str) or not ref.strip():
         return None
@@ -149,8 +149,8 @@ def _active_models(session: "Session", conn: "Connection") -> tuple[list[ModelIn
     """(platform, custom) models a picker may list: the catalogue and the org's active models."""
     from sqlalchemy import select
 
-    from .catalog import load_platform_models
-    from .store import schema
+    from ..catalog import load_platform_models
+    from ..store import schema
 
     cm = schema.custom_models
     rows = conn.execute(select(*(cm.c[name] for name in _CUSTOM_INFO_COLUMNS))
@@ -291,7 +291,7 @@ class _WorkflowRow:
 def _workflow_query(session: "Session"):
     from sqlalchemy import select
 
-    from .store import schema
+    from ..store import schema
 
     w, p = schema.workflows, schema.projects
     return (select(w.c.id, w.c.name, w.c.project_id, p.c.name.label("project"), w.c.active)
@@ -301,7 +301,7 @@ def _workflow_query(session: "Session"):
 def _find_workflow(session: "Session", conn: "Connection", workflow: Any,
                    project: str | None = None) -> _WorkflowRow:
     """The org's workflow named by a Workflow, an id, a name (unique in the org) or "project/name"."""
-    from .store import schema
+    from ..store import schema
 
     w, p = schema.workflows, schema.projects
     query = _workflow_query(session)
@@ -350,7 +350,7 @@ def _one_workflow(session: "Session", label: str, project: str | None, rows: lis
 def _field_rows(conn: "Connection", workflow_id: int) -> list[Any]:
     from sqlalchemy import select
 
-    from .store import schema
+    from ..store import schema
 
     f = schema.workflow_fields
     return conn.execute(select(f).where(f.c.workflow_id == workflow_id).order_by(f.c.id)).mappings().all()
@@ -359,7 +359,7 @@ def _field_rows(conn: "Connection", workflow_id: int) -> list[Any]:
 def _field_row(conn: "Connection", wf: _WorkflowRow, field: str) -> Any:
     from sqlalchemy import select
 
-    from .store import schema
+    from ..store import schema
 
     if isinstance(field, LLMField):
         field = field.name
@@ -396,7 +396,7 @@ def create_workflow(session: "Session", name: str, project: str, fields: Iterabl
 
     from sqlalchemy.exc import IntegrityError
 
-    from .store import schema, write_tx
+    from ..store import schema, write_tx
 
     roles = _roles(session)
     if not isinstance(name, str) or not name.strip():
@@ -444,7 +444,7 @@ def _field_values(workflow_id: int, f: LLMField) -> dict[str, Any]:
 
 def get_workflow(session: "Session", workflow: Any) -> Workflow:
     """A workflow with its fields (any member of the org)."""
-    from .store import read_tx
+    from ..store import read_tx
 
     _roles(session)
     with read_tx(session._reg._engine) as conn:
@@ -453,7 +453,7 @@ def get_workflow(session: "Session", workflow: Any) -> Workflow:
 
 def list_workflows(session: "Session", project: str | None = None) -> list[Workflow]:
     """The org's workflows (optionally one project's), by project then name (any member)."""
-    from .store import read_tx, schema
+    from ..store import read_tx, schema
 
     _roles(session)
     with read_tx(session._reg._engine) as conn:
@@ -474,7 +474,7 @@ def assign_model(session: "Session", workflow: Any, field: str, ref: str) -> Wor
     naming the missing flag(s); an unknown reference is ``NotFound``. The reference string itself
     is stored (W-4). Returns the updated workflow.
     """
-    from .store import schema, write_tx
+    from ..store import schema, write_tx
 
     roles = _roles(session)
     if not isinstance(ref, str) or not ref.strip():
@@ -500,7 +500,7 @@ def picker(session: "Session", workflow: Any, field: str, include_hidden: bool =
     each with ``why_hidden`` (e.g. ``needs Supports tool use (the field has tool bindings)``), so a
     UI can explain an empty picker. Open to every member of the org.
     """
-    from .store import read_tx
+    from ..store import read_tx
 
     _roles(session)
     with read_tx(session._reg._engine) as conn:
@@ -632,7 +632,7 @@ def seed_assignments_csv(session: "Session", path_or_file: Any) -> int:
     reads — and applies the assignments, so other users' writes wait milliseconds, not the time
     it takes to validate a large file.
     """
-    from .store import read_tx, write_tx
+    from ..store import read_tx, write_tx
 
     _roles(session)
     _, rows, errors = _parse_csv(_read_csv_text(path_or_file))
@@ -662,7 +662,7 @@ def _by_line(errors: list[str]) -> list[str]:
 def _roles_in(session: "Session", conn: "Connection") -> list[tuple[str, int]]:
     from sqlalchemy import select
 
-    from .store import schema
+    from ..store import schema
 
     m = schema.members
     roles = [tuple(r) for r in conn.execute(select(m.c.role, m.c.project_id).where(
@@ -750,7 +750,7 @@ class _SeedPlan:
         """The rows whose validation no longer holds, read in a few batched queries."""
         from sqlalchemy import select
 
-        from .store import schema
+        from ..store import schema
 
         f, w = schema.workflow_fields, schema.workflows
         now: dict[int, Any] = {}
@@ -778,7 +778,7 @@ class _SeedPlan:
     def apply(self, conn: "Connection") -> None:
         from sqlalchemy import bindparam
 
-        from .store import schema
+        from ..store import schema
 
         f = schema.workflow_fields
         conn.execute(f.update().where(f.c.id == bindparam("field_id")).values(model_ref=bindparam("ref")),

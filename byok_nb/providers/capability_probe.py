@@ -39,12 +39,12 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .domain import CapabilityFinding, CapabilityProbe
-from .errors import ProviderError, RegistryError
-from .providers.base import Adapter, ChatRequest, ChatResult
-from .providers.messages import to_data_url
-from .providers.reasoning import canonical_reasoning
-from .secrets import scrub
+from ..core.domain import CapabilityFinding, CapabilityProbe
+from ..core.errors import ProviderError, RegistryError
+from .base import Adapter, ChatRequest, ChatResult
+from .messages import to_data_url
+from .reasoning import canonical_reasoning
+from ..core.secrets import scrub
 
 PROBE_FLAGS: tuple[str, ...] = ("supports_json_mode", "supports_tool_use", "supports_vision",
                                 "supports_reasoning")
@@ -214,7 +214,7 @@ def _judge_error(flag: str, error: RegistryError, preview: dict[str, Any], secre
 def _judge_json(result: ChatResult, preview: dict[str, Any], profile: str | None
                 ) -> tuple[bool | None, str]:
     what = _what_was_sent("supports_json_mode", preview)
-    from .providers.transport import loads_bounded
+    from .transport import loads_bounded
 
     try:
         loads_bounded(result.text.strip())

@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidRequest, NotFound
+from ..core.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from sqlalchemy import Connection, Engine
 
-    from .registry import Registry, Session
+    from ..registry import Registry, Session
 
 __all__ = [
     "REPORT_DIMENSIONS", "USAGE_COLUMNS", "cost_report", "estimate_cost", "record_usage_batch", "usage",
@@ -94,7 +94,7 @@ def record_usage_batch(session_or_registry: "Session | Registry", rows: Iterable
     >>> record_usage_batch(s, [{"model": "openai/gpt-4o", "input_tokens": 900, "output_tokens": 80}])  # doctest: +SKIP
     1
     """
-    from .registry import Registry, Session
+    from ..registry import Registry, Session
 
     if isinstance(session_or_registry, Session):
         session_or_registry._require_admin()
@@ -116,7 +116,7 @@ def _record(engine: "Engine", rows: Iterable[Mapping[str, Any]], *, fixed: tuple
             default_user: str, also: "Callable[[Connection], None] | None" = None) -> int:
     """Validate ``rows``, then write them in one short transaction; ``also`` runs in that same
     transaction (the usage spool marks its replayed rows there)."""
-    from .store import write_tx
+    from ..store import write_tx
 
     prep = _Preparer(engine, fixed=fixed, default_user=default_user)
     prepared = [prep.row(raw, i) for i, raw in enumerate(rows)]
@@ -207,8 +207,8 @@ class _Preparer:
             raise InvalidRequest(f"{where}: org is required when recording through a Registry")
         org_id = self.org_ids.get(org)
         if org_id is None:
-            from .registry import Registry
-            from .store import read_tx
+            from ..registry import Registry
+            from ..store import read_tx
 
             with read_tx(self.engine) as conn:
                 org_id = self.org_ids[org] = Registry._org_id(conn, org)
@@ -289,7 +289,7 @@ class _Preparer:
 
 def price_text(value: Any, name: str = "price", where: str = "usage row") -> str | None:
     """A per-token price as exact canonical text (``0.0000025``), None for unpriced."""
-    from .model_rules import format_cost
+    from ..core.model_rules import format_cost
 
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -309,8 +309,8 @@ def _model_meta(conn: "Connection", org_id: int, ref: str) -> tuple[str, str, st
     An active custom slug wins over a platform id, as in workflows.lookup_model."""
     from sqlalchemy import select
 
-    from .catalog import get_platform_model
-    from .store import schema
+    from ..catalog import get_platform_model
+    from ..store import schema
 
     cm = schema.custom_models
     row = conn.execute(select(cm.c.provider, cm.c.input_cost_per_token, cm.c.output_cost_per_token,
@@ -339,7 +339,7 @@ _SQLITE_LOG_INSERT = (f"INSERT INTO usage_log ({', '.join(_LOG_COLUMNS)}) "
 
 def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
     """Insert the log rows and add them to the rollup, in the caller's transaction."""
-    from .store import schema
+    from ..store import schema
 
     totals: dict[tuple, list[int]] = {}
     log_params = []
@@ -372,7 +372,7 @@ def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
 def _upsert_rollup(conn: "Connection", deltas: list[dict[str, Any]]) -> None:
     from sqlalchemy import and_
 
-    from .store import schema
+    from ..store import schema
 
     r = schema.usage_rollup
     dialect = conn.dialect.name
@@ -419,7 +419,7 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
     from sqlalchemy import select
 
     from .frames import counts
-    from .store import read_tx, schema
+    from ..store import read_tx, schema
 
     session._require_member()
     u = schema.usage_log
@@ -494,7 +494,7 @@ def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFr
     import pandas as pd
     from sqlalchemy import func, select
 
-    from .store import read_tx, schema
+    from ..store import read_tx, schema
 
     session._require_member()
     dims = _dimensions(by)
@@ -631,7 +631,7 @@ def what_if(session: "Session", input_tokens: int, output_tokens: int, workflow:
 
     from . import workflows
     from .frames import with_prices
-    from .store import read_tx
+    from ..store import read_tx
 
     session._require_member()
     input_tokens = _check_tokens("input_tokens", input_tokens)

@@ -182,7 +182,7 @@ def registry_secrets(database_url: str | None = None) -> tuple[list[str], str | 
     Without a URL the embedded default is used only when it exists: scanning never creates a
     registry or a master key file.
     """
-    from .registry import byok_home, open_registry
+    from ..registry import byok_home, open_registry
 
     url = database_url or os.environ.get("BYOK_NB_DATABASE_URL")
     home = byok_home()
@@ -205,7 +205,7 @@ def _decrypt_all(registry: Any) -> tuple[list[str], str | None]:
     from sqlalchemy import select
 
     from .secrets import UnreadableSecret
-    from .store import read_tx, schema
+    from ..store import read_tx, schema
 
     cm = schema.custom_models
     secrets: list[str] = []

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ProviderError
-from .providers.base import Adapter, ChatRequest
+from ..core.errors import ProviderError
+from .base import Adapter, ChatRequest
 
 PASSED = "Connection test passed."
 EXPECTED_REPLY = {"status": "ok"}
@@ -71,7 +71,7 @@ def reply_is_expected(text: str) -> bool:
     fenced = _CODE_FENCE.match(stripped)
     if fenced:
         stripped = fenced.group(1)
-    from .providers.transport import loads_bounded
+    from .transport import loads_bounded
 
     try:
         return loads_bounded(stripped) == EXPECTED_REPLY

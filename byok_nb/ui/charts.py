@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from .registry import Session
+    from ..registry import Session
 
 __all__ = ["cost_per_day_chart", "figure_png", "tokens_per_model_chart"]
 
@@ -50,7 +50,7 @@ def _report(source: Any, by: Any) -> "pd.DataFrame":
 
     if isinstance(source, pd.DataFrame):
         return source
-    from .analytics import cost_report
+    from ..services.analytics import cost_report
 
     return cost_report(source, by=by)
 

@@ -352,13 +352,13 @@ def check_http_url(name: str, url: Any, *, label: str | None = None,
     """``url`` stripped, in a form the HTTP client can call (see providers/urls.py), and not
     spelling an address the egress policy always refuses (P-6, checked again at call time on
     every resolved address; no DNS here)."""
-    from .providers.urls import check_url
+    from ..providers.urls import check_url
 
     return check_url(name, url, label=label, example=example, refuse_host=_always_refused_at_save).url
 
 
 def _always_refused_at_save(host: str) -> str | None:
-    from .providers.egress import always_refused_host
+    from ..providers.egress import always_refused_host
 
     return always_refused_host(host)
 
@@ -376,7 +376,7 @@ def check_endpoint_url(url: str | None) -> str:
     if is_blank(url):
         raise InvalidRequest("endpoint_url (Inference Endpoint URL) is required for HuggingFace",
                              field="endpoint_url")
-    from .providers.huggingface import validate_endpoint_url
+    from ..providers.huggingface import validate_endpoint_url
 
     return validate_endpoint_url(url)
 
@@ -386,7 +386,7 @@ def check_region(region: str | None) -> str:
     ``evil.example#`` — is refused when saved, not when called)."""
     if is_blank(region):
         raise InvalidRequest("aws_region (AWS Region) is required for Bedrock", field="aws_region")
-    from .providers.bedrock import _REGION
+    from ..providers.bedrock import _REGION
 
     value = region.strip()
     if not _REGION.fullmatch(value):

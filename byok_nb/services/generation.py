@@ -11,7 +11,7 @@ Every call that reaches the point of calling a provider records exactly one usag
 succeeds or fails (a provider error, a transport error, an egress refusal, undecryptable
 credentials); the error is then re-raised. When the store cannot take the row once the provider
 has answered (busy past its timeout, unreachable), the completion is still returned and the row
-goes to the durable local usage spool (byok_nb.usage_spool), recorded on the next successful
+goes to the durable local usage spool (byok_nb.store.usage_spool), recorded on the next successful
 write or open, with a warning logged. Calls refused before that — an unknown workflow or
 field, a deleted model (W-7), bad options — record nothing: no model was called.
 
@@ -27,12 +27,12 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .domain import Completion
-from .errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
-from .secrets import UnreadableSecret
+from ..core.domain import Completion
+from ..core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
+from ..core.secrets import UnreadableSecret
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .registry import Session
+    from ..registry import Session
     from .workflows import ModelInfo
 
 __all__ = ["GENERATE_OPTIONS", "generate"]
@@ -62,9 +62,9 @@ def generate(session: "Session", workflow: Any, field: str, messages: Any, **opt
     provider fails (after recording the failed call).
     """
     from . import workflows
-    from .providers.messages import has_images, normalize_messages
-    from .providers.reasoning import canonical_reasoning
-    from .store import read_tx
+    from ..providers.messages import has_images, normalize_messages
+    from ..providers.reasoning import canonical_reasoning
+    from ..store import read_tx
 
     session._require_member()
     opts = _check_options(options)
@@ -121,7 +121,7 @@ def generate(session: "Session", workflow: Any, field: str, messages: Any, **opt
 def _request(session: "Session", model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
              schema: dict[str, Any] | None, f: Any, opts: dict[str, Any], reasoning: dict | None):
     """(adapter, ChatRequest) for the call; decrypts credentials (C-4 errors surface here)."""
-    from .providers.base import ChatRequest, Target
+    from ..providers.base import ChatRequest, Target
 
     if model.type == "custom":
         _, target = session._call_target(model.ref)
@@ -152,7 +152,7 @@ def _record(session: "Session", row: dict[str, Any], *, ok: bool, latency_ms: fl
         record(session._reg._engine, [full], fixed=(session.org, session.org_id), default_user=session.user)
     except StoreUnavailable as exc:
         # The provider has answered (and charged): keep the row durably and record it later
-        # rather than lose it or fail a call whose answer is here (byok_nb.usage_spool).
+        # rather than lose it or fail a call whose answer is here (byok_nb.store.usage_spool).
         spool.keep(dict(full, ts=called_at.isoformat()), org=session.org, user=session.user, reason=exc)
         return
     if spool.pending():   # the store takes writes again: catch up
@@ -209,7 +209,7 @@ def _parse_json(text: str) -> Any:
     fenced = _FENCE.match(candidate)
     if fenced:
         candidate = fenced.group(1)
-    from .providers.transport import loads_bounded
+    from ..providers.transport import loads_bounded
 
     try:
         return loads_bounded(candidate)   # a reply nested too deeply counts as not JSON

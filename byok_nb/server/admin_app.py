@@ -1,15 +1,12 @@
-"""The Voila admin app: who the user is, the first-run bootstrap, and serving it (SPEC E-1, E-2, E-4).
+"""Serving the admin app: ``byok-nb serve`` and ``byok-nb demo`` (SPEC E-1, E-4).
 
 ``byok-nb serve`` runs Voila on 127.0.0.1 with tracebacks off and sources stripped, serving
-``admin_app.ipynb`` behind a session token (printed once, in the URL, like Jupyter does). That notebook calls :func:`app_session`, which opens the embedded default
-registry and acts as the user named by ``BYOK_NB_USER`` or ``JUPYTERHUB_USER`` (else the OS user).
-On a registry with no org yet, the first user creates ``BYOK_NB_ORG`` (default ``default``) and
-becomes its org admin.
+``admin_app.ipynb`` behind a session token (printed once, in the URL, like Jupyter does). What each
+visitor's kernel does is in :mod:`byok_nb.ui.launch`.
 """
 from __future__ import annotations
 
 import contextlib
-import getpass
 import ipaddress
 import os
 import secrets
@@ -25,103 +22,14 @@ import urllib.request
 import webbrowser
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .registry import Registry, Session
+from ..ui.launch import app_session, current_org, current_user
 
-DEFAULT_ORG = "default"
 DEFAULT_PORT = 8866
 DEFAULT_HOST = "127.0.0.1"
 APP_NOTEBOOK = "admin_app.ipynb"
-_PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def current_user() -> str:
-    """The acting user: ``BYOK_NB_USER``, else ``JUPYTERHUB_USER``, else the OS user."""
-    for variable in ("BYOK_NB_USER", "JUPYTERHUB_USER"):
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (some containers)
-        return "user"
-
-
-def current_org() -> str:
-    return os.environ.get("BYOK_NB_ORG", "").strip() or DEFAULT_ORG
-
-
-def bootstrap(registry: "Registry", org: str, user: str) -> bool:
-    """First run: on a store with no org at all, create ``org`` and make ``user`` its org admin.
-
-    One transaction creates both, so exactly one of several Voila kernels starting at once wins
-    (the rule of :func:`byok_nb.membership.claim_first_run`, shared with ``Registry.session``).
-    Returns True when ``user`` was made org admin here.
-    """
-    from .membership import claim_first_run
-
-    return claim_first_run(registry._engine, org, user)
-
-
-def app_session(registry: "Registry | None" = None, *, org: str | None = None,
-                user: str | None = None) -> "Session":
-    """The session the admin app acts in: the embedded default registry (E-2), the org of
-    ``BYOK_NB_ORG`` and the user of :func:`current_user`, bootstrapped on first run.
-
-    >>> from byok_nb.app import app_session
-    >>> s = app_session()          # doctest: +SKIP
-    """
-    from .registry import open_registry
-
-    registry = registry or open_registry()
-    org = org or current_org()
-    user = user or current_user()
-    bootstrap(registry, org, user)
-    return registry.session(org=org, user=user)
-
-
-
-def open_admin_app(session_factory: Any = None) -> Any:
-    """The admin app for this visitor, as the app notebook shows it: ``AdminApp`` on
-    :func:`app_session`, or — when no session can be opened (an org that does not exist, a store
-    or key that refuses) — the product header and one clear message instead of a failed cell.
-
-    >>> from byok_nb.app import open_admin_app
-    >>> open_admin_app()                                                  # doctest: +SKIP
-    """
-    from .errors import RegistryError
-    from .ui.app import AdminApp, unavailable_view
-
-    try:
-        session = (session_factory or app_session)()
-    except RegistryError as exc:
-        return unavailable_view(current_user(), current_org(), exc.message)
-    return AdminApp(session)
-
-def wait_for_visitor() -> None:
-    """In a preheated Voila kernel: load what the app needs, then wait for the browser's request.
-
-    Voila runs a preheated kernel's notebook before anyone asks for the page; everything above this
-    call happens then, and everything after it (the session, the user's models) at request time,
-    so the page shows fresh data without paying for the imports. Anywhere else (Jupyter, nbval, a
-    Voila without preheating) it returns at once.
-
-    The wait itself is :func:`byok_nb.voila_query.wait_for_request`, not Voila's own: importing
-    ``voila.utils`` in every kernel cost more CPU than the whole app (see docs/benchmarks.md).
-    """
-    if os.environ.get("VOILA_PREHEAT") != "True":
-        return
-    # Not pandas: the Models page is built from plain rows, and a visit that never opens
-    # Analytics should not pay for pandas and numpy.
-    import sqlalchemy  # noqa: F401
-
-    from . import registry, store  # noqa: F401
-    from .ui import app as _ui_app  # noqa: F401 — ipywidgets and the Models page
-    from .voila_query import wait_for_request
-
-    wait_for_request()
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 # What serving the app needs beyond the package's own dependencies: the `app` extra.
@@ -187,7 +95,7 @@ def voila_command(notebook: str | os.PathLike[str], port: int, *, host: str = DE
     admin app uses it to do its imports before anyone asks (see :func:`wait_for_visitor`), which
     is what brings the Models page under 3 seconds.
     """
-    from .errors import InvalidRequest
+    from ..core.errors import InvalidRequest
 
     if not token and not is_loopback(host):
         raise InvalidRequest(f"refusing to serve without a token on {host!r}: anyone who can reach "
@@ -231,7 +139,7 @@ def _prepare_registry() -> str:
     """Open the configured registry once in the server process: it creates the home, the key file
     and the schema before any kernel starts (kernels starting together would race for them) and
     reports a bad URL or an unsafe key file here rather than in every browser tab."""
-    from .registry import default_database_url, open_registry
+    from ..registry import default_database_url, open_registry
 
     open_registry().close()
     from sqlalchemy.engine import make_url
@@ -248,7 +156,7 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
     ``token=False`` serves without one and is refused unless ``host`` is loopback.
     Returns Voila's exit code (0 after Ctrl-C), 2 for a refused set-up.
     """
-    from .errors import InvalidRequest
+    from ..core.errors import InvalidRequest
 
     if refuse_without_app_packages("serve"):
         return 2
@@ -358,9 +266,9 @@ def demo_api_key() -> str:
 def demo_environment() -> Iterator[dict[str, str]]:
     """A throwaway home, master key and loopback fake Fireworks with a few demo models registered;
     yields the environment to run the app in and removes everything afterwards."""
-    from .registry import open_registry
-    from .secrets import generate_master_key
-    from .testing.fake_providers import FakeOpenAIProvider
+    from ..registry import open_registry
+    from ..core.secrets import generate_master_key
+    from ..testing.fake_providers import FakeOpenAIProvider
 
     home = tempfile.mkdtemp(prefix="byok_nb_demo_")
     saved = {k: os.environ.get(k) for k in ("BYOK_NB_HOME", "BYOK_NB_MASTER_KEY", "BYOK_NB_DATABASE_URL",

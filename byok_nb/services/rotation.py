@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .clean_errors import clean_failures
-from .domain import RotationReport
-from .errors import InvalidRequest
-from .key_custody import begin_key_change, record_key
-from .secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, decode_master_key
+from ..core.clean_errors import clean_failures
+from ..core.domain import RotationReport
+from ..core.errors import InvalidRequest
+from ..store.key_custody import begin_key_change, record_key
+from ..core.secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, decode_master_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
 
-    from .registry import Registry
+    from ..registry import Registry
 
 WRITE_CHUNK = 256   # rows per executemany: fewer round trips than one UPDATE per row on PostgreSQL
 _MAX_NAMED = 20     # unreadable secrets named in the error; the rest are counted
@@ -40,7 +40,7 @@ def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bo
     """
     from sqlalchemy import select
 
-    from .store import read_tx, schema, write_tx
+    from ..store import read_tx, schema, write_tx
 
     if not isinstance(dry_run, bool):   # a stray truthy/falsy value must not decide a rotation
         raise InvalidRequest(f"dry_run must be True or False, not {type(dry_run).__name__}")
@@ -53,7 +53,7 @@ def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bo
     engine = registry._engine
     with (read_tx(engine) if dry_run else write_tx(engine)) as conn:
         if dry_run:
-            from .key_custody import require_current_key
+            from ..store.key_custody import require_current_key
 
             require_current_key(conn, old_box)
         else:
@@ -109,7 +109,7 @@ def _write_chunk(conn: "Connection", chunk: list[dict[str, Any]]) -> None:
     """Phase 2: one executemany of new ciphertexts (a module function so tests can interrupt it)."""
     from sqlalchemy import bindparam
 
-    from .store import schema
+    from ..store import schema
 
     if not chunk:
         return

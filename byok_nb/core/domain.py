@@ -1,7 +1,7 @@
 """Data types of the public API (SPEC §1). Data only: no I/O, no rules beyond field shapes.
 
 Each result type has a short one-line ``repr`` and a ``_repr_html_`` card for notebooks (built by
-:mod:`byok_nb.display` from what the object already shows: masked keys, never a secret).
+:mod:`byok_nb.core.display` from what the object already shows: masked keys, never a secret).
 """
 from __future__ import annotations
 

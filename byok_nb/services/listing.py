@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .domain import CustomModel, PlatformModel
+from ..core.domain import CustomModel, PlatformModel
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

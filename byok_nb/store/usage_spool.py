@@ -25,8 +25,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .durable_files import fsync_dir
-from .errors import InvalidRequest, RegistryError, StoreUnavailable
+from ..core.durable_files import fsync_dir
+from ..core.errors import InvalidRequest, RegistryError, StoreUnavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Engine
@@ -214,8 +214,8 @@ class UsageSpool:
     def _record(self, rows: list[dict[str, Any]]) -> int:
         from sqlalchemy import select
 
-        from .analytics import _record
-        from .store import read_tx, schema
+        from ..services.analytics import _record
+        from . import read_tx, schema
 
         si = schema.schema_info
         keys = [_MARKER_PREFIX + row["spool_id"] for row in rows]
