@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, AsyncIterator, Iterator, Protocol
 
 from pydantic import SecretStr
 
@@ -55,6 +55,10 @@ class ChatRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = None
     reasoning: dict[str, Any] | None = None
+    # OpenAI chat parameters beyond the fields above (temperature, top_p, stop, seed,
+    # response_format). Each adapter passes, translates or refuses them for its provider before
+    # any I/O; a refusal is an InvalidRequest naming the parameter and the provider.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 MAX_TOKENS_PER_CALL = 10**9   # no model reads or writes more in one call; more is a lie or a bug
@@ -82,6 +86,9 @@ class ChatResult:
     # numbers): they are dropped (None) so no total is corrupted, and the call is recorded as one
     # whose usage is unknown.
     usage_unknown: bool = False
+    request_id: str | None = None       # the provider's id for this call (reply header or body id)
+    finish_reason: str | None = None
+    attempts: int = 1                   # how many calls it took; set by the retry layer
 
     def __post_init__(self) -> None:
         # Every adapter's counts pass here, as the provider sent them.
@@ -100,10 +107,32 @@ class ChatResult:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass
+class StreamChunk:
+    """One piece of a streamed answer. Usage counts come only on the last chunk, when the
+    provider reports them."""
+
+    delta: str = ""                                   # text, "" when none
+    tool_calls: list[dict[str, Any]] | None = None    # OpenAI delta shape [{index, id?, type?, function:{name?, arguments?}}]
+    reasoning: str = ""                               # reasoning text delta when the provider streams it
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    request_id: str | None = None
+
+
 class Adapter(Protocol):
     """One API shape. ``chat`` returns a result or raises ``ProviderError``; ``preview`` returns
-    the request that ``chat`` would send (URL, headers, body) with every secret redacted."""
+    the request that ``chat`` would send (URL, headers, body) with every secret redacted.
+    ``stream`` is a generator the caller may close early (closing it closes the HTTP response);
+    ``achat`` / ``astream`` are the same calls on the hub's async client."""
 
     def chat(self, request: ChatRequest) -> ChatResult: ...
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamChunk]: ...
+
+    async def achat(self, request: ChatRequest) -> ChatResult: ...
+
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]: ...
 
     def preview(self, request: ChatRequest) -> dict[str, Any]: ...
