@@ -140,7 +140,9 @@ class ProviderHub:
 
         endpoint_url = endpoint_override()
         return BedrockAdapter(target, endpoint_url=endpoint_url, policy=self.policy, timeout=self.timeout,
-                              get_client=lambda: self._bedrock_cache().get(target, endpoint_url))
+                              get_client=lambda: self._bedrock_cache().get(target, endpoint_url),
+                              http_client=self.http_client,
+                              async_http_client=getattr(self, "async_http_client", None))
 
 
 def _env_secret(name: str) -> Any:

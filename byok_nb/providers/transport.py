@@ -333,8 +333,16 @@ class BoundedDecoder:
 
     def decode_stream(self, raw_chunks: Iterable[bytes]) -> Iterable[bytes]:
         for chunk in raw_chunks:
-            yield from self._through(0, chunk)
-        for index in range(len(self._layers)):       # what each layer still holds
+            yield from self.feed(chunk)
+        yield from self.flush()
+
+    def feed(self, chunk: bytes) -> Iterable[bytes]:
+        """The decoded pieces of one received chunk (for callers that receive asynchronously)."""
+        return self._through(0, chunk)
+
+    def flush(self) -> Iterable[bytes]:
+        """What the layers still hold once the body has ended."""
+        for index in range(len(self._layers)):
             yield from self._through(index, b"")
 
     def _through(self, index: int, data: bytes) -> Iterable[bytes]:

@@ -40,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .eventstream import EVENT_STREAM_TYPE, converse_stream_events, encode_event, encode_exception
+
 JSONish = dict | list | str | bytes | None
 
 
@@ -59,11 +61,16 @@ class RecordedRequest:
 
 @dataclass
 class Reply:
-    """What a fake answers: status, body (dict/list -> JSON, str/bytes as is) and headers."""
+    """What a fake answers: status, body (dict/list -> JSON, str/bytes as is) and headers.
+
+    ``chunks``, when set, is sent instead of ``body`` with ``Transfer-Encoding: chunked``, one
+    chunk per item as the iterable yields it (a streamed reply); a client that goes away mid-way
+    is counted in the fake's ``streams_cut``."""
 
     status: int = 200
     body: JSONish = None
     headers: dict[str, str] = field(default_factory=dict)
+    chunks: Iterable[bytes] | None = None
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -140,6 +147,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fake.dispatch(request)
         except Exception as exc:  # a bug in a fake must show up as a 500, not a hung client
             reply = Reply(500, {"error": {"message": f"fake server error: {exc!r}"}})
+        if reply.chunks is not None:
+            self._send_chunked(reply, fake)
+            return
         payload, headers = reply.encode()
         self.send_response(reply.status)
         for name, value in headers.items():
@@ -148,6 +158,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _send_chunked(self, reply: Reply, fake: FakeServer) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for piece in reply.chunks or ():
+                if piece:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionError, OSError):   # the client closed the stream early
+            fake.streams_cut += 1
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 
@@ -161,6 +186,7 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.streams_cut = 0   # streamed replies the client stopped reading (closed) mid-way
         self._routes: dict[tuple[str, str], Route] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -700,7 +726,15 @@ BAD_SIGNATURE = ("The request signature we calculated does not match the signatu
 INVALID_MODEL = "The provided model identifier is invalid."
 _AUTH_HEADER = re.compile(r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
                           r"\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})$")
-_CONVERSE_PATH = re.compile(r"^/model/(?P<model>[^/]+)/converse$")
+_CONVERSE_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<operation>converse|converse-stream)$")
+_INFERENCE_KEYS = ("maxTokens", "temperature", "topP", "stopSequences")
+REQUEST_ID = "00000000-fake-0000-0000-000000000001"
+THROTTLED = "Too many requests, please wait before trying again."
+TOO_MANY_TOKENS = "Too many tokens, please wait before trying again."
+THINKING_TEMPERATURE = ("The model returned the following errors: `temperature` may only be set to 1 "
+                        "when thinking is enabled. Please consult our documentation at "
+                        "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                        "#important-considerations-when-using-extended-thinking")
 _BLOCK_KINDS = {"text", "image", "document", "video", "toolUse", "toolResult", "guardContent",
                 "cachePoint", "reasoningContent"}
 DEFAULT_BEDROCK_MODELS = {
@@ -711,12 +745,22 @@ DEFAULT_BEDROCK_MODELS = {
 }
 
 
-def bedrock_error(status: int, error_type: str, message: str) -> Reply:
-    """A Bedrock error on the wire: type in ``x-amzn-ErrorType``, body ``{"message": ...}``."""
-    return Reply(status, {"message": message},
-                 {"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
-                  "x-amzn-RequestId": "00000000-fake-0000-0000-000000000000",
-                  "Content-Type": "application/json"})
+def bedrock_error(status: int, error_type: str, message: str, *, typed: bool = True,
+                  headers: dict[str, str] | None = None) -> Reply:
+    """A Bedrock error on the wire: type in ``x-amzn-ErrorType``, body ``{"message": ...}``.
+
+    ``typed=False`` leaves the header out, as some Bedrock replies (throttles and 5xx from the
+    front end, seen in replayed traffic) do: botocore then reports the bare status as the code."""
+    wire = {"x-amzn-RequestId": "00000000-fake-0000-0000-000000000000", "Content-Type": "application/json"}
+    if typed:
+        wire["x-amzn-ErrorType"] = f"{error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+    return Reply(status, {"message": message}, {**wire, **(headers or {})})
+
+
+def throttling_error(*, typed: bool = True, retry_after: str | None = None) -> Reply:
+    """Bedrock's 429 ``ThrottlingException``."""
+    return bedrock_error(429, "ThrottlingException", THROTTLED, typed=typed,
+                         headers={"Retry-After": retry_after} if retry_after is not None else None)
 
 
 def _validation(message: str) -> Reply:
@@ -734,6 +778,12 @@ class FakeBedrock(FakeServer):
     ``unsupported``: capabilities every served model lacks, refused with Bedrock's
     ``ValidationException`` texts (:data:`CAPABILITY_ERRORS`). ``reasoning_reply``: a
     ``reasoningContent`` block returned before the answer when reasoning fields are sent.
+
+    ``converse-stream`` answers the same reply as a binary event stream (see
+    :mod:`byok_nb.testing.eventstream`), an event every ``stream_delay`` seconds;
+    ``stream_exception = (type, payload)`` ends the stream with that exception event after
+    ``stream_exception_after`` events. ``errors``: replies served, one per request and in order,
+    to the next correctly signed requests (e.g. :func:`throttling_error`).
     """
 
     def __init__(self, *, credentials: dict[str, str] | None = None,
@@ -753,6 +803,10 @@ class FakeBedrock(FakeServer):
         self.delay = delay
         self.unsupported = _capability_set(unsupported)
         self.reasoning_reply = reasoning_reply
+        self.stream_delay = 0.0
+        self.stream_exception: tuple[str, dict[str, Any]] | None = None
+        self.stream_exception_after = 0
+        self.errors: list[Reply] = []
 
     def handle(self, request: RecordedRequest) -> Reply:
         if self.delay:
@@ -763,6 +817,8 @@ class FakeBedrock(FakeServer):
         auth_problem = self._check_auth(request)
         if auth_problem is not None:
             return auth_problem
+        if self.errors:
+            return self.errors.pop(0)
         model = unquote(match.group("model"))
         if model not in self.models:
             return _validation(INVALID_MODEL)
@@ -772,8 +828,20 @@ class FakeBedrock(FakeServer):
         problem = self._check_body(model, body)
         if problem is not None:
             return problem
-        return Reply(200, self._converse_response(request, body),
-                     {"x-amzn-RequestId": "00000000-fake-0000-0000-000000000001"})
+        response = self._converse_response(request, body)
+        if match.group("operation") == "converse-stream":
+            return Reply(200, headers={"Content-Type": EVENT_STREAM_TYPE, "x-amzn-RequestId": REQUEST_ID},
+                         chunks=self._stream(converse_stream_events(response)))
+        return Reply(200, response, {"x-amzn-RequestId": REQUEST_ID})
+
+    def _stream(self, events: list[tuple[str, dict[str, Any]]]) -> Iterable[bytes]:
+        for number, (event_type, payload) in enumerate(events):
+            if self.stream_exception is not None and number == self.stream_exception_after:
+                yield encode_exception(*self.stream_exception)
+                return
+            if number and self.stream_delay:
+                time.sleep(self.stream_delay)
+            yield encode_event(event_type, payload)
 
     # -- authentication --------------------------------------------------------------------------
     def _check_auth(self, request: RecordedRequest) -> Reply | None:
@@ -830,6 +898,9 @@ class FakeBedrock(FakeServer):
             if not isinstance(block, dict) or not isinstance(block.get("text"), str):
                 return _validation("The system field must be a list of text blocks.")
         limit = self.models[model]
+        config_problem = _check_inference_config(body.get("inferenceConfig"))
+        if config_problem is not None:
+            return config_problem
         max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
         if max_tokens is not None and max_tokens > limit:
             return _validation(f"The maximum tokens you requested exceeds the model limit of {limit}. "
@@ -866,6 +937,9 @@ class FakeBedrock(FakeServer):
         thinking = extra.get("thinking")
         if thinking is None or "claude" not in model:
             return None
+        temperature = (body.get("inferenceConfig") or {}).get("temperature")
+        if temperature is not None and temperature != 1:
+            return _validation(THINKING_TEMPERATURE)
         if thinking.get("type") == "enabled":
             budget = thinking.get("budget_tokens")
             if not isinstance(budget, int) or budget < 1024:
@@ -897,8 +971,12 @@ class FakeBedrock(FakeServer):
             content = [{"toolUse": {"toolUseId": "tooluse_fake_1", "name": name, "input": tool_input}}]
             stop, output_tokens = "tool_use", 12
         else:
+            stop = "end_turn"
+            for sequence in (body.get("inferenceConfig") or {}).get("stopSequences") or []:
+                if sequence and sequence in text:   # the model stops before writing it, as Bedrock's do
+                    text, stop = text[:text.index(sequence)], "stop_sequence"
             content = [{"text": text}]
-            stop, output_tokens = "end_turn", max(1, len(text) // 4)
+            output_tokens = max(1, len(text) // 4)
         if self.reasoning_reply and "reasoning" not in self.unsupported and _bedrock_reasoning_keys(body):
             content.insert(0, {"reasoningContent": {"reasoningText": {
                 "text": self.reasoning_reply, "signature": "fake-reasoning-signature"}}})
@@ -909,6 +987,37 @@ class FakeBedrock(FakeServer):
                 "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens,
                           "totalTokens": input_tokens + output_tokens},
                 "metrics": {"latencyMs": int(self.delay * 1000) + 1}}
+
+
+def _check_inference_config(config: Any) -> Reply | None:
+    """``inferenceConfig``'s members and their ranges, in AWS's validation wording. A member the
+    API does not define is refused (stricter than Bedrock may be: it catches a mistranslation)."""
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        return bedrock_error(400, "SerializationException", "Unexpected value type in inferenceConfig")
+    for key in config:
+        if key not in _INFERENCE_KEYS:
+            return _validation(f"Malformed input request: extraneous key [{key}] is not permitted in "
+                               f"inferenceConfig, please reformat your input and try again.")
+    for key, low, high in (("maxTokens", 1, None), ("temperature", 0, 1), ("topP", 0, 1)):
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return bedrock_error(400, "SerializationException", f"Unexpected value type for inferenceConfig.{key}")
+        if value < low:
+            return _validation(f"1 validation error detected: Value '{value}' at 'inferenceConfig.{key}' "
+                               f"failed to satisfy constraint: Member must have value greater than or "
+                               f"equal to {low}")
+        if high is not None and value > high:
+            return _validation(f"1 validation error detected: Value '{value}' at 'inferenceConfig.{key}' "
+                               f"failed to satisfy constraint: Member must have value less than or "
+                               f"equal to {high}")
+    stops = config.get("stopSequences")
+    if stops is not None and (not isinstance(stops, list) or not all(isinstance(x, str) for x in stops)):
+        return bedrock_error(400, "SerializationException", "Unexpected value type for inferenceConfig.stopSequences")
+    return None
 
 
 def _bedrock_reasoning_keys(body: dict[str, Any]) -> list[str]:
