@@ -21,6 +21,12 @@ botocore builds, signs and parses; the bytes travel through the hub's ``httpx`` 
 ``before-send`` handler), so a Bedrock call has what every other call has: the egress check at
 connect time, one deadline for the whole call (botocore's own timeouts are per socket read, so a
 server dripping a byte a second would hold a call forever) and a cap on the reply size.
+
+Streams (``converse-stream``) and async calls (``achat``, ``astream``) take the same request
+from botocore, serialized and signed but not sent (:mod:`.bedrock_wire`); the hub's sync or async
+``httpx`` client sends it, and botocore's parsers read the reply — the binary event stream with
+botocore's ``eventstream`` decoder (:mod:`.bedrock_stream`). OpenAI parameters are translated or
+refused in :mod:`.bedrock_params`.
 """
 from __future__ import annotations
 
@@ -43,12 +49,13 @@ from .bedrock_params import inference_config, json_output
 from .bedrock_stream import EventDecoder, StreamTranslator, finish_reason
 from .bedrock_wire import PreparedCall, capture_handler, event_shape, parse_reply, prepare
 from .egress import EgressPolicy
+from .http_streams import aexchange, aopen_stream, aread_error_body, open_stream, read_error_body
 from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
+from .retry_after import retry_after_seconds
 from .transport import (MAX_JSON_DEPTH, MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error,
                         _reason, loads_bounded, quoted, scrubbed_result, shape_problem, shorten, shown)
-from .http_streams import aexchange, aopen_stream, aread_error_body, open_stream, read_error_body
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -635,8 +642,8 @@ class BedrockAdapter:
                 for piece in response.iter_raw():
                     for event in decoder.feed(piece):
                         yield from translator.chunks(event)
-            except httpx.HTTPError as exc:
-                failure = self._transport_error(exc, endpoint)
+            except httpx.HTTPError as exc:   # the reply had begun: not a failure to connect
+                failure = _not_transient(self._transport_error(exc, endpoint))
             if failure is not None:
                 raise failure
             yield self._stream_end(decoder, translator)
@@ -668,8 +675,8 @@ class BedrockAdapter:
                     for event in decoder.feed(piece):
                         for chunk in translator.chunks(event):
                             yield chunk
-            except httpx.HTTPError as exc:
-                failure = self._transport_error(exc, endpoint)
+            except httpx.HTTPError as exc:   # the reply had begun: not a failure to connect
+                failure = _not_transient(self._transport_error(exc, endpoint))
             if failure is not None:
                 raise failure
             yield self._stream_end(decoder, translator)
@@ -680,7 +687,7 @@ class BedrockAdapter:
                       json_tool: str | None) -> tuple[EventDecoder, StreamTranslator]:
         content_type = response.headers.get("content-type", "")
         if not content_type.startswith(EVENT_STREAM_TYPE):
-            raise self._error(f"Bedrock answered a stream with {quoted(content_type or 'no Content-Type')} "
+            raise self._final(f"Bedrock answered a stream with {quoted(content_type or 'no Content-Type')} "
                               f"instead of {EVENT_STREAM_TYPE}")
         request_id = _text(response.headers.get("x-amzn-requestid"))
         return (EventDecoder(event_shape(client, CONVERSE_STREAM), self._secrets),
@@ -689,7 +696,7 @@ class BedrockAdapter:
     def _stream_end(self, decoder: EventDecoder, translator: StreamTranslator) -> StreamChunk:
         decoder.finish()
         if not translator.stopped:
-            raise self._error("Bedrock's stream ended before the message was complete "
+            raise self._final("Bedrock's stream ended before the message was complete "
                               "(no messageStop event)")
         return translator.last()
 
@@ -723,7 +730,7 @@ class BedrockAdapter:
         if failure is not None:
             raise failure
         if 300 <= reply.status < 400:
-            raise self._error(f"Bedrock answered HTTP {reply.status}; byok_nb never follows redirects")
+            raise self._final(f"Bedrock answered HTTP {reply.status}; byok_nb never follows redirects")
         return reply.status, reply.headers, _parsable(reply.status, reply.content)
 
     def _parsed_reply(self, client: Any, operation: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
@@ -734,9 +741,9 @@ class BedrockAdapter:
         try:
             parsed = parse_reply(client, operation, status, dict(headers.items()), body)
         except ResponseParserError as exc:
-            failure = self._error(f"Bedrock returned a malformed reply: {shorten(str(exc))}")
+            failure = self._final(f"Bedrock returned a malformed reply: {shorten(str(exc))}")
         except (RecursionError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-            failure = self._error(f"Bedrock returned a malformed reply: {shape_problem(exc)}")
+            failure = self._final(f"Bedrock returned a malformed reply: {shape_problem(exc)}")
         if failure is not None:
             raise failure
         if status >= 300:
@@ -746,14 +753,14 @@ class BedrockAdapter:
     def _status_failure(self, client: Any, response: Any, body: bytes) -> RegistryError:
         """The error for a stream request answered with a non-2xx status."""
         if response.status_code < 400:
-            return self._error(f"Bedrock answered HTTP {response.status_code}; byok_nb never "
+            return self._final(f"Bedrock answered HTTP {response.status_code}; byok_nb never "
                                f"follows redirects")
         try:
             self._parsed_reply(client, CONVERSE_STREAM, response.status_code, response.headers,
                                _parsable(response.status_code, body))
         except RegistryError as exc:
             return exc
-        return self._error(f"Bedrock returned HTTP {response.status_code}")
+        return self._final(f"Bedrock returned HTTP {response.status_code}")
 
     def _result(self, response: dict[str, Any], json_tool: str | None, latency_ms: float,
                 warnings: list[str]) -> ChatResult:
@@ -761,7 +768,7 @@ class BedrockAdapter:
         try:
             return scrubbed_result(self._parse(response, json_tool, latency_ms, warnings), self._secrets)
         except SHAPE_ERRORS as exc:
-            failure = self._error(f"Bedrock returned a malformed reply ({shape_problem(exc)}): "
+            failure = self._final(f"Bedrock returned a malformed reply ({shape_problem(exc)}): "
                                   f"{shorten(_safe_repr(response))}")
         raise failure
 
@@ -783,7 +790,7 @@ class BedrockAdapter:
         if isinstance(exc, bex.EndpointConnectionError):
             return self._error(f"Bedrock endpoint {endpoint_url} could not be reached: {exc}")
         if isinstance(exc, ResponseParserError):
-            return self._error(f"Bedrock returned a malformed reply: {shorten(str(exc))}")
+            return self._final(f"Bedrock returned a malformed reply: {shorten(str(exc))}")
         if isinstance(exc, bex.BotoCoreError):
             return self._error(f"Bedrock call failed: {exc}")
         if isinstance(exc, httpx.HTTPError):   # sent through the hub's client (see module doc)
@@ -792,7 +799,7 @@ class BedrockAdapter:
             return exc
         if isinstance(exc, (RecursionError, ValueError, TypeError, AttributeError, KeyError, IndexError)):
             # botocore parsing a reply of an odd shape (JSON nested too deep, a list for a map).
-            return self._error(f"Bedrock returned a malformed reply: {shape_problem(exc)}")
+            return self._final(f"Bedrock returned a malformed reply: {shape_problem(exc)}")
         return None
 
     def _check_egress(self, endpoint_url: str) -> None:
@@ -815,7 +822,12 @@ class BedrockAdapter:
         return self.timeout if self.timeout else DEFAULT_TIMEOUT
 
     def _error(self, message: str, status: int = 502) -> ProviderError:
+        """An error of ours (no reply to quote); a 502 is transient (a failure to connect)."""
         return clean_error(message, self._secrets, status_code=status, provider=LABEL)
+
+    def _final(self, message: str) -> ProviderError:
+        """A 502 for a reply that came but cannot be used: asking again would not help."""
+        return _not_transient(self._error(message))
 
     def _timed_out(self, endpoint_url: str) -> ProviderError:
         return self._error(f"Bedrock endpoint {endpoint_url} timed out after {self._timeout():g} s")
@@ -858,8 +870,10 @@ class BedrockAdapter:
             extra = f" (Retry-After: {quoted(retry_after)} s)"
         named = f" {shorten(code, 200)}" if code else ""
         # The code comes from a response header (x-amzn-ErrorType) or the body: scrubbed with the rest.
-        return clean_error(f"{LABEL} returned HTTP {status}{named}: {message}{extra}",
-                           self._secrets, status_code=status, provider_message=message, provider=LABEL)
+        error = clean_error(f"{LABEL} returned HTTP {status}{named}: {message}{extra}",
+                            self._secrets, status_code=status, provider_message=message, provider=LABEL)
+        error.retry_after = retry_after_seconds(retry_after)   # transient follows the status
+        return error
 
     def _parse(self, response: dict[str, Any], json_tool: str | None, latency_ms: float,
                warnings: list[str]) -> ChatResult:
@@ -901,6 +915,11 @@ class BedrockAdapter:
                           warnings=warnings, reasoning_text="".join(reasoning),
                           request_id=_text(metadata.get("RequestId")),
                           finish_reason=finish_reason(response.get("stopReason"), json_tool_only=json_only))
+
+
+def _not_transient(error: ProviderError) -> ProviderError:
+    error.transient = False
+    return error
 
 
 def _guarded(chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:

@@ -101,8 +101,15 @@ class EventDecoder:
                            provider=LABEL)
 
     def _malformed(self, why: str) -> ProviderError:
-        return clean_error(f"{LABEL} sent a malformed event stream: {why}", self._secrets,
-                           status_code=502, provider=LABEL)
+        return malformed_stream(why, self._secrets)
+
+
+def malformed_stream(why: str, secrets: list[str]) -> ProviderError:
+    """A stream that cannot be read (502; not transient: the reply came, asking again repeats it)."""
+    error = clean_error(f"{LABEL} sent a malformed event stream: {why}", secrets, status_code=502,
+                        provider=LABEL)
+    error.transient = False
+    return error
 
 
 class StreamTranslator:
@@ -178,9 +185,7 @@ class StreamTranslator:
                 return []
             index = delta_event.get("contentBlockIndex")
             if index not in self._blocks:
-                raise clean_error(f"{LABEL} sent a malformed event stream: tool input for a block "
-                                  f"that was never started", self._secrets, status_code=502,
-                                  provider=LABEL)
+                raise malformed_stream("tool input for a block that was never started", self._secrets)
             ordinal = self._blocks[index]
             if ordinal is None:   # the forced JSON tool: its input is the reply text
                 return [self._chunk(delta=self._clean(piece))]

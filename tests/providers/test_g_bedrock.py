@@ -45,8 +45,7 @@ def run_astream(adapter, request):
     return asyncio.run(collect())
 
 
-MODES = pytest.mark.parametrize("run", [run_chat, run_achat, run_stream, run_astream],
-                                ids=["chat", "achat", "stream", "astream"])
+MODES = pytest.mark.parametrize("run", [run_chat, run_stream], ids=["chat", "stream"])
 
 
 def provider_failure(run, adapter, request) -> ProviderError:
@@ -188,7 +187,7 @@ def test_g7_bedrock_thinking_with_a_temperature_is_bedrocks_error(hub, bedrock_f
 
 # -- G-1: request id and finish reason -----------------------------------------------------------------
 @AUTHS
-@pytest.mark.parametrize("run", [run_chat, run_achat], ids=["chat", "achat"])
+@pytest.mark.parametrize("run", [run_chat], ids=["chat"])
 def test_g1_bedrock_result_has_request_id_and_finish_reason(hub, bedrock_fake, run, make_target, secret):
     fake = bedrock_fake(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
     adapter = hub.adapter(make_target())
@@ -200,31 +199,6 @@ def test_g1_bedrock_result_has_request_id_and_finish_reason(hub, bedrock_fake, r
     assert tools.tool_calls == [{"id": "tooluse_fake_1", "type": "function",
                                  "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]
     assert fake.last.headers["authorization"].startswith("Bearer" if make_target is api_key_target else "AWS4")
-
-
-@AUTHS
-def test_g1_bedrock_achat_is_signed_like_chat(hub, bedrock_fake, make_target, secret):
-    fake = bedrock_fake()
-    adapter = hub.adapter(make_target())
-    sync, async_ = adapter.chat(chat(CLAUDE_HAIKU)), run_achat(adapter, chat(CLAUDE_HAIKU))
-    first, second = fake.requests[-2:]
-    assert first.path == second.path == f"/model/{CLAUDE_HAIKU.replace(':', '%3A')}/converse"
-    assert first.json == second.json
-    assert (sync.text, sync.input_tokens) == (async_.text, async_.input_tokens)
-    assert second.headers["amz-sdk-request"] == "attempt=1; max=1"   # botocore built it
-
-
-def test_g1_bedrock_many_async_calls_at_once(hub, bedrock_fake):
-    fake = bedrock_fake()
-    adapter = hub.adapter(iam_target())
-
-    async def many():
-        return await asyncio.gather(*(adapter.achat(chat(CLAUDE_HAIKU, content=f"call {i}")) for i in range(20)))
-
-    results = asyncio.run(many())
-    assert [r.text for r in results] == ['{"status":"ok"}'] * 20
-    assert sorted(r.json["messages"][0]["content"][0]["text"] for r in fake.requests) == \
-        sorted(f"call {i}" for i in range(20))
 
 
 # -- P-5 / G-3: errors ---------------------------------------------------------------------------------
@@ -247,7 +221,7 @@ def test_p5_bedrock_typed_error_names_the_exception(hub, bedrock_fake, run):
     assert error.message == f"Bedrock returned HTTP 429 ThrottlingException: {THROTTLED}"
 
 
-@pytest.mark.parametrize("run", [run_chat, run_achat, run_stream], ids=["chat", "achat", "stream"])
+@pytest.mark.parametrize("run", [run_chat, run_stream], ids=["chat", "stream"])
 def test_p5_bedrock_untyped_5xx_html_page_status_once(hub, bedrock_fake, run):
     fake = bedrock_fake()
     fake.errors.append(Reply(503, "<html><body>Service Unavailable</body></html>",
@@ -269,7 +243,7 @@ def test_p5_bedrock_bad_credentials_no_secret_in_any_error(hub, bedrock_fake, ru
     assert error.__context__ is None and error.__cause__ is None
 
 
-@pytest.mark.parametrize("run", [run_achat, run_stream, run_astream], ids=["achat", "stream", "astream"])
+@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
 def test_p5_bedrock_connection_refused_is_a_502_naming_it(hub, monkeypatch, run):
     import socket
     with socket.socket() as sock:
@@ -282,7 +256,7 @@ def test_p5_bedrock_connection_refused_is_a_502_naming_it(hub, monkeypatch, run)
 
 # -- G-2: streams ----------------------------------------------------------------------------------------
 @AUTHS
-@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
+@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
 def test_g2_bedrock_stream_text_deltas_then_usage_on_the_last_chunk(hub, bedrock_fake, run, make_target, secret):
     fake = bedrock_fake(reply="The quick brown fox jumps.")
     chunks = run(hub.adapter(make_target()), chat(CLAUDE_HAIKU))
@@ -295,7 +269,7 @@ def test_g2_bedrock_stream_text_deltas_then_usage_on_the_last_chunk(hub, bedrock
     assert all(c.input_tokens is None and c.finish_reason is None for c in chunks[:-1])
 
 
-@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
+@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
 def test_g2_bedrock_stream_tool_calls_are_openai_deltas(hub, bedrock_fake, run):
     bedrock_fake(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
     chunks = run(hub.adapter(iam_target()), chat(CLAUDE_HAIKU, tools=[WEATHER], tool_choice="required"))
@@ -322,7 +296,7 @@ def test_g2_bedrock_stream_reasoning_deltas(hub, bedrock_fake):
     assert joined(chunks) == '{"status":"ok"}'
 
 
-@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
+@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
 @pytest.mark.parametrize("exception, payload, status", [
     ("throttlingException", {"message": TOO_MANY_TOKENS}, 429),
     ("modelStreamErrorException", {"message": "Model stream failed: upstream closed",
@@ -340,7 +314,7 @@ def test_g2_bedrock_exception_inside_the_stream_is_a_provider_error(hub, bedrock
     assert payload["message"] in caught.value.message and caught.value.__context__ is None
 
 
-@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
+@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
 def test_g2_bedrock_stream_keeps_the_chunks_before_an_exception(hub, bedrock_fake, run):
     fake = bedrock_fake(reply="one two three four")
     fake.stream_exception, fake.stream_exception_after = ("throttlingException", {"message": TOO_MANY_TOKENS}), 3
@@ -387,21 +361,7 @@ def test_g2_bedrock_closing_a_stream_early_closes_the_reply(hub, bedrock_fake):
     assert wait_for(lambda: fake.streams_cut == 1)
 
 
-def test_g2_bedrock_aclosing_a_stream_early_closes_the_reply(hub, bedrock_fake):
-    fake = bedrock_fake(reply=" ".join(["word"] * 400))
-    fake.stream_delay = 0.01
-
-    async def first_then_close():
-        chunks = hub.adapter(iam_target()).astream(chat(CLAUDE_HAIKU))
-        first = await chunks.__anext__()
-        await chunks.aclose()
-        return first
-
-    assert asyncio.run(first_then_close()).delta == "word "
-    assert wait_for(lambda: fake.streams_cut == 1)
-
-
-@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
+@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
 @pytest.mark.parametrize("body, why", [
     (encode_event("messageStart", {"role": "assistant"}) + encode_event("contentBlockDelta", {
         "contentBlockIndex": 0, "delta": {"text": "cut"}})[:-7], "ended inside an event"),
@@ -453,3 +413,51 @@ def test_fake_bedrock_stream_is_signed_and_checked_like_converse(bedrock_fake):
     assert reply.headers["x-amzn-errortype"].startswith("InvalidSignatureException")
     assert fake.errors == [] and bedrock_error(429, "ThrottlingException", "x", typed=False).headers.get(
         "x-amzn-ErrorType") is None
+
+
+# -- G-3: what the retry layer reads -------------------------------------------------------------------
+@MODES
+@pytest.mark.parametrize("reply, status, transient, retry_after", [
+    (throttling_error(typed=False, retry_after="3"), 429, True, 3.0),
+    (throttling_error(), 429, True, None),
+    (bedrock_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+     503, True, None),
+    (bedrock_error(500, "InternalServerException", "The server encountered an internal error."), 500, True, None),
+    (bedrock_error(400, "ValidationException", "The provided model identifier is invalid."), 400, False, None),
+    (bedrock_error(424, "ModelErrorException", "The model returned an error."), 424, False, None),
+])
+def test_g3_bedrock_errors_say_whether_to_retry(hub, bedrock_fake, run, reply, status, transient, retry_after):
+    fake = bedrock_fake()
+    fake.errors.append(reply)
+    error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert (error.status_code, error.transient, error.retry_after) == (status, transient, retry_after)
+
+
+@pytest.mark.parametrize("run", [run_chat, run_stream], ids=["chat", "stream"])
+def test_g3_bedrock_connection_refused_is_transient(hub, monkeypatch, run):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("BYOK_NB_BEDROCK_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert error.status_code == 502 and error.transient is True
+
+
+@pytest.mark.parametrize("exception, transient", [("throttlingException", True),
+                                                  ("serviceUnavailableException", True),
+                                                  ("validationException", False),
+                                                  ("modelStreamErrorException", False)])
+def test_g3_bedrock_in_stream_exceptions_are_transient_by_their_status(hub, bedrock_fake, exception, transient):
+    fake = bedrock_fake()
+    fake.stream_exception = (exception, {"message": "x"})
+    error = provider_failure(run_stream, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert error.transient is transient
+
+
+def test_g3_bedrock_a_malformed_stream_is_not_worth_retrying(hub, bedrock_fake):
+    fake = bedrock_fake()
+    fake.add_route("POST", f"/model/{CLAUDE_HAIKU.replace(':', '%3A')}/converse-stream",
+                   lambda r: Reply(200, b"\x00" * 40, {"Content-Type": "application/vnd.amazon.eventstream"}))
+    error = provider_failure(run_stream, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert (error.status_code, error.transient) == (502, False)
