@@ -416,45 +416,6 @@ def test_fake_bedrock_stream_is_signed_and_checked_like_converse(bedrock_fake):
 
 
 # -- G-3: what the retry layer reads -------------------------------------------------------------------
-@MODES
-@pytest.mark.parametrize("reply, status, transient, retry_after", [
-    (throttling_error(typed=False, retry_after="3"), 429, True, 3.0),
-    (throttling_error(), 429, True, None),
-    (bedrock_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
-     503, True, None),
-    (bedrock_error(500, "InternalServerException", "The server encountered an internal error."), 500, True, None),
-    (bedrock_error(400, "ValidationException", "The provided model identifier is invalid."), 400, False, None),
-    (bedrock_error(424, "ModelErrorException", "The model returned an error."), 424, False, None),
-])
-def test_g3_bedrock_errors_say_whether_to_retry(hub, bedrock_fake, run, reply, status, transient, retry_after):
-    fake = bedrock_fake()
-    fake.errors.append(reply)
-    error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
-    assert (error.status_code, error.transient, error.retry_after) == (status, transient, retry_after)
-
-
-@pytest.mark.parametrize("run", [run_chat, run_stream], ids=["chat", "stream"])
-def test_g3_bedrock_connection_refused_is_transient(hub, monkeypatch, run):
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("BYOK_NB_BEDROCK_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
-    assert error.status_code == 502 and error.transient is True
-
-
-@pytest.mark.parametrize("exception, transient", [("throttlingException", True),
-                                                  ("serviceUnavailableException", True),
-                                                  ("validationException", False),
-                                                  ("modelStreamErrorException", False)])
-def test_g3_bedrock_in_stream_exceptions_are_transient_by_their_status(hub, bedrock_fake, exception, transient):
-    fake = bedrock_fake()
-    fake.stream_exception = (exception, {"message": "x"})
-    error = provider_failure(run_stream, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
-    assert error.transient is transient
-
-
 def test_g3_bedrock_a_malformed_stream_is_not_worth_retrying(hub, bedrock_fake):
     fake = bedrock_fake()
     fake.add_route("POST", f"/model/{CLAUDE_HAIKU.replace(':', '%3A')}/converse-stream",
