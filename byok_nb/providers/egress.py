@@ -79,6 +79,11 @@ METADATA_NAME_REASON = "a cloud-metadata host name, which byok_nb never calls"
 class EgressRefused(ProviderError):
     """A provider call was refused by the egress policy before any byte was sent."""
 
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = None
+        self.transient = False      # the policy will refuse it again: never worth a retry
+
 
 def egress_mode_from_env(environ: dict[str, str] | None = None) -> str:
     """The egress mode named by ``BYOK_NB_EGRESS`` (unset or blank means ``private``)."""

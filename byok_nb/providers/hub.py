@@ -1,7 +1,9 @@
 """ProviderHub: the one place that owns provider connections and turns a Target into an Adapter.
 
 A registry opens one hub. The hub holds one pooled ``httpx.Client`` for every OpenAI-shaped
-provider (created on first use, redirects off, egress-guarded) and a cache of Bedrock clients.
+provider (created on first use, redirects off, egress-guarded), one pooled ``httpx.AsyncClient``
+per event loop (:meth:`ProviderHub.async_http_client`, same guarantees) and a cache of Bedrock
+clients.
 Settings are process settings, read from the environment:
 
 * ``BYOK_NB_EGRESS`` when the hub is built (P-6);
@@ -15,8 +17,10 @@ Settings are process settings, read from the environment:
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import weakref
 from typing import Any
 
 from ..core.errors import InvalidRequest
@@ -55,6 +59,8 @@ class ProviderHub:
         self.max_connections = max_connections
         self._lock = threading.Lock()
         self._http_client: Any = None
+        # An async client belongs to the loop it was first used in (its connections do).
+        self._async_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._bedrock_clients: Any = None
         self._closed = False
 
@@ -81,6 +87,27 @@ class ProviderHub:
                 client = self._http_client
         return client
 
+    def async_http_client(self) -> Any:
+        """The pooled ``httpx.AsyncClient`` of the running event loop (created on first use)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async_clients.get(loop)
+            if client is None or client.is_closed:
+                from .async_http import build_async_http_client
+
+                client = build_async_http_client(timeout=self.timeout, policy=self.policy,
+                                                 max_connections=self.max_connections)
+                self._async_clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client, then everything :meth:`close` closes."""
+        with self._lock:
+            client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+        self.close()
+
     def _bedrock_cache(self) -> Any:
         with self._lock:
             if self._bedrock_clients is None:
@@ -96,10 +123,14 @@ class ProviderHub:
         with self._lock:
             client, self._http_client = self._http_client, None
             cache, self._bedrock_clients = self._bedrock_clients, None
+            async_clients = list(self._async_clients.items())
+            self._async_clients.clear()
         if client is not None:
             client.close()
         if cache is not None:
             cache.close()
+        for loop, async_client in async_clients:
+            _close_async_client(loop, async_client)
 
     # -- adapters --------------------------------------------------------------------------------
     def adapter(self, target: Target) -> Adapter:
@@ -132,7 +163,8 @@ class ProviderHub:
                         model: str | None = None) -> OpenAICompatAdapter:
         return OpenAICompatAdapter(profile=PROFILES[profile], url=url,
                                    api_key=api_key if api_key is not None else target.api_key,
-                                   get_client=self.http_client, timeout=self.timeout, model=model,
+                                   get_client=self.http_client, get_async_client=self.async_http_client,
+                                   timeout=self.timeout, model=model,
                                    secrets=target.secrets(), default_model=target.provider_model_id)
 
     def _bedrock_adapter(self, target: Target) -> Adapter:
@@ -142,7 +174,25 @@ class ProviderHub:
         return BedrockAdapter(target, endpoint_url=endpoint_url, policy=self.policy, timeout=self.timeout,
                               get_client=lambda: self._bedrock_cache().get(target, endpoint_url),
                               http_client=self.http_client,
-                              async_http_client=getattr(self, "async_http_client", None))
+                              async_http_client=self.async_http_client)
+
+
+def _close_async_client(loop: Any, client: Any) -> None:
+    """Close an async client from sync code: on its loop when that loop is idle, as a task when
+    it is running here; a closed loop took its connections with it, so there is nothing to do."""
+    if loop.is_closed():
+        return
+    if loop.is_running():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(client.aclose())
+        else:
+            asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+        return
+    loop.run_until_complete(client.aclose())
 
 
 def _env_secret(name: str) -> Any:

@@ -3,25 +3,30 @@
 
 The vendors differ only in a small :class:`Profile`: how native JSON is asked for and how the
 canonical reasoning setting (P-1) is spelled. Everything else — bearer auth, tools, images,
-``max_tokens``, reply parsing and error mapping — is one code path.
+``max_tokens``, the OpenAI parameters (:mod:`.openai_params`), reply parsing and error mapping —
+is one code path, for the four ways to call: ``chat``, ``stream`` (server-sent events,
+:mod:`.openai_stream`), and their async twins on the hub's async client.
 """
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ..core.clean_errors import clean_failures
+from ..core.clean_errors import clean_failures, forget_secrets
 from ..core.errors import InvalidRequest, ProviderError
 from . import transport
-from .base import ChatRequest, ChatResult
+from .base import ChatRequest, ChatResult, StreamChunk
+from .http_streams import aexchange, aopen_stream, aread_error_body, open_stream, read_error_body
+from .inline_reasoning import split_think
 from .messages import normalize_messages
+from .openai_params import native_response_format, schema_name, translate_params
+from .openai_stream import StreamTranslator
+from .sse import EventTooLarge, SSEDecoder
 
 ReasoningTranslator = Callable[[dict[str, Any], ChatRequest], tuple[dict[str, Any], list[str]]]
 
@@ -84,21 +89,22 @@ PROFILES: dict[str, Profile] = {
     "openrouter": Profile("openrouter", "OpenRouter", "json_schema", _openrouter_reasoning),
 }
 
-_SCHEMA_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def schema_name(name: str | None) -> str:
-    """A ``json_schema.name`` the providers accept: ``[A-Za-z0-9_-]{1,64}``."""
-    cleaned = _SCHEMA_NAME_UNSAFE.sub("_", name or "")[:64]
-    return cleaned or "response"
-
-
 def response_format(profile: Profile, schema: dict[str, Any], name: str | None) -> dict[str, Any]:
     """The ``response_format`` for native structured output (T-2) in the profile's form."""
-    if profile.json_form == "tgi":
-        return {"type": "json", "value": schema}
-    return {"type": "json_schema",
-            "json_schema": {"name": schema_name(name), "schema": schema, "strict": True}}
+    return native_response_format(profile.json_form, schema, name)
+
+
+@dataclass(frozen=True, repr=False)
+class HttpCall:
+    """One request to send. ``headers`` hold the bearer key: never shown."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+    def __repr__(self) -> str:
+        return f"HttpCall({self.method} {self.url})"
 
 
 def chat_completions_url(base_url: str) -> str:
@@ -126,15 +132,18 @@ def validate_base_url(url: str | None) -> str:
 class OpenAICompatAdapter:
     """One model behind an OpenAI chat-completions endpoint.
 
-    ``get_client`` returns the hub's pooled ``httpx.Client`` (created on first use); ``model``,
+    ``get_client`` / ``get_async_client`` return the hub's pooled ``httpx.Client`` /
+    ``httpx.AsyncClient`` (created on first use); ``model``,
     when set, replaces ``ChatRequest.model`` (the HF legacy URL names its model in the URL);
     ``default_model`` (the target's provider model id) is used when the request names none.
     """
 
     def __init__(self, *, profile: Profile, url: str, api_key: SecretStr | None,
                  get_client: Callable[[], Any], timeout: float, model: str | None = None,
-                 secrets: list[str] | None = None, default_model: str | None = None) -> None:
+                 secrets: list[str] | None = None, default_model: str | None = None,
+                 get_async_client: Callable[[], Any] | None = None) -> None:
         self.profile = profile
+        self._get_async_client = get_async_client
         self.default_model = default_model
         self.url = url
         self.model = model
@@ -149,14 +158,16 @@ class OpenAICompatAdapter:
         return f"OpenAICompatAdapter(profile={self.profile.name!r}, url={self.url!r})"
 
     # -- request ---------------------------------------------------------------------------------
-    def build_body(self, request: ChatRequest) -> tuple[dict[str, Any], list[str]]:
-        """The JSON body for ``request`` and any warnings about how it was translated."""
+    def build_body(self, request: ChatRequest, *, stream: bool = False) -> tuple[dict[str, Any], list[str]]:
+        """The JSON body for ``request`` and any warnings about how it was translated;
+        ``InvalidRequest`` for a parameter this vendor does not take (no I/O happened)."""
         body: dict[str, Any] = {
             "model": self.model or request.model or self.default_model,
             "messages": normalize_messages(request.messages),
             "max_tokens": request.max_tokens,  # always sent: the configured cap is the cap (M-7)
         }
         warnings: list[str] = []
+        body.update(translate_params(self.profile.label, self.profile.json_form, request))
         if request.json_schema is not None:
             body["response_format"] = response_format(self.profile, request.json_schema,
                                                       request.json_schema_name)
@@ -167,15 +178,34 @@ class OpenAICompatAdapter:
         if request.reasoning:
             fields, warnings = self.profile.translate_reasoning(request.reasoning, request)
             body.update(fields)
+        if stream:
+            # Usage comes in a last chunk only when asked for (OpenAI, vLLM, TGI); vendors that
+            # always send it (Together, OpenRouter) accept the option.
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return body, warnings
 
-    def _headers(self, *, redact: bool) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
+    def _headers(self, *, redact: bool, stream: bool = False) -> dict[str, str]:
+        headers = {"Content-Type": "application/json",
+                   "Accept": "text/event-stream" if stream else "application/json",
                    "User-Agent": transport.USER_AGENT}
         if self._api_key is not None and self._api_key.get_secret_value():
             token = "[REDACTED]" if redact else self._api_key.get_secret_value()
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def _call(self, request: ChatRequest, *, stream: bool) -> tuple[HttpCall, list[str]]:
+        """The request to send, built and checked before any I/O."""
+        body, warnings = self.build_body(request, stream=stream)
+        try:
+            payload = json.dumps(body).encode()
+        except (TypeError, ValueError) as exc:   # bytes, objects or cycles inside the messages/tools
+            problem = str(exc)
+        else:
+            problem = None
+        if problem is not None:
+            raise InvalidRequest(f"the request cannot be sent as JSON: {problem}")
+        return HttpCall("POST", self.url, self._headers(redact=False, stream=stream), payload), warnings
 
     def preview(self, request: ChatRequest) -> dict[str, Any]:
         """The request :meth:`chat` would send, secrets redacted (for the Test Connection view)."""
@@ -183,26 +213,54 @@ class OpenAICompatAdapter:
         return {"method": "POST", "url": self.url, "headers": self._headers(redact=True),
                 "body": _redact_images(body), "warnings": warnings}
 
-    # -- call ------------------------------------------------------------------------------------
+    # -- whole replies ---------------------------------------------------------------------------
     @clean_failures
     def chat(self, request: ChatRequest) -> ChatResult:
         """Send ``request``; the parsed result, or ``ProviderError`` with the provider's words."""
-        body, warnings = self.build_body(request)
+        call, warnings = self._call(request, stream=False)
         label = self.profile.label
         started = time.perf_counter()
-        try:
-            payload = json.dumps(body).encode()
-        except (TypeError, ValueError) as exc:   # bytes, objects or cycles inside the messages/tools
-            raise InvalidRequest(f"the request cannot be sent as JSON: {exc}") from None
-        reply = transport.post_json(self._get_client(), self.url, headers=self._headers(redact=False),
-                                    body=payload, label=label,
+        reply = transport.post_json(self._get_client(), call.url, headers=call.headers,
+                                    body=call.body, label=label,
                                     secrets=self._secrets, timeout=self._timeout)
+        del call
         latency_ms = (time.perf_counter() - started) * 1000
         if reply.status >= 400:
             raise transport.error_from_reply(reply, label=label, secrets=self._secrets)
-        return self._parse(reply, latency_ms, warnings)
+        return self._parse(reply, latency_ms, warnings, request)
 
-    def _parse(self, reply: transport.HttpReply, latency_ms: float, warnings: list[str]) -> ChatResult:
+    async def achat(self, request: ChatRequest) -> ChatResult:
+        """:meth:`chat` on the hub's async client (same checks, bounds and errors)."""
+        import httpx
+
+        try:
+            call, warnings = self._call(request, stream=False)
+            label = self.profile.label
+            client = self._async_client()
+            started = time.perf_counter()
+            failure: ProviderError | None = None
+            try:
+                reply = await aexchange(client, call, timeout=self._timeout, label=label)
+            except httpx.HTTPError as exc:
+                failure = transport.transport_error(exc, url=self.url, label=label,
+                                                    secrets=self._secrets, timeout=self._timeout)
+            except TimeoutError:
+                failure = transport.timed_out(url=self.url, label=label, secrets=self._secrets,
+                                              timeout=self._timeout)
+            del call
+            if failure is not None:   # raised outside the except: httpx's error holds the request
+                raise failure
+            latency_ms = (time.perf_counter() - started) * 1000
+            transport.check_redirect(reply.status, reply.headers, label=label, secrets=self._secrets)
+            if reply.status >= 400:
+                raise transport.error_from_reply(reply, label=label, secrets=self._secrets)
+            return self._parse(reply, latency_ms, warnings, request)
+        except BaseException as exc:
+            forget_secrets(exc)
+            raise
+
+    def _parse(self, reply: transport.HttpReply, latency_ms: float, warnings: list[str],
+               request: ChatRequest) -> ChatResult:
         label = self.profile.label
         try:
             data = transport.loads_bounded(reply.content)
@@ -220,7 +278,11 @@ class OpenAICompatAdapter:
             raise transport.error_from_reply(transport.HttpReply(status, reply.headers, reply.content),
                                              label=label, secrets=self._secrets)
         try:
-            return transport.scrubbed_result(self._result(data, latency_ms, warnings), self._secrets)
+            result = self._result(data, latency_ms, warnings)
+            result.request_id = transport.request_id_of(reply.headers, data)
+            if request.reasoning:
+                result = _moved_think(result)
+            return transport.scrubbed_result(result, self._secrets)
         except transport.SHAPE_ERRORS as exc:
             why = transport.shape_problem(exc)
         raise transport.malformed_reply(reply, label=label, secrets=self._secrets, why=why)
@@ -229,20 +291,189 @@ class OpenAICompatAdapter:
     def _result(data: Any, latency_ms: float, warnings: list[str]) -> ChatResult:
         """The result out of a parsed body; any odd shape raises one of ``transport.SHAPE_ERRORS``."""
         try:
-            message = data["choices"][0]["message"]
+            choice = data["choices"][0]
+            message = choice["message"]
             message.get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise transport.ReplyShape("no choices[0].message") from None
         tool_calls = [_tool_call(call) for call in message.get("tool_calls") or []]
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         details = usage.get("completion_tokens_details")
+        finish_reason = choice.get("finish_reason")
         # Token counts go to ChatResult as sent: it records implausible ones as unknown.
         return ChatResult(text=_content_text(message.get("content")), tool_calls=tool_calls,
                           input_tokens=usage.get("prompt_tokens"),
                           output_tokens=usage.get("completion_tokens"),
                           latency_ms=latency_ms, warnings=warnings,
                           reasoning_text=_reasoning_text(message),
-                          reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None)
+                          reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
+                          finish_reason=finish_reason if isinstance(finish_reason, str) else None)
+
+    # -- streams ---------------------------------------------------------------------------------
+    @clean_failures
+    def stream(self, request: ChatRequest) -> Iterator[StreamChunk]:
+        """The answer as :class:`StreamChunk` s (server-sent events). Parameters are checked now;
+        the request is sent on the first ``next()``. Closing the iterator closes the reply."""
+        call, _ = self._call(request, stream=True)
+        return _guarded(self._stream(call, request))
+
+    @clean_failures
+    def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """:meth:`stream` on the hub's async client (``aclose()`` closes the reply)."""
+        call, _ = self._call(request, stream=True)
+        return _aguarded(self._astream(call, request))
+
+    def _stream(self, call: HttpCall, request: ChatRequest) -> Iterator[StreamChunk]:
+        import httpx
+
+        failure: ProviderError | None = None
+        try:
+            response = open_stream(self._get_client(), call, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            failure = self._transport_failure(exc)
+        del call
+        if failure is not None:
+            raise failure
+        try:
+            if response.status_code >= 300:
+                body = read_error_body(response, timeout=self._timeout)
+                raise self._status_failure(response, body)
+            if not _is_event_stream(response):
+                yield from self._whole_reply_chunks(response, read_error_body(response, timeout=self._timeout), request)
+                return
+            decoder, translator = self._stream_parts(response, request)
+            try:
+                for piece in response.iter_raw():
+                    for event in self._events(decoder, piece):
+                        yield from translator.chunks(event)
+                for event in decoder.close():
+                    yield from translator.chunks(event)
+            except httpx.HTTPError as exc:   # the reply had begun: not a failure to connect
+                failure = self._transport_failure(exc)
+                failure.transient = False
+            if failure is not None:
+                raise failure
+            yield translator.finish()
+        finally:
+            response.close()
+
+    async def _astream(self, call: HttpCall, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        import httpx
+
+        failure: ProviderError | None = None
+        try:
+            response = await aopen_stream(self._async_client(), call, timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            failure = self._transport_failure(exc)
+        except TimeoutError:
+            failure = transport.timed_out(url=self.url, label=self.profile.label,
+                                          secrets=self._secrets, timeout=self._timeout)
+        del call
+        if failure is not None:
+            raise failure
+        try:
+            if response.status_code >= 300:
+                body = await aread_error_body(response, timeout=self._timeout)
+                raise self._status_failure(response, body)
+            if not _is_event_stream(response):
+                body = await aread_error_body(response, timeout=self._timeout)
+                for chunk in self._whole_reply_chunks(response, body, request):
+                    yield chunk
+                return
+            decoder, translator = self._stream_parts(response, request)
+            try:
+                async for piece in response.aiter_raw():
+                    for event in self._events(decoder, piece):
+                        for chunk in translator.chunks(event):
+                            yield chunk
+                for event in decoder.close():
+                    for chunk in translator.chunks(event):
+                        yield chunk
+            except httpx.HTTPError as exc:   # the reply had begun: not a failure to connect
+                failure = self._transport_failure(exc)
+                failure.transient = False
+            if failure is not None:
+                raise failure
+            yield translator.finish()
+        finally:
+            await response.aclose()
+
+    def _stream_parts(self, response: Any, request: ChatRequest) -> tuple[SSEDecoder, StreamTranslator]:
+        return SSEDecoder(), StreamTranslator(label=self.profile.label, secrets=self._secrets,
+                                              request_id=transport.request_id_of(response.headers),
+                                              split_think=bool(request.reasoning))
+
+    def _events(self, decoder: SSEDecoder, piece: bytes) -> list[Any]:
+        try:
+            return list(decoder.feed(piece))
+        except EventTooLarge as exc:
+            why = str(exc)
+        failure = transport.clean_error(f"{self.profile.label} sent a stream that cannot be read: {why}",
+                                        self._secrets, status_code=502, provider=self.profile.label,
+                                        transient=False)
+        raise failure
+
+    def _whole_reply_chunks(self, response: Any, body: bytes, request: ChatRequest) -> Iterator[StreamChunk]:
+        """A server that answered ``stream: true`` with one JSON body (some proxies do, and
+        OpenRouter reports upstream failures so): the result as a text chunk and a last chunk."""
+        reply = transport.HttpReply(response.status_code, response.headers, body)
+        result = self._parse(reply, 0.0, [], request)
+        if result.text or result.reasoning_text or result.tool_calls:
+            calls = [{"index": i, **call} for i, call in enumerate(result.tool_calls)] or None
+            yield StreamChunk(delta=result.text, reasoning=result.reasoning_text, tool_calls=calls,
+                              request_id=result.request_id)
+        yield StreamChunk(finish_reason=result.finish_reason, input_tokens=result.input_tokens,
+                          output_tokens=result.output_tokens, request_id=result.request_id)
+
+    def _status_failure(self, response: Any, body: bytes) -> ProviderError:
+        label = self.profile.label
+        transport.check_redirect(response.status_code, response.headers, label=label, secrets=self._secrets)
+        return transport.error_from_reply(transport.HttpReply(response.status_code, response.headers, body),
+                                          label=label, secrets=self._secrets)
+
+    def _transport_failure(self, exc: Exception) -> ProviderError:
+        return transport.transport_error(exc, url=self.url, label=self.profile.label,
+                                         secrets=self._secrets, timeout=self._timeout)
+
+    def _async_client(self) -> Any:
+        if self._get_async_client is None:   # an adapter built without a hub: a wiring bug
+            raise RuntimeError("this adapter has no async HTTP client (build it with ProviderHub)")
+        return self._get_async_client()
+
+
+def _is_event_stream(response: Any) -> bool:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _moved_think(result: ChatResult) -> ChatResult:
+    """``result`` with a leading ``<think>`` block moved from its text to its reasoning."""
+    reasoning, text = split_think(result.text)
+    if not reasoning and text == result.text:
+        return result
+    joined = "\n\n".join(part for part in (result.reasoning_text, reasoning) if part)
+    return result.replace(text=text, reasoning_text=joined)
+
+
+def _guarded(chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+    """``chunks``, with every failure leaving it cut from the frames that held the request and
+    its key (see :mod:`byok_nb.core.clean_errors`); ``close()`` reaches the inner generator."""
+    try:
+        yield from chunks
+    except BaseException as exc:
+        forget_secrets(exc)
+        raise
+
+
+async def _aguarded(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
+    """:func:`_guarded` for an async generator; ``aclose()`` closes the inner one (and its reply)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except BaseException as exc:
+        forget_secrets(exc)
+        raise
+    finally:
+        await chunks.aclose()   # type: ignore[attr-defined]
 
 
 def _content_text(content: Any) -> str:

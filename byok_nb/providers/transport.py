@@ -7,23 +7,33 @@ Everything that can go wrong between "we built a body" and "we have the provider
 * redirects (3xx) -> status 502 naming the status and ``Location``; they are never followed (P-6);
 * error statuses -> the provider's status and the provider's own message, found in the
   OpenAI shape ``{"error": {"message": ...}}``, HF's ``{"error": "..."}``, ``{"message": ...}``,
-  ``{"detail": ...}``, or else the raw body.
+  ``{"detail": ...}``, or else the raw body. OpenRouter's ``error.metadata.raw`` (what the
+  upstream provider said; its own message is only "Provider returned error") is added to it.
+  The status is printed once, even when the provider's text starts with it. ``Retry-After``
+  becomes the error's ``retry_after`` (seconds).
+
+Whether an error is worth retrying (``ProviderError.transient``): a failure to connect or a
+timeout is; a status says so itself (429, 5xx); a reply that came but cannot be used (a redirect,
+a malformed or oversized body) is not — asking again would get the same.
 """
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import re
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from ..core.errors import InvalidRequest, ProviderError
 from ..core.secrets import scrub
 from .egress import EgressPolicy, guarded_network_backend
+from .retry_after import retry_after_seconds
 
 MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is shown
 MAX_RESPONSE_BYTES = 16 * 2**20  # a reply larger than this is refused instead of buffered
@@ -258,8 +268,8 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
             # past the save-time checks (a URL stored by an older version, an override).
             bad_url = _url_problem(exc)
         if bad_url is not None:
-            raise ProviderError(f"{label} URL {_printable(url)} cannot be called: {bad_url}",
-                                status_code=502, provider=label)
+            raise clean_error(f"{label} URL {_printable(url)} cannot be called: {bad_url}", (),
+                              status_code=502, provider=label, transient=False)
         try:
             status = response.status_code
             is_error = status >= 400
@@ -278,10 +288,10 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
                         if is_error:
                             truncated = True
                             break
-                        raise ProviderError(
+                        raise clean_error(
                             f"{label} sent a reply larger than {MAX_RESPONSE_BYTES // 2**20} MiB "
-                            f"(HTTP {status}, counted decoded); refused.",
-                            status_code=502, provider=label)
+                            f"(HTTP {status}, counted decoded); refused.", (),
+                            status_code=502, provider=label, transient=False)
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout("reply not complete within the timeout")
             except zlib.error:
@@ -289,8 +299,9 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
             else:
                 undecodable = False
             if undecodable:   # raised outside the except: zlib's message quotes nothing, but stay plain
-                raise ProviderError(f"{label} sent a reply (HTTP {status}) whose Content-Encoding "
-                                    f"could not be decoded.", status_code=502, provider=label)
+                raise clean_error(f"{label} sent a reply (HTTP {status}) whose Content-Encoding "
+                                  f"could not be decoded.", (), status_code=502, provider=label,
+                                  transient=False)
         finally:
             response.close()
     finally:
@@ -408,12 +419,17 @@ def post_json(client: Any, url: str, *, headers: dict[str, str], body: bytes, la
         failure = transport_error(exc, url=url, label=label, secrets=secrets, timeout=timeout)
     if failure is not None:
         raise failure
-    if 300 <= reply.status < 400:
-        location = reply.headers.get("location", "(no Location header)")
-        raise clean_error(f"{label} answered HTTP {reply.status} redirecting to {quoted(location)}; "
-                          f"byok_nb never follows redirects — use the final URL instead.",
-                          secrets, status_code=502, provider=label)
+    check_redirect(reply.status, reply.headers, label=label, secrets=secrets)
     return reply
+
+
+def check_redirect(status: int, headers: Any, *, label: str, secrets: Iterable[str]) -> None:
+    """Raise the ``ProviderError`` for a 3xx reply (never followed, P-6); nothing otherwise."""
+    if 300 <= status < 400:
+        location = headers.get("location", "(no Location header)")
+        raise clean_error(f"{label} answered HTTP {status} redirecting to {quoted(location)}; "
+                          f"byok_nb never follows redirects — use the final URL instead.",
+                          secrets, status_code=502, provider=label, transient=False)
 
 
 def quoted(value: str, limit: int = 200) -> str:
@@ -423,13 +439,22 @@ def quoted(value: str, limit: int = 200) -> str:
 
 
 def clean_error(message: str, secrets: Iterable[str], *, status_code: int,
-                provider_message: str | None = None, provider: str | None = None) -> ProviderError:
+                provider_message: str | None = None, provider: str | None = None,
+                retry_after: float | None = None, transient: bool | None = None) -> ProviderError:
     """A ``ProviderError`` whose texts have passed the scrubber: everything taken from a reply
-    (status, headers, body) reaches an error only through here or :func:`shown`."""
+    (status, headers, body) reaches an error only through here or :func:`shown`. ``transient``
+    unset follows the status (see module doc)."""
     secrets = list(secrets)
-    return ProviderError(scrub(message, secrets), status_code=status_code,
-                         provider_message=None if provider_message is None else scrub(provider_message, secrets),
-                         provider=provider)
+    error = ProviderError(scrub(message, secrets), status_code=status_code,
+                          provider_message=None if provider_message is None else scrub(provider_message, secrets),
+                          provider=provider)
+    # Set as attributes: the same code runs whether or not ProviderError takes them as keywords.
+    error.retry_after = retry_after
+    error.transient = status_code in TRANSIENT_STATUSES if transient is None else transient
+    return error
+
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[str],
@@ -459,7 +484,17 @@ def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[s
         kind = "failed"
     where = label if label.endswith(" endpoint") else f"{label} endpoint"   # no "endpoint endpoint"
     message = f"{where} {url} {kind}: {detail}"
-    return clean_error(message, secrets, status_code=502, provider_message=detail, provider=label)
+    # A URL that is not http(s) stays wrong however often it is called.
+    transient = not isinstance(exc, httpx.UnsupportedProtocol)
+    return clean_error(message, secrets, status_code=502, provider_message=detail, provider=label,
+                       transient=transient)
+
+
+def timed_out(*, url: str, label: str, secrets: Iterable[str], timeout: float) -> ProviderError:
+    """The error for an async call that ran past its ``timeout`` (``asyncio.timeout``)."""
+    where = label if label.endswith(" endpoint") else f"{label} endpoint"
+    return clean_error(f"{where} {url} timed out after {timeout:g} s", secrets, status_code=502,
+                       provider_message=f"timed out after {timeout:g} s", provider=label, transient=True)
 
 
 MAX_JSON_DEPTH = 200   # far deeper than any real reply; deeper is an attack on the parser
@@ -500,9 +535,11 @@ def provider_message_from_body(body: bytes | str) -> str:
         error = data.get("error")
         if isinstance(error, dict):
             message = error.get("message") or error.get("msg")
-            if message:
-                return _as_text(message)
-            return json.dumps(error)
+            text = _as_text(message) if message else json.dumps(error)
+            upstream = upstream_explanation(error)
+            if upstream and upstream not in text:
+                text = f"{text} — {upstream}"
+            return text
         if isinstance(error, str) and error:
             return error
         for key in ("message", "Message", "detail"):
@@ -511,21 +548,82 @@ def provider_message_from_body(body: bytes | str) -> str:
     return text.strip()
 
 
+def upstream_explanation(error: dict[str, Any]) -> str:
+    """What OpenRouter's upstream provider said (``error.metadata.raw``, with the provider's name),
+    or "": OpenRouter's own message for an upstream failure is only "Provider returned error".
+    ``raw`` is the upstream's body as text (often JSON, whose own message is taken), or a value."""
+    metadata = error.get("metadata")
+    if not isinstance(metadata, dict):
+        return ""
+    raw = metadata.get("raw")
+    if isinstance(raw, str):
+        said = provider_message_from_body(raw) if raw.strip() else ""
+    elif raw is not None:
+        said = provider_message_from_body(json.dumps(raw))
+    else:
+        reasons = metadata.get("reasons")   # moderation: the categories the input was flagged for
+        said = ("flagged for " + ", ".join(str(r) for r in reasons)) \
+            if isinstance(reasons, list) and reasons else ""
+    if not said:
+        return ""
+    name = metadata.get("provider_name")
+    return f"{name} said: {said}" if isinstance(name, str) and name else f"upstream said: {said}"
+
+
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
 def error_from_reply(reply: HttpReply, *, label: str, secrets: Iterable[str]) -> ProviderError:
-    """A ``ProviderError`` carrying the provider's status and its own (scrubbed, shortened) text."""
+    """A ``ProviderError`` carrying the provider's status, its own (scrubbed, shortened) text and
+    the wait its ``Retry-After`` asks for."""
     secrets = list(secrets)
-    provider_message = provider_message_from_body(reply.content) or _reason(reply.status)
-    provider_message = shown(provider_message, secrets)
+    provider_message = strip_status(reply.status, provider_message_from_body(reply.content))
+    provider_message = shown(provider_message, secrets) or _reason(reply.status)
+    header = reply.headers.get("retry-after")
+    retry_after = retry_after_seconds(header)
     extra = ""
-    retry_after = reply.headers.get("retry-after")
-    if reply.status == 429 and retry_after:
-        extra = f" (Retry-After: {quoted(retry_after)} s)"
-    return clean_error(f"{label} returned HTTP {reply.status}: {provider_message}{extra}", secrets,
-                       status_code=reply.status, provider_message=provider_message, provider=label)
+    if header and reply.status in (429, 503):
+        extra = f" (Retry-After: {quoted(header)}{' s' if _is_number(header) else ''})"
+    return clean_error(f"{label} returned {status_text(reply.status, provider_message)}{extra}",
+                       secrets, status_code=reply.status, provider_message=provider_message,
+                       provider=label, retry_after=retry_after)
+
+
+def status_text(status: int, detail: str) -> str:
+    """``HTTP 400: <detail>`` — the status once: a detail that starts with the status (``400 Bad
+    Request: ...``, ``HTTP 400: ...``) loses that start, and an empty one gives ``HTTP 400 Bad
+    Request`` (a status with no known phrase stands alone)."""
+    detail = strip_status(status, detail)
+    phrase = _phrase(status)
+    if not detail or detail == phrase:
+        return f"HTTP {status} {phrase}".rstrip()
+    return f"HTTP {status}: {detail}"
+
+
+def strip_status(status: int, text: str) -> str:
+    """``text`` without a leading repetition of ``status`` (and its phrase)."""
+    phrase = re.escape(_phrase(status)) if _phrase(status) else r"(?!)"
+    pattern = rf"^\s*(?:HTTP(?:/[\d.]+)?\s*)?{status}(?:\s+{phrase})?\s*(?:[:\-–]\s*|$)"
+    return re.sub(pattern, "", text, count=1, flags=re.IGNORECASE).strip()
+
+
+def request_id_of(headers: Any, body: Any = None) -> str | None:
+    """The provider's id for a call: the ``x-request-id`` header, else the body's ``id``."""
+    value = headers.get("x-request-id") if headers is not None else None
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:200]
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
+        return body["id"][:200]
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def malformed_reply(reply: HttpReply, *, label: str, secrets: Iterable[str], why: str) -> ProviderError:
@@ -534,7 +632,7 @@ def malformed_reply(reply: HttpReply, *, label: str, secrets: Iterable[str], why
     secrets = list(secrets)
     text = shown(reply.content[:4 * MAX_SHOWN_CHARS + 8192].decode("utf-8", "replace"), secrets)
     return clean_error(f"{label} returned a malformed reply (HTTP {reply.status}, {why}): {text}", secrets,
-                       status_code=502, provider_message=text, provider=label)
+                       status_code=502, provider_message=text, provider=label, transient=False)
 
 
 def scrubbed_result(result: Any, secrets: Iterable[str]) -> Any:
@@ -580,10 +678,13 @@ def shape_problem(exc: BaseException) -> str:
     return "a field has the wrong type"
 
 
-def _reason(status: int) -> str:
-    from http import HTTPStatus
-
+def _phrase(status: int) -> str:
+    """The standard reason phrase of ``status``, or "" for a status without one."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
-        return f"HTTP {status}"
+        return ""
+
+
+def _reason(status: int) -> str:
+    return _phrase(status) or f"HTTP {status}"
