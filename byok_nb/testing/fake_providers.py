@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .eventstream import EVENT_STREAM_TYPE, converse_stream_events, encode_event, encode_exception
+from .openai_sse import DONE, OPENROUTER_COMMENT, completion_events, error_event
 
 JSONish = dict | list | str | bytes | None
 
@@ -292,6 +293,26 @@ def openai_error(status: int, message: str, *, type: str = "invalid_request_erro
                                     "code": code, **extra}})
 
 
+def rate_limited(retry_after: str | None = "7", *, profile: str = "openai") -> Reply:
+    """A 429 with ``Retry-After`` (seconds or an HTTP-date), in the vendor's body."""
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    if profile == "openrouter":
+        return Reply(429, {"error": {"message": "Rate limit exceeded: free-models-per-min.", "code": 429,
+                                     "metadata": {"headers": {"X-RateLimit-Limit": "20"}}}}, headers)
+    if profile == "hf_tgi":
+        return Reply(429, {"error": "Model is overloaded", "error_type": "overloaded"}, headers)
+    return Reply(429, openai_error(429, "Rate limit reached for requests", type="requests",
+                                   code="rate_limit_exceeded").body, headers)
+
+
+def openrouter_upstream_error(status: int, raw: Any, provider_name: str = "Together") -> Reply:
+    """OpenRouter relaying an upstream failure: its own message says only "Provider returned
+    error"; what the upstream said is in ``error.metadata.raw`` (a string, usually its JSON body)."""
+    return Reply(status, {"error": {"message": "Provider returned error", "code": status,
+                                    "metadata": {"raw": raw, "provider_name": provider_name}},
+                          "user_id": "user_2fake"})
+
+
 def tgi_error(status: int, message: str, error_type: str = "validation") -> Reply:
     """A TGI error: ``{"error": "...", "error_type": "..."}``."""
     return Reply(status, {"error": message, "error_type": error_type})
@@ -361,6 +382,17 @@ class FakeOpenAIProvider(FakeServer):
     Failure switches: ``delay`` (seconds before answering), ``malformed`` (200 with a broken
     body), ``huge_body`` (500 with a 1 MB HTML body), ``fail_status`` (e.g. 503),
     ``rate_limit`` (429 with ``Retry-After: retry_after``), ``redirect_to`` (302 to it).
+    ``errors``: replies served, one per request and in order, to the next authenticated requests
+    (e.g. :func:`rate_limited`, :func:`openrouter_upstream_error`).
+
+    ``stream: true`` is answered with server-sent events (:mod:`.openai_sse`), the usage chunk
+    when ``stream_options.include_usage`` asks for it (always on Together and OpenRouter), an
+    event every ``stream_delay`` seconds; ``stream_error = (status, message)`` replaces the
+    ``stream_error_after``-th event with the vendor's mid-stream error event
+    (``stream_error_metadata`` is OpenRouter's ``error.metadata``). The sampling parameters
+    (``temperature``, ``top_p``, ``stop``, ``seed``, penalties, ``n``, ``stream_options``) are
+    checked as the vendor checks them, with its error wording; ``stop`` ends the reply before
+    the first stop sequence. Replies carry ``x-request-id`` (OpenRouter: a ``gen-`` body id).
     """
 
     def __init__(self, profile: str = "openai", *, api_key: str | None = "sk-test-key-0001",
@@ -390,6 +422,11 @@ class FakeOpenAIProvider(FakeServer):
         self.rate_limit = rate_limit
         self.retry_after = retry_after
         self.redirect_to = redirect_to
+        self.errors: list[Reply] = []
+        self.stream_delay = 0.0
+        self.stream_error: tuple[int, str] | None = None
+        self.stream_error_after = 0
+        self.stream_error_metadata: dict[str, Any] | None = None
 
     @property
     def base_url(self) -> str:
@@ -414,6 +451,8 @@ class FakeOpenAIProvider(FakeServer):
         auth_error = self._check_auth(request.headers.get("authorization"))
         if auth_error is not None:
             return auth_error
+        if self.errors:
+            return self.errors.pop(0)
         if self.rate_limit:
             return Reply(429, openai_error(429, "Rate limit reached for requests", type="requests",
                                            code="rate_limit_exceeded").body,
@@ -432,7 +471,35 @@ class FakeOpenAIProvider(FakeServer):
             return problem
         if self.malformed:
             return Reply(200, '{"id": "chatcmpl-broken", "choices": [', {"Content-Type": "application/json"})
-        return Reply(200, self._completion(request, body))
+        completion = self._completion(request, body)
+        headers = self._id_headers(len(self.requests))
+        if body.get("stream") is True:
+            include_usage = self.profile in ("together", "openrouter") \
+                or (body.get("stream_options") or {}).get("include_usage") is True
+            events = completion_events(completion, include_usage=include_usage)
+            return Reply(200, headers={**headers, "Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache"},
+                         chunks=self._stream(events, completion["id"]))
+        return Reply(200, completion, headers)
+
+    def _id_headers(self, number: int) -> dict[str, str]:
+        if self.profile in ("openrouter", "hf_tgi", "vllm"):   # they send no request id header
+            return {}
+        return {"x-request-id": f"req_fake_{number:06d}"}
+
+    def _stream(self, events: list[bytes], completion_id: str) -> Iterable[bytes]:
+        if self.profile == "openrouter":
+            yield OPENROUTER_COMMENT
+        for number, event in enumerate(events):
+            if self.stream_error is not None and number == self.stream_error_after:
+                status, message = self.stream_error
+                yield error_event(self.profile, status, message, metadata=self.stream_error_metadata,
+                                  completion_id=completion_id)
+                return
+            if number and self.stream_delay:
+                time.sleep(self.stream_delay)
+            yield event
+        yield DONE
 
     def _not_found(self, request: RecordedRequest) -> Reply:
         if self.profile == "hf_tgi":
@@ -514,7 +581,8 @@ class FakeOpenAIProvider(FakeServer):
                 return self._invalid("you must provide a model parameter", "model")
             if self.models is not None and model not in self.models:
                 return self._unknown_model(model)
-        for check in (self._check_messages, self._check_max_tokens, self._check_response_format,
+        for check in (self._check_messages, self._check_max_tokens, self._check_sampling,
+                      self._check_stream, self._check_response_format,
                       self._check_tools, self._check_reasoning, self._check_capabilities):
             problem = check(body)
             if problem is not None:
@@ -570,6 +638,71 @@ class FakeOpenAIProvider(FakeServer):
                             f"in the messages, {max_tokens} in the completion). Please reduce the "
                             f"length of the messages or completion.", param="messages",
                             code="context_length_exceeded")
+
+    def _check_sampling(self, body: dict[str, Any]) -> Reply | None:
+        """``temperature``, ``top_p``, penalties, ``seed``, ``stop`` and ``n`` as the vendor checks
+        them: OpenAI's ranges and wording, TGI's (``top_p`` strictly inside (0, 1))."""
+        tgi = self.profile == "hf_tgi"
+        ranges = {"temperature": (0, 2), "top_p": (0, 1), "frequency_penalty": (-2, 2),
+                  "presence_penalty": (-2, 2)}
+        for name, (low, high) in ranges.items():
+            value = body.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if tgi:
+                    return tgi_error(422, f"Failed to deserialize the JSON body into the target type: "
+                                     f"{name}: invalid type: expected f32")
+                return self._invalid(f"Invalid type for '{name}': expected a decimal, but got "
+                                     f"{type(value).__name__} instead.", name)
+            if tgi and name == "top_p" and not 0 < value < 1:
+                return tgi_error(422, "Input validation error: `top_p` must be > 0.0 and < 1.0")
+            if tgi and name == "temperature" and value < 0:
+                return tgi_error(422, "Input validation error: `temperature` must be strictly positive")
+            if value > high:
+                return self._invalid(f"Invalid '{name}': decimal above maximum value. Expected a value "
+                                     f"<= {high}, but got {value} instead.", name)
+            if value < low:
+                return self._invalid(f"Invalid '{name}': decimal below minimum value. Expected a value "
+                                     f">= {low}, but got {value} instead.", name)
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or (tgi and seed < 0)):
+            if tgi:
+                return tgi_error(422, "Failed to deserialize the JSON body into the target type: "
+                                 "seed: invalid type: expected u64")
+            return self._invalid(f"Invalid type for 'seed': expected an integer, but got "
+                                 f"{type(seed).__name__} instead.", "seed")
+        stop = body.get("stop")
+        if stop is not None:
+            sequences = [stop] if isinstance(stop, str) else stop
+            if not isinstance(sequences, list) or not all(isinstance(x, str) for x in sequences):
+                return self._invalid("Invalid type for 'stop': expected a string or an array of "
+                                     "strings.", "stop")
+            if len(sequences) > 4:
+                if tgi:
+                    return tgi_error(422, f"Input validation error: `stop` supports up to 4 stop "
+                                     f"sequences. Given: {len(sequences)}")
+                return self._invalid(f"Invalid 'stop': array too long. Expected an array with maximum "
+                                     f"length 4, but got an array with length {len(sequences)} "
+                                     f"instead.", "stop")
+        n = body.get("n")
+        if n is not None and n != 1:
+            return self._invalid("Only n=1 is supported by this fake model.", "n")
+        return None
+
+    def _check_stream(self, body: dict[str, Any]) -> Reply | None:
+        stream, options = body.get("stream"), body.get("stream_options")
+        if stream is not None and not isinstance(stream, bool):
+            return self._invalid("Invalid type for 'stream': expected a boolean.", "stream")
+        if options is None:
+            return None
+        if stream is not True:
+            return self._invalid("The 'stream_options' parameter is only allowed when 'stream' is "
+                                 "enabled.", "stream_options")
+        if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+            return self._invalid("Invalid type for 'stream_options.include_usage': expected a "
+                                 "boolean.", "stream_options.include_usage")
+        return None
 
     def _check_response_format(self, body: dict[str, Any]) -> Reply | None:
         fmt = body.get("response_format")
@@ -697,6 +830,10 @@ class FakeOpenAIProvider(FakeServer):
             finish, completion = "tool_calls", 12
         else:
             text = self.reply(request) if callable(self.reply) else self.reply
+            stop = body.get("stop")
+            for sequence in [stop] if isinstance(stop, str) else stop or []:
+                if sequence and sequence in text:   # the model stops before writing it
+                    text = text[:text.index(sequence)]
             message = {"role": "assistant", "content": text}
             finish, completion = "stop", max(1, len(text) // 4)
         completion = min(completion, body.get("max_tokens") or completion)
@@ -710,7 +847,8 @@ class FakeOpenAIProvider(FakeServer):
             if self.profile not in ("vllm", "hf_tgi"):   # they do not count reasoning tokens
                 usage["completion_tokens_details"] = {
                     "reasoning_tokens": max(1, len(self.reasoning_reply) // 4)}
-        return {"id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion",
+        prefix = "gen-fake" if self.profile == "openrouter" else "chatcmpl-fake"
+        return {"id": f"{prefix}-{len(self.requests)}", "object": "chat.completion",
                 "created": int(time.time()), "model": body.get("model") or "tgi",
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": usage}
