@@ -31,7 +31,7 @@ _LAZY = {
     "PlatformModel": ".core.domain",
     "Project": ".core.domain",
     "Registry": ".registry",
-    "RegistryWarning": ".registry",
+    "RegistryWarning": ".core.errors",
     "Session": ".registry",
     "Workflow": ".core.domain",
     "generate_master_key": ".core.secrets",

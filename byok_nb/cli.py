@@ -186,7 +186,7 @@ def _cmd_platform_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from .core.notebook_scan import scan_command
+    from .scan import scan_command
 
     return scan_command(args.paths, database_url=args.database_url, use_registry=not args.no_registry)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from byok_nb.core.notebook_scan import Finding, scan_command, scan_notebook, scan_text
+from byok_nb.scan import Finding, scan_command, scan_notebook, scan_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -71,3 +71,7 @@ class StoreUnavailable(RegistryError):
     a deadlock or serialization failure, an unreachable server (503; safe to try again)."""
 
     status_code = 503
+
+
+class RegistryWarning(UserWarning):
+    """Accepted input that is probably a mistake (a per-1M price, an unknown reasoning parameter)."""

@@ -31,12 +31,14 @@ from decimal import Decimal, Inexact, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequest, NotFound
+from .access import require_admin, require_member
+from .context import Backend, Context
+from .membership import find_org_id
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from sqlalchemy import Connection, Engine
 
-    from ..registry import Registry, Session
 
 __all__ = [
     "REPORT_DIMENSIONS", "USAGE_COLUMNS", "cost_report", "estimate_cost", "record_usage_batch", "usage",
@@ -68,7 +70,7 @@ _TEXT_LIMITS = {"project": 128, "workflow": 256, "field": 256, "model": 512, "pr
 
 
 # -- recording -------------------------------------------------------------------------------------
-def record_usage_batch(session_or_registry: "Session | Registry", rows: Iterable[Mapping[str, Any]]) -> int:
+def record_usage_batch(session_or_registry: Any, rows: Iterable[Mapping[str, Any]]) -> int:
     """Record usage rows — all of them in one transaction, or none — and return how many.
 
     ``generate`` records its calls through this; it is public for importing usage from elsewhere
@@ -94,15 +96,16 @@ def record_usage_batch(session_or_registry: "Session | Registry", rows: Iterable
     >>> record_usage_batch(s, [{"model": "openai/gpt-4o", "input_tokens": 900, "output_tokens": 80}])  # doctest: +SKIP
     1
     """
-    from ..registry import Registry, Session
-
-    if isinstance(session_or_registry, Session):
-        session_or_registry._require_admin()
-        engine = session_or_registry._reg._engine
-        fixed = (session_or_registry.org, session_or_registry.org_id)
-        default_user = session_or_registry.user
-    elif isinstance(session_or_registry, Registry):
-        engine = session_or_registry._engine
+    # A Session or a Registry, told apart by what they hold (this module must not import them).
+    ctx = getattr(session_or_registry, "_ctx", session_or_registry)
+    backend = getattr(session_or_registry, "_backend", None)
+    if isinstance(ctx, Context):
+        require_admin(ctx)
+        engine = ctx.engine
+        fixed = (ctx.org, ctx.org_id)
+        default_user = ctx.user
+    elif isinstance(backend, Backend):
+        engine = backend.engine
         fixed = None
         default_user = ""
     else:
@@ -207,11 +210,10 @@ class _Preparer:
             raise InvalidRequest(f"{where}: org is required when recording through a Registry")
         org_id = self.org_ids.get(org)
         if org_id is None:
-            from ..registry import Registry
             from ..store import read_tx
 
             with read_tx(self.engine) as conn:
-                org_id = self.org_ids[org] = Registry._org_id(conn, org)
+                org_id = self.org_ids[org] = find_org_id(conn, org)
         return org_id
 
     def _ts(self, value: Any, where: str, name: str = "ts") -> int:
@@ -402,7 +404,7 @@ def _now_us() -> int:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.DataFrame":
+def usage(ctx: Context, *, since: Any = None, until: Any = None) -> "pd.DataFrame":
     """The org's usage log, one row a call, oldest first.
 
     Columns: ``ts`` (UTC), ``org``, ``project``, ``workflow``, ``field``, ``model``, ``model_type``,
@@ -421,24 +423,24 @@ def usage(session: "Session", *, since: Any = None, until: Any = None) -> "pd.Da
     from .frames import counts
     from ..store import read_tx, schema
 
-    session._require_member()
+    require_member(ctx)
     u = schema.usage_log
     query = select(
         u.c.ts_us, u.c.project, u.c.workflow, u.c.field, u.c.model, u.c.model_type, u.c.provider,
         u.c.input_tokens, u.c.output_tokens, u.c.latency_ms, u.c.ok, u.c.input_cost_per_token,
-        u.c.output_cost_per_token).where(u.c.org_id == session.org_id)
-    bounds = _Preparer(session._reg._engine, fixed=None, default_user="")
+        u.c.output_cost_per_token).where(u.c.org_id == ctx.org_id)
+    bounds = _Preparer(ctx.engine, fixed=None, default_user="")
     if since is not None:
         query = query.where(u.c.ts_us >= bounds._ts(since, "usage", "since"))
     if until is not None:
         query = query.where(u.c.ts_us < bounds._ts(until, "usage", "until"))
-    with read_tx(session._reg._engine) as conn:
+    with read_tx(ctx.engine) as conn:
         rows = conn.execute(query.order_by(u.c.ts_us, u.c.id)).all()
     raw = pd.DataFrame(rows, columns=["ts_us", "project", "workflow", "field", "model", "model_type", "provider",
                                       "input_tokens", "output_tokens", "latency_ms", "ok", "pin", "pout"])
     frame = pd.DataFrame({
         "ts": pd.to_datetime(raw["ts_us"].astype("int64"), unit="us", utc=True),
-        "org": pd.Series([session.org] * len(raw), dtype=object),
+        "org": pd.Series([ctx.org] * len(raw), dtype=object),
     })
     for name in ("project", "workflow", "field"):
         frame[name] = raw[name].astype(object).where(raw[name] != "", None)
@@ -478,7 +480,7 @@ def _dimensions(by: Any) -> tuple[str, ...]:
     return tuple(dims)
 
 
-def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFrame":
+def cost_report(ctx: Context, by: str | list[str] = "model") -> "pd.DataFrame":
     """Cost per ``model``, ``provider``, ``workflow``, ``project`` or ``day`` (or ``field``, or a
     list of these, e.g. ``["day", "model"]``).
 
@@ -496,14 +498,14 @@ def cost_report(session: "Session", by: str | list[str] = "model") -> "pd.DataFr
 
     from ..store import read_tx, schema
 
-    session._require_member()
+    require_member(ctx)
     dims = _dimensions(by)
     r = schema.usage_rollup
     keys = [r.c[d] for d in dims] + [r.c.input_cost_per_token, r.c.output_cost_per_token]
     query = (select(*keys, func.sum(r.c.calls), func.sum(r.c.failed_calls), func.sum(r.c.input_tokens),
                     func.sum(r.c.output_tokens))
-             .where(r.c.org_id == session.org_id).group_by(*keys))
-    with read_tx(session._reg._engine) as conn:
+             .where(r.c.org_id == ctx.org_id).group_by(*keys))
+    with read_tx(ctx.engine) as conn:
         rows = conn.execute(query).all()
     frame = pd.DataFrame(rows, columns=[*dims, "pin", "pout", "calls", "failed_calls", "input_tokens",
                                         "output_tokens"])
@@ -599,22 +601,22 @@ def _check_tokens(name: str, value: Any) -> int:
     return value
 
 
-def estimate_cost(session: "Session", ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
+def estimate_cost(ctx: Context, ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
     """The exact USD cost of a call of ``ref`` (platform id or custom slug) at its current
     prices, or None when the model is unpriced (``Decimal("0")`` when it is free)."""
     from .workflows import lookup_model
 
-    session._require_member()
+    require_member(ctx)
     input_tokens = _check_tokens("input_tokens", input_tokens)
     output_tokens = _check_tokens("output_tokens", output_tokens)
-    model = lookup_model(session, ref)
+    model = lookup_model(ctx, ref)
     if model is None or not model.active:
         state = "is deleted" if model is not None else "is neither a platform model id nor a custom model slug"
-        raise NotFound(f"model {ref!r} {state} in org {session.org!r}")
+        raise NotFound(f"model {ref!r} {state} in org {ctx.org!r}")
     return _exact_cost(input_tokens, output_tokens, model.input_cost_per_token, model.output_cost_per_token)
 
 
-def what_if(session: "Session", input_tokens: int, output_tokens: int, workflow: Any = None,
+def what_if(ctx: Context, input_tokens: int, output_tokens: int, workflow: Any = None,
             field: str | None = None) -> "pd.DataFrame":
     """What a token volume would cost on each of the org's models (platform and active custom),
     cheapest first, unpriced ones last.
@@ -633,14 +635,14 @@ def what_if(session: "Session", input_tokens: int, output_tokens: int, workflow:
     from .frames import with_prices
     from ..store import read_tx
 
-    session._require_member()
+    require_member(ctx)
     input_tokens = _check_tokens("input_tokens", input_tokens)
     output_tokens = _check_tokens("output_tokens", output_tokens)
     if (workflow is None) != (field is None):
         raise InvalidRequest("give both workflow and field, or neither")
-    with read_tx(session._reg._engine) as conn:
-        platform, custom = workflows._active_models(session, conn)
-        llm_field = workflows.resolve_field(session, conn, workflow, field)[1] if workflow is not None else None
+    with read_tx(ctx.engine) as conn:
+        platform, custom = workflows._active_models(ctx, conn)
+        llm_field = workflows.resolve_field(ctx, conn, workflow, field)[1] if workflow is not None else None
     rows = []
     for m in [*platform, *custom]:
         if llm_field is not None and workflows.why_hidden(llm_field, m) is not None:

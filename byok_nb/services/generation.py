@@ -1,6 +1,6 @@
 """Generate with a workflow field's model (SPEC W-7, W-9, P-1, P-4, C-4).
 
-``generate(session, workflow, field, messages)`` looks up the field's model reference and routes
+``generate(ctx, workflow, field, messages)`` looks up the field's model reference and routes
 the call: platform models through OpenRouter with the operator's key, custom models straight to
 their provider with the model's decrypted credentials. It applies the model's ``max_tokens``, the
 field's structured output (native ``json_schema`` — the model must support JSON mode), its tool
@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.domain import Completion
 from ..core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from ..core.secrets import UnreadableSecret
+from . import models
+from .access import require_member
+from .context import Context
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..registry import Session
     from .workflows import ModelInfo
 
 __all__ = ["GENERATE_OPTIONS", "generate"]
@@ -49,7 +51,7 @@ def deleted_model_message(ref: str, field: str) -> str:
     return f"model '{ref}' is deleted; assign another model to field '{field}'"
 
 
-def generate(session: "Session", workflow: Any, field: str, messages: Any, **options: Any) -> Completion:
+def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: Any) -> Completion:
     """W-9: call the model of ``field`` in ``workflow`` and return a :class:`Completion`.
 
     ``messages`` is a prompt string or OpenAI-style message dicts (content a string or parts;
@@ -66,15 +68,15 @@ def generate(session: "Session", workflow: Any, field: str, messages: Any, **opt
     from ..providers.reasoning import canonical_reasoning
     from ..store import read_tx
 
-    session._require_member()
+    require_member(ctx)
     opts = _check_options(options)
-    with read_tx(session._reg._engine) as conn:
-        wf, f = workflows.resolve_field(session, conn, workflow, field)
+    with read_tx(ctx.engine) as conn:
+        wf, f = workflows.resolve_field(ctx, conn, workflow, field)
         ref = f.model
         if not ref:
             raise InvalidRequest(f"field '{f.name}' of workflow '{wf.name}' has no model; assign one "
                                  f"with assign_model")
-        model = workflows.lookup_model(session, ref, conn)
+        model = workflows.lookup_model(ctx, ref, conn)
     if model is None or not model.active:
         raise Conflict(deleted_model_message(ref, f.name))
     missing = workflows.missing_capabilities(f, model)
@@ -100,10 +102,10 @@ def generate(session: "Session", workflow: Any, field: str, messages: Any, **opt
            "output_cost_per_token": model.output_cost_per_token}
     started = time.perf_counter()
     try:
-        request = _request(session, model, msgs, max_tokens, schema, f, opts, reasoning)
+        request = _request(ctx, model, msgs, max_tokens, schema, f, opts, reasoning)
         result = request[0].chat(request[1])
     except BaseException as exc:
-        _record(session, row, ok=False, latency_ms=(time.perf_counter() - started) * 1000, error=exc)
+        _record(ctx, row, ok=False, latency_ms=(time.perf_counter() - started) * 1000, error=exc)
         if isinstance(exc, NotFound) and model.type == "custom":
             # Deleted between the look-up and the call.
             raise Conflict(deleted_model_message(ref, f.name)) from None
@@ -111,30 +113,30 @@ def generate(session: "Session", workflow: Any, field: str, messages: Any, **opt
             raise UnreadableSecret(f"model '{ref}': {exc.message}") from None
         raise
     latency_ms = result.latency_ms or (time.perf_counter() - started) * 1000
-    _record(session, row, ok=True, latency_ms=latency_ms, input_tokens=result.input_tokens,
+    _record(ctx, row, ok=True, latency_ms=latency_ms, input_tokens=result.input_tokens,
             output_tokens=result.output_tokens, usage_unknown=result.usage_unknown)
     return Completion(text=result.text, json=_parse_json(result.text) if schema is not None else None,
                       tool_calls=list(result.tool_calls), input_tokens=result.input_tokens,
                       output_tokens=result.output_tokens, latency_ms=latency_ms, model=ref)
 
 
-def _request(session: "Session", model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
+def _request(ctx: Context, model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
              schema: dict[str, Any] | None, f: Any, opts: dict[str, Any], reasoning: dict | None):
     """(adapter, ChatRequest) for the call; decrypts credentials (C-4 errors surface here)."""
     from ..providers.base import ChatRequest, Target
 
     if model.type == "custom":
-        _, target = session._call_target(model.ref)
+        _, target = models.call_target(ctx, model.ref)
     else:
         target = Target(provider="openrouter", provider_model_id=model.ref)
-    adapter = session._reg._provider_hub.adapter(target)
+    adapter = ctx.providers.adapter(target)
     request = ChatRequest(model=target.provider_model_id, messages=msgs, max_tokens=max_tokens,
                           json_schema=schema, json_schema_name=f.name, tools=[dict(t) for t in f.tools],
                           tool_choice=opts.get("tool_choice"), reasoning=reasoning)
     return adapter, request
 
 
-def _record(session: "Session", row: dict[str, Any], *, ok: bool, latency_ms: float,
+def _record(ctx: Context, row: dict[str, Any], *, ok: bool, latency_ms: float,
             input_tokens: int | None = None, output_tokens: int | None = None,
             usage_unknown: bool = False, error: BaseException | None = None) -> None:
     from .analytics import _record as record
@@ -147,13 +149,13 @@ def _record(session: "Session", row: dict[str, Any], *, ok: bool, latency_ms: fl
         status = getattr(error, "status_code", None)
         full["error"] = f"{type(error).__name__}{f' {status}' if status else ''}"
     called_at = dt.datetime.now(dt.timezone.utc)
-    spool = session._reg.usage_spool
+    spool = ctx.spool
     try:
-        record(session._reg._engine, [full], fixed=(session.org, session.org_id), default_user=session.user)
+        record(ctx.engine, [full], fixed=(ctx.org, ctx.org_id), default_user=ctx.user)
     except StoreUnavailable as exc:
         # The provider has answered (and charged): keep the row durably and record it later
         # rather than lose it or fail a call whose answer is here (byok_nb.store.usage_spool).
-        spool.keep(dict(full, ts=called_at.isoformat()), org=session.org, user=session.user, reason=exc)
+        spool.keep(dict(full, ts=called_at.isoformat()), org=ctx.org, user=ctx.user, reason=exc)
         return
     if spool.pending():   # the store takes writes again: catch up
         spool.replay_quietly()

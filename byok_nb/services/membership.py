@@ -18,14 +18,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
 from ..core import model_rules as rules
-from ..core.domain import Member
-from ..core.errors import Conflict, Forbidden, NotFound
+from ..core.domain import ROLES, Member, Org, Project
+from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from ..store import read_tx, schema, write_tx
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine
 
-__all__ = ["claim_first_run", "list_members", "not_a_member", "org_not_found", "remove_member"]
+__all__ = ["add_member", "claim_first_run", "create_org", "create_project", "list_members", "not_a_member",
+           "find_org_id", "find_project_id", "org_not_found", "remove_member"]
 
 # pg_advisory_xact_lock key of the first-run check (migrations use another one).
 _FIRST_RUN_LOCK_KEY = 0x6279_6F6B_6631   # "byokf1"
@@ -50,11 +55,6 @@ def claim_first_run(engine: "Engine", org: str, user: str) -> bool:
     Returns True when this call did it; False when the store already had an org (this one or
     another), including when a concurrent first run won the race.
     """
-    from sqlalchemy import select, text
-    from sqlalchemy.exc import IntegrityError
-
-    from ..store import read_tx, schema, write_tx
-
     org = rules.check_required_text("org name", org, 128)
     user = rules.check_required_text("user", user, 256)
     first_org = select(schema.orgs.c.id).limit(1)
@@ -83,15 +83,10 @@ def remove_member(engine: "Engine", org: str, user: str, project: str | None = N
     NotFound when the org, the project or the membership does not exist; Conflict when it would
     leave an org that has an org admin without one.
     """
-    from sqlalchemy import select
-
-    from ..registry import Registry
-    from ..store import schema, write_tx
-
     user = rules.check_required_text("user", user, 256)
     m, p = schema.members, schema.projects
     with write_tx(engine) as conn:
-        org_id = Registry._org_id(conn, org)
+        org_id = find_org_id(conn, org)
         # Lock the org's row: two removals of two different admins must not both see the other
         # one still there (PostgreSQL; SQLite's write transaction is already exclusive).
         conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.id == org_id).with_for_update())
@@ -100,7 +95,7 @@ def remove_member(engine: "Engine", org: str, user: str, project: str | None = N
                  .select_from(m.outerjoin(p, p.c.id == m.c.project_id)).where(scope))
         rows = conn.execute(query.order_by(m.c.id)).all()
         if project is not None:
-            Registry._project_id(conn, org_id, org, project)   # NotFound names a missing project
+            find_project_id(conn, org_id, org, project)   # NotFound names a missing project
             ending = [r for r in rows if r.user_name == user and r.project == project]
         else:
             ending = [r for r in rows if r.user_name == user]
@@ -125,14 +120,80 @@ def remove_member(engine: "Engine", org: str, user: str, project: str | None = N
 
 def list_members(conn: "Connection", org: str) -> list[Member]:
     """Every role in ``org``, ordered by user then project (org-wide roles first)."""
-    from sqlalchemy import select
-
-    from ..registry import Registry
-    from ..store import schema
-
-    org_id = Registry._org_id(conn, org)
+    org_id = find_org_id(conn, org)
     m, p = schema.members, schema.projects
     rows = conn.execute(select(m.c.user_name, m.c.role, p.c.name.label("project"))
                         .select_from(m.outerjoin(p, p.c.id == m.c.project_id))
                         .where(m.c.org_id == org_id).order_by(m.c.user_name, m.c.project_id)).all()
     return [Member(org=org, user=r.user_name, role=r.role, project=r.project) for r in rows]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def create_org(engine: "Engine", name: str) -> Org:
+    """Create an organization; Conflict when the name is taken."""
+    name = rules.check_required_text("org name", name, 128)
+    try:
+        with write_tx(engine) as conn:
+            new_id = conn.execute(schema.orgs.insert().values(name=name, created_at=_now())).inserted_primary_key[0]
+    except IntegrityError:
+        raise Conflict(f"org {name!r} already exists") from None
+    return Org(id=new_id, name=name)
+
+
+def create_project(engine: "Engine", org: str, name: str) -> Project:
+    """Create a project in ``org``; Conflict when it exists."""
+    name = rules.check_required_text("project name", name, 128)
+    try:
+        with write_tx(engine) as conn:
+            owner = find_org_id(conn, org)
+            pid = conn.execute(schema.projects.insert().values(
+                org_id=owner, name=name, created_at=_now())).inserted_primary_key[0]
+    except IntegrityError:
+        raise Conflict(f"project {name!r} already exists in org {org!r}") from None
+    return Project(id=pid, org=org, name=name)
+
+
+def add_member(engine: "Engine", org: str, user: str, role: str = "contributor",
+               project: str | None = None) -> Member:
+    """Give ``user`` a role: ``org_admin`` for the whole org, or ``project_admin`` /
+    ``contributor`` on one project of it."""
+    user = rules.check_required_text("user", user, 256)
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "org_admin" and project is not None:
+        raise InvalidRequest("org_admin applies to the whole org; do not name a project")
+    if role != "org_admin" and not project:
+        raise InvalidRequest(f"{role} is assigned to a project; name the project")
+    try:
+        with write_tx(engine) as conn:
+            owner = find_org_id(conn, org)
+            pid = find_project_id(conn, owner, org, project) if project else 0
+            conn.execute(schema.members.insert().values(
+                org_id=owner, user_name=user, role=role, project_id=pid))
+    except IntegrityError:
+        raise Conflict(f"{user!r} already has a role on {project or org!r}") from None
+    return Member(org=org, user=user, role=role, project=project)
+
+
+def find_org_id(conn: "Connection", org: str) -> int:
+    """The id of the org named ``org``; NotFound (naming ``create_org``) when there is none."""
+    if not isinstance(org, str):   # SQLite would match True to an org named "1"
+        raise InvalidRequest(f"an org is named by text, not {type(org).__name__}")
+    row = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).first()
+    if row is None:
+        raise org_not_found(org)
+    return int(row[0])
+
+
+def find_project_id(conn: "Connection", org_id: int, org: str, project: str) -> int:
+    """The id of ``project`` in the org; NotFound when it does not exist."""
+    if not isinstance(project, str):
+        raise InvalidRequest(f"a project is named by text, not {type(project).__name__}")
+    row = conn.execute(select(schema.projects.c.id).where(
+        schema.projects.c.org_id == org_id, schema.projects.c.name == project)).first()
+    if row is None:
+        raise NotFound(f"project {project!r} not found in org {org!r}")
+    return int(row[0])

@@ -20,18 +20,18 @@ from ..core.domain import RotationReport
 from ..core.errors import InvalidRequest
 from ..store.key_custody import begin_key_change, record_key
 from ..core.secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, decode_master_key
+from .context import Backend
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
 
-    from ..registry import Registry
 
 WRITE_CHUNK = 256   # rows per executemany: fewer round trips than one UPDATE per row on PostgreSQL
 _MAX_NAMED = 20     # unreadable secrets named in the error; the rest are counted
 
 
 @clean_failures   # its frames hold the new master key and, mid-loop, a decrypted secret
-def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bool = False) -> RotationReport:
+def rotate_master_key(backend: Backend, new_key: str | bytes, *, dry_run: bool = False) -> RotationReport:
     """Re-encrypt each stored secret (active and deleted models alike) under ``new_key``.
 
     ``dry_run=True`` decrypts every secret with the current key, reports how many would be
@@ -45,12 +45,12 @@ def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bo
     if not isinstance(dry_run, bool):   # a stray truthy/falsy value must not decide a rotation
         raise InvalidRequest(f"dry_run must be True or False, not {type(dry_run).__name__}")
     raw = new_key if isinstance(new_key, bytes) and len(new_key) == 32 else decode_master_key(new_key)
-    old_box, new_box = registry._box, SecretBox(raw)
+    old_box, new_box = backend.box, SecretBox(raw)
     if new_box.key_id == old_box.key_id:
         raise InvalidRequest("the new master key is the current key; generate a fresh one "
                              "with byok_nb.generate_master_key()")
     cm, orgs = schema.custom_models, schema.orgs
-    engine = registry._engine
+    engine = backend.engine
     with (read_tx(engine) if dry_run else write_tx(engine)) as conn:
         if dry_run:
             from ..store.key_custody import require_current_key
@@ -75,7 +75,7 @@ def rotate_master_key(registry: "Registry", new_key: str | bytes, *, dry_run: bo
                 _write_chunk(conn, updates[start:start + WRITE_CHUNK])
             record_key(conn, new_box.key_id)   # same transaction: old-key writers are refused from now on
     if not dry_run:
-        registry._box = new_box
+        backend.box = new_box
     return RotationReport(dry_run=dry_run, secrets=len(updates), old_key_id=old_box.key_id,
                           new_key_id=new_box.key_id)
 

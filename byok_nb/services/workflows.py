@@ -36,11 +36,13 @@ from pydantic import ValidationError
 from ..core.domain import LLMField, PickerEntry, PickerResult, Workflow
 from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError
 from ..core.suggest import LLM_FIELD_ALIASES, did_you_mean
+from . import access
+from .context import Context
+from .membership import find_project_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
 
-    from ..registry import Session
 
 __all__ = [
     "CAPABILITY_LABELS", "ModelInfo", "assign_model", "create_workflow", "field_needs", "get_workflow",
@@ -108,7 +110,7 @@ _CUSTOM_INFO_COLUMNS = ("slug", "provider", "display_name", "active", "max_token
                         "reasoning_parameter", "input_cost_per_token", "output_cost_per_token")
 
 
-def lookup_model(session: "Session", ref: str, conn: "Connection | None" = None) -> ModelInfo | None:
+def lookup_model(ctx: Context, ref: str, conn: "Connection | None" = None) -> ModelInfo | None:
     """The model a reference names in this org, or None when it names nothing.
 
     An *active* custom slug of the org wins, then a platform id; failing both, the most recent
@@ -123,10 +125,10 @@ def lookup_model(session: "Session", ref: str, conn: "Connection | None" = None)
         return None
     cm = schema.custom_models
     query = (select(*(cm.c[name] for name in _CUSTOM_INFO_COLUMNS))
-             .where(cm.c.org_id == session.org_id, cm.c.slug == ref)
+             .where(cm.c.org_id == ctx.org_id, cm.c.slug == ref)
              .order_by(cm.c.active.desc(), cm.c.updated_at.desc()).limit(1))
     if conn is None:
-        with read_tx(session._reg._engine) as c:
+        with read_tx(ctx.engine) as c:
             row = c.execute(query).mappings().first()
     else:
         row = conn.execute(query).mappings().first()
@@ -145,7 +147,7 @@ def _get_platform(ref: str, getter: Any) -> Any:
         return None
 
 
-def _active_models(session: "Session", conn: "Connection") -> tuple[list[ModelInfo], list[ModelInfo]]:
+def _active_models(ctx: Context, conn: "Connection") -> tuple[list[ModelInfo], list[ModelInfo]]:
     """(platform, custom) models a picker may list: the catalogue and the org's active models."""
     from sqlalchemy import select
 
@@ -154,7 +156,7 @@ def _active_models(session: "Session", conn: "Connection") -> tuple[list[ModelIn
 
     cm = schema.custom_models
     rows = conn.execute(select(*(cm.c[name] for name in _CUSTOM_INFO_COLUMNS))
-                        .where(cm.c.org_id == session.org_id, cm.c.active.is_(True))
+                        .where(cm.c.org_id == ctx.org_id, cm.c.active.is_(True))
                         .order_by(cm.c.slug)).mappings().all()
     return [_platform_info(m) for m in load_platform_models()], [_custom_info(r) for r in rows]
 
@@ -259,13 +261,13 @@ def _field_from_row(row: Any) -> LLMField:
 
 
 # -- access ----------------------------------------------------------------------------------------
-def _roles(session: "Session") -> list[tuple[str, int]]:
+def _roles(ctx: Context) -> list[tuple[str, int]]:
     """The actor's roles; Forbidden when they have none in this org."""
-    roles = session.roles()
+    roles = access.roles(ctx)
     if not roles:
         from .membership import not_a_member
 
-        raise not_a_member(session.org, session.user)
+        raise not_a_member(ctx.org, ctx.user)
     return roles
 
 
@@ -273,8 +275,8 @@ def _may_edit(roles: list[tuple[str, int]], project_id: int) -> bool:
     return any(role == "org_admin" or (role in EDIT_ROLES and pid == project_id) for role, pid in roles)
 
 
-def _edit_forbidden(session: "Session", project: str) -> Forbidden:
-    return Forbidden(f"{session.user!r} may not change workflows of project {project!r}: that needs "
+def _edit_forbidden(ctx: Context, project: str) -> Forbidden:
+    return Forbidden(f"{ctx.user!r} may not change workflows of project {project!r}: that needs "
                      f"org_admin, or project_admin / contributor on {project!r}")
 
 
@@ -288,23 +290,23 @@ class _WorkflowRow:
     active: bool
 
 
-def _workflow_query(session: "Session"):
+def _workflow_query(ctx: Context):
     from sqlalchemy import select
 
     from ..store import schema
 
     w, p = schema.workflows, schema.projects
     return (select(w.c.id, w.c.name, w.c.project_id, p.c.name.label("project"), w.c.active)
-            .select_from(w.join(p, p.c.id == w.c.project_id)).where(w.c.org_id == session.org_id))
+            .select_from(w.join(p, p.c.id == w.c.project_id)).where(w.c.org_id == ctx.org_id))
 
 
-def _find_workflow(session: "Session", conn: "Connection", workflow: Any,
+def _find_workflow(ctx: Context, conn: "Connection", workflow: Any,
                    project: str | None = None) -> _WorkflowRow:
     """The org's workflow named by a Workflow, an id, a name (unique in the org) or "project/name"."""
     from ..store import schema
 
     w, p = schema.workflows, schema.projects
-    query = _workflow_query(session)
+    query = _workflow_query(ctx)
     if isinstance(workflow, Workflow):
         rows = conn.execute(query.where(w.c.id == workflow.id)).all()
         label = workflow.name
@@ -320,25 +322,25 @@ def _find_workflow(session: "Session", conn: "Connection", workflow: Any,
                 found = found.where(p.c.name == in_project)
             return conn.execute(found).all()
 
-        return _choose_workflow(session, label, project, named)
+        return _choose_workflow(ctx, label, project, named)
     else:
         raise InvalidRequest("a workflow is named by its Workflow object, id, name or 'project/name'")
-    return _one_workflow(session, label, project, rows)
+    return _one_workflow(ctx, label, project, rows)
 
 
-def _choose_workflow(session: "Session", label: str, project: str | None, named: Any) -> _WorkflowRow:
+def _choose_workflow(ctx: Context, label: str, project: str | None, named: Any) -> _WorkflowRow:
     """The workflow a name (or "project/name") picks; ``named(name, project)`` lists candidates."""
     rows = named(label, project)
     if not rows and "/" in label and not project:
         proj, _, name = label.partition("/")
         rows = named(name, proj)
-    return _one_workflow(session, label, project, rows)
+    return _one_workflow(ctx, label, project, rows)
 
 
-def _one_workflow(session: "Session", label: str, project: str | None, rows: list[Any]) -> _WorkflowRow:
+def _one_workflow(ctx: Context, label: str, project: str | None, rows: list[Any]) -> _WorkflowRow:
     if not rows:
         where = f" in project {project!r}" if project else ""
-        raise NotFound(f"no workflow {label!r}{where} in org {session.org!r}")
+        raise NotFound(f"no workflow {label!r}{where} in org {ctx.org!r}")
     if len(rows) > 1:
         projects = ", ".join(sorted(r.project for r in rows))
         raise InvalidRequest(f"workflow {label!r} exists in several projects ({projects}); name it as "
@@ -372,20 +374,20 @@ def _field_row(conn: "Connection", wf: _WorkflowRow, field: str) -> Any:
     return row
 
 
-def _to_workflow(session: "Session", conn: "Connection", wf: _WorkflowRow) -> Workflow:
-    return Workflow(id=wf.id, org=session.org, project=wf.project, name=wf.name, active=wf.active,
+def _to_workflow(ctx: Context, conn: "Connection", wf: _WorkflowRow) -> Workflow:
+    return Workflow(id=wf.id, org=ctx.org, project=wf.project, name=wf.name, active=wf.active,
                     fields=tuple(_field_from_row(r) for r in _field_rows(conn, wf.id)))
 
 
-def resolve_field(session: "Session", conn: "Connection", workflow: Any, field: Any
+def resolve_field(ctx: Context, conn: "Connection", workflow: Any, field: Any
                   ) -> tuple[_WorkflowRow, LLMField]:
     """(workflow, field) for generation and pickers; the caller has checked membership."""
-    wf = _find_workflow(session, conn, workflow)
+    wf = _find_workflow(ctx, conn, workflow)
     return wf, _field_from_row(_field_row(conn, wf, field))
 
 
 # -- public API ------------------------------------------------------------------------------------
-def create_workflow(session: "Session", name: str, project: str, fields: Iterable[Any] = ()) -> Workflow:
+def create_workflow(ctx: Context, name: str, project: str, fields: Iterable[Any] = ()) -> Workflow:
     """Create a workflow in ``project`` with LLM fields (LLMField objects or dicts).
 
     A field's ``model``, when given, is checked like :func:`assign_model` (W-5). Org admins and the
@@ -398,7 +400,7 @@ def create_workflow(session: "Session", name: str, project: str, fields: Iterabl
 
     from ..store import schema, write_tx
 
-    roles = _roles(session)
+    roles = _roles(ctx)
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("workflow name is required")
     name = name.strip()
@@ -418,20 +420,20 @@ def create_workflow(session: "Session", name: str, project: str, fields: Iterabl
             raise InvalidRequest(f"field {f.name!r} is declared twice; field names are unique in a workflow")
         seen.add(f.name)
     try:
-        with write_tx(session._reg._engine) as conn:
-            project_id = session._reg._project_id(conn, session.org_id, session.org, project)
+        with write_tx(ctx.engine) as conn:
+            project_id = find_project_id(conn, ctx.org_id, ctx.org, project)
             if not _may_edit(roles, project_id):
-                raise _edit_forbidden(session, project)
+                raise _edit_forbidden(ctx, project)
             for f in coerced:
                 if f.model is not None:
-                    check_model_for_field(f, lookup_model(session, f.model, conn), f.model, session.org)
+                    check_model_for_field(f, lookup_model(ctx, f.model, conn), f.model, ctx.org)
             wid = conn.execute(schema.workflows.insert().values(
-                org_id=session.org_id, project_id=project_id, name=name, active=True,
+                org_id=ctx.org_id, project_id=project_id, name=name, active=True,
                 created_at=dt.datetime.now(dt.timezone.utc))).inserted_primary_key[0]
             if coerced:
                 conn.execute(schema.workflow_fields.insert(), [_field_values(wid, f) for f in coerced])
             wf = _WorkflowRow(id=wid, name=name, project_id=project_id, project=project, active=True)
-            return _to_workflow(session, conn, wf)
+            return _to_workflow(ctx, conn, wf)
     except IntegrityError:
         raise Conflict(f"project {project!r} already has a workflow {name!r}") from None
 
@@ -442,32 +444,32 @@ def _field_values(workflow_id: int, f: LLMField) -> dict[str, Any]:
             "reasoning_budget": f.reasoning_budget, "reasoning_effort": f.reasoning_effort}
 
 
-def get_workflow(session: "Session", workflow: Any) -> Workflow:
+def get_workflow(ctx: Context, workflow: Any) -> Workflow:
     """A workflow with its fields (any member of the org)."""
     from ..store import read_tx
 
-    _roles(session)
-    with read_tx(session._reg._engine) as conn:
-        return _to_workflow(session, conn, _find_workflow(session, conn, workflow))
+    _roles(ctx)
+    with read_tx(ctx.engine) as conn:
+        return _to_workflow(ctx, conn, _find_workflow(ctx, conn, workflow))
 
 
-def list_workflows(session: "Session", project: str | None = None) -> list[Workflow]:
+def list_workflows(ctx: Context, project: str | None = None) -> list[Workflow]:
     """The org's workflows (optionally one project's), by project then name (any member)."""
     from ..store import read_tx, schema
 
-    _roles(session)
-    with read_tx(session._reg._engine) as conn:
-        query = _workflow_query(session)
+    _roles(ctx)
+    with read_tx(ctx.engine) as conn:
+        query = _workflow_query(ctx)
         if project is not None:
-            session._reg._project_id(conn, session.org_id, session.org, project)
+            find_project_id(conn, ctx.org_id, ctx.org, project)
             query = query.where(schema.projects.c.name == project)
         rows = conn.execute(query.order_by(schema.projects.c.name, schema.workflows.c.name)).all()
-        return [_to_workflow(session, conn, _WorkflowRow(id=r.id, name=r.name, project_id=r.project_id,
+        return [_to_workflow(ctx, conn, _WorkflowRow(id=r.id, name=r.name, project_id=r.project_id,
                                                          project=r.project, active=bool(r.active)))
                 for r in rows]
 
 
-def assign_model(session: "Session", workflow: Any, field: str, ref: str) -> Workflow:
+def assign_model(ctx: Context, workflow: Any, field: str, ref: str) -> Workflow:
     """Point ``field`` of ``workflow`` at a platform id or custom slug.
 
     The model must be active and have every capability the field needs, else ``InvalidRequest``
@@ -476,22 +478,22 @@ def assign_model(session: "Session", workflow: Any, field: str, ref: str) -> Wor
     """
     from ..store import schema, write_tx
 
-    roles = _roles(session)
+    roles = _roles(ctx)
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidRequest("model is a platform model id or a custom model slug")
     ref = ref.strip()
-    with write_tx(session._reg._engine) as conn:
-        wf = _find_workflow(session, conn, workflow)
+    with write_tx(ctx.engine) as conn:
+        wf = _find_workflow(ctx, conn, workflow)
         if not _may_edit(roles, wf.project_id):
-            raise _edit_forbidden(session, wf.project)
+            raise _edit_forbidden(ctx, wf.project)
         row = _field_row(conn, wf, field)
-        check_model_for_field(_field_from_row(row), lookup_model(session, ref, conn), ref, session.org)
+        check_model_for_field(_field_from_row(row), lookup_model(ctx, ref, conn), ref, ctx.org)
         f = schema.workflow_fields
         conn.execute(f.update().where(f.c.id == row["id"]).values(model_ref=ref))
-        return _to_workflow(session, conn, wf)
+        return _to_workflow(ctx, conn, wf)
 
 
-def picker(session: "Session", workflow: Any, field: str, include_hidden: bool = False
+def picker(ctx: Context, workflow: Any, field: str, include_hidden: bool = False
            ) -> PickerResult:
     """The models a field may use, grouped ``{"Platform": [...], "Custom": [...]}``.
 
@@ -502,10 +504,10 @@ def picker(session: "Session", workflow: Any, field: str, include_hidden: bool =
     """
     from ..store import read_tx
 
-    _roles(session)
-    with read_tx(session._reg._engine) as conn:
-        _, f = resolve_field(session, conn, workflow, field)
-        platform, custom = _active_models(session, conn)
+    _roles(ctx)
+    with read_tx(ctx.engine) as conn:
+        _, f = resolve_field(ctx, conn, workflow, field)
+        platform, custom = _active_models(ctx, conn)
     out = PickerResult(Platform=[], Custom=[])
     for group, models in (("Platform", platform), ("Custom", custom)):
         for m in models:
@@ -615,7 +617,7 @@ def _parse_csv(text: str) -> tuple[list[str], list[tuple[int, dict[str, str]]], 
     return header, rows, errors
 
 
-def seed_assignments_csv(session: "Session", path_or_file: Any) -> int:
+def seed_assignments_csv(ctx: Context, path_or_file: Any) -> int:
     """Assign models to workflow fields from a CSV with columns ``workflow, field, model``
     (and optionally ``project``, for workflow names used in several projects).
 
@@ -634,10 +636,10 @@ def seed_assignments_csv(session: "Session", path_or_file: Any) -> int:
     """
     from ..store import read_tx, write_tx
 
-    _roles(session)
+    _roles(ctx)
     _, rows, errors = _parse_csv(_read_csv_text(path_or_file))
-    with read_tx(session._reg._engine) as conn:
-        plan = _SeedPlan(session, conn, _roles_in(session, conn))
+    with read_tx(ctx.engine) as conn:
+        plan = _SeedPlan(ctx, conn, _roles_in(ctx, conn))
         for line, row in rows:
             plan.add(line, row)
     errors += plan.errors
@@ -645,10 +647,10 @@ def seed_assignments_csv(session: "Session", path_or_file: Any) -> int:
         raise SeedError(_by_line(errors))
     if not plan.updates:
         return 0
-    with write_tx(session._reg._engine) as conn:
+    with write_tx(ctx.engine) as conn:
         # What the rows resolved to may have changed since (a model deleted, a role removed, a
         # field redefined): check that again, in batches, before writing.
-        stale = plan.recheck(conn, _roles_in(session, conn))
+        stale = plan.recheck(conn, _roles_in(ctx, conn))
         if stale:
             raise SeedError(_by_line(stale))
         plan.apply(conn)
@@ -659,18 +661,18 @@ def _by_line(errors: list[str]) -> list[str]:
     return sorted(errors, key=lambda e: int(e.split(":", 1)[0].split()[1]))
 
 
-def _roles_in(session: "Session", conn: "Connection") -> list[tuple[str, int]]:
+def _roles_in(ctx: Context, conn: "Connection") -> list[tuple[str, int]]:
     from sqlalchemy import select
 
     from ..store import schema
 
     m = schema.members
     roles = [tuple(r) for r in conn.execute(select(m.c.role, m.c.project_id).where(
-        m.c.org_id == session.org_id, m.c.user_name == session.user))]
+        m.c.org_id == ctx.org_id, m.c.user_name == ctx.user))]
     if not roles:
         from .membership import not_a_member
 
-        raise not_a_member(session.org, session.user)
+        raise not_a_member(ctx.org, ctx.user)
     return roles
 
 
@@ -678,8 +680,8 @@ class _SeedPlan:
     """The validated assignments of one CSV: each distinct workflow, field and model is looked up
     once (a file of 10,000 rows naming a few workflows costs a few queries, not 30,000)."""
 
-    def __init__(self, session: "Session", conn: "Connection", roles: list[tuple[str, int]]) -> None:
-        self.session, self.conn, self.roles = session, conn, roles
+    def __init__(self, ctx: Context, conn: "Connection", roles: list[tuple[str, int]]) -> None:
+        self.ctx, self.conn, self.roles = ctx, conn, roles
         self.errors: list[str] = []
         # field row id -> (line, ref, workflow row, field definition)
         self.updates: dict[int, tuple[int, str, _WorkflowRow, LLMField]] = {}
@@ -691,14 +693,14 @@ class _SeedPlan:
     def _workflow(self, label: str, project: str | None) -> _WorkflowRow:
         if self._by_name is None:
             self._by_name = {}
-            for r in self.conn.execute(_workflow_query(self.session)).all():
+            for r in self.conn.execute(_workflow_query(self.ctx)).all():
                 self._by_name.setdefault(r.name, []).append(r)
 
         def named(name: str, in_project: str | None) -> list[Any]:
             rows = self._by_name.get(name, [])
             return [r for r in rows if r.project == in_project] if in_project else rows
 
-        return _choose_workflow(self.session, label.strip(), project, named)
+        return _choose_workflow(self.ctx, label.strip(), project, named)
 
     def _field(self, wf: _WorkflowRow, name: str) -> Any:
         fields = self._fields.get(wf.id)
@@ -725,17 +727,17 @@ class _SeedPlan:
         if blank:
             self.errors.append(f"line {line}: {', '.join(blank)} {'is' if len(blank) == 1 else 'are'} blank")
             return
-        session, conn = self.session, self.conn
+        ctx, conn = self.ctx, self.conn
         project = row.get("project") or None
         try:
             wf = self._cached(self._workflows, (row["workflow"], project),
                               lambda: self._workflow(row["workflow"], project))
             if not _may_edit(self.roles, wf.project_id):
-                raise _edit_forbidden(session, wf.project)
+                raise _edit_forbidden(ctx, wf.project)
             frow = self._field(wf, row["field"])
-            model = self._cached(self._models, row["model"], lambda: lookup_model(session, row["model"], conn))
+            model = self._cached(self._models, row["model"], lambda: lookup_model(ctx, row["model"], conn))
             field = _field_from_row(frow)
-            check_model_for_field(field, model, row["model"], session.org)
+            check_model_for_field(field, model, row["model"], ctx.org)
         except RegistryError as exc:
             self.errors.append(f"line {line}: {exc.message}")
             return
@@ -759,9 +761,9 @@ class _SeedPlan:
             chunk = ids[i:i + 500]
             for r in conn.execute(select(f, w.c.project_id.label("_project_id"))
                                   .select_from(f.join(w, w.c.id == f.c.workflow_id))
-                                  .where(f.c.id.in_(chunk), w.c.org_id == self.session.org_id)).mappings():
+                                  .where(f.c.id.in_(chunk), w.c.org_id == self.ctx.org_id)).mappings():
                 now[r["id"]] = r
-        models = {ref: lookup_model(self.session, ref, conn) for ref in {u[1] for u in self.updates.values()}}
+        models = {ref: lookup_model(self.ctx, ref, conn) for ref in {u[1] for u in self.updates.values()}}
         stale = []
         for field_id, (line, ref, wf, field) in self.updates.items():
             try:
@@ -769,8 +771,8 @@ class _SeedPlan:
                 if current is None or current["_project_id"] != wf.project_id:
                     raise NotFound(f"workflow {wf.name!r} has no field {field.name!r} any more")
                 if not _may_edit(roles, wf.project_id):
-                    raise _edit_forbidden(self.session, wf.project)
-                check_model_for_field(_field_from_row(current), models[ref], ref, self.session.org)
+                    raise _edit_forbidden(self.ctx, wf.project)
+                check_model_for_field(_field_from_row(current), models[ref], ref, self.ctx.org)
             except RegistryError as exc:
                 stale.append(f"line {line}: {exc.message}")
         return stale

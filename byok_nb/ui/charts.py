@@ -50,9 +50,7 @@ def _report(source: Any, by: Any) -> "pd.DataFrame":
 
     if isinstance(source, pd.DataFrame):
         return source
-    from ..services.analytics import cost_report
-
-    return cost_report(source, by=by)
+    return source.cost_report(by=by)
 
 
 def _top(frame: "pd.DataFrame", value: str, key: str, limit: int) -> "pd.DataFrame":

@@ -804,7 +804,7 @@ class AddModelForm(_ModelForm):
         draft = self.draft()
         self.saving = True
         try:
-            from ..registry import RegistryWarning
+            from ..core.errors import RegistryWarning
 
             with warnings.catch_warnings():
                 # The same M-8/M-10 warnings are already on screen (``warnings``).
@@ -966,7 +966,7 @@ class EditModelForm(_ModelForm):
         patch = self.changes()
         self.saving = True
         try:
-            from ..registry import RegistryWarning
+            from ..core.errors import RegistryWarning
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RegistryWarning)

@@ -43,7 +43,7 @@ def bootstrap(registry: "Registry", org: str, user: str) -> bool:
     """
     from ..services.membership import claim_first_run
 
-    return claim_first_run(registry._engine, org, user)
+    return claim_first_run(registry._backend.engine, org, user)
 
 
 def app_session(registry: "Registry | None" = None, *, org: str | None = None,

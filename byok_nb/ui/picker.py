@@ -123,9 +123,7 @@ class PickerWidget(widgets.VBox):
 
     def _current_assignment(self) -> str | None:
         try:
-            from ..services.workflows import get_workflow
-
-            wf = get_workflow(self.session, self.workflow)
+            wf = self.session.get_workflow(self.workflow)
             return next((f.model for f in wf.fields if f.name == self.field), None)
         except Exception:  # noqa: BLE001 — preselection is a nicety; a fake session has no store
             return None

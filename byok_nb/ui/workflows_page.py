@@ -74,10 +74,8 @@ class WorkflowsPage(widgets.VBox):
     @guarded("message", where="Workflows")
     def refresh(self) -> None:
         """Re-read the org's workflows, keeping the project, workflow and field on screen."""
-        from ..services.workflows import list_workflows
-
         self.message.value = ""
-        self.workflows = list_workflows(self.session)
+        self.workflows = self.session.list_workflows()
         projects = sorted({w.project for w in self.workflows})
         keep = self.project.value
         self.project.options = [ALL_PROJECTS, *projects]

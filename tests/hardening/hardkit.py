@@ -69,7 +69,7 @@ def bulk_models(reg, n: int, *, org: str = "acme", prefix: str = "bulk") -> dict
     from byok_nb.store import schema, write_tx
 
     now = dt.datetime.now(dt.timezone.utc)
-    box = reg._box
+    box = reg._backend.box
     out, rows = {}, []
     with write_tx(reg._engine) as conn:
         org_id = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).scalar_one()
@@ -325,19 +325,19 @@ def _scenario_hold_add(url: str, master_key: str, padding_rows: str) -> None:
     """A real add_model of slug "doomed" that, inside its transaction (after the insert and the
     audit row), writes many more rows, says HOLDING and waits to be killed."""
     import byok_nb
-    from byok_nb import registry as registry_module
+    from byok_nb.services import models as models_module
     from byok_nb.store import schema
 
-    original = registry_module.Session._audit
+    original = models_module._audit
 
-    def audit_then_hang(self, action, slug, model_id, changes, conn=None):
-        original(self, action, slug, model_id, changes, conn)
+    def audit_then_hang(ctx, action, slug, model_id, changes, conn=None):
+        original(ctx, action, slug, model_id, changes, conn)
         if conn is None or slug != "doomed":
             return
         now = dt.datetime.now(dt.timezone.utc)
         blob = os.urandom(2048)   # big enough for the write set to spill into the WAL file
         conn.execute(schema.custom_models.insert(), [dict(
-            id=uuid.uuid4().hex, org_id=self.org_id, slug=f"doomed-{n}", provider="fireworks",
+            id=uuid.uuid4().hex, org_id=ctx.org_id, slug=f"doomed-{n}", provider="fireworks",
             provider_model_id="x", display_name="", max_tokens=1, supports_json_mode=True,
             supports_vision=False, supports_tool_use=True, supports_reasoning=False,
             reasoning_parameter="max_tokens", secret_ciphertext=blob, active=True,
@@ -345,7 +345,7 @@ def _scenario_hold_add(url: str, master_key: str, padding_rows: str) -> None:
         print("HOLDING", flush=True)
         time.sleep(600)
 
-    registry_module.Session._audit = audit_then_hang
+    models_module._audit = audit_then_hang
     reg = byok_nb.open_registry(url, master_key=master_key)
     reg.session(org="acme", user="ana").add_model(test=False, **fireworks(slug="doomed", display_name="Doomed"))
 

@@ -62,7 +62,7 @@ def test_c3_c4_a_failed_open_keeps_no_master_key_in_the_traceback(tmp_path, monk
     def unavailable(engine):
         raise StoreUnavailable("the registry database is unavailable")
 
-    monkeypatch.setattr("byok_nb.store.ensure_schema", unavailable)
+    monkeypatch.setattr("byok_nb.registry.ensure_schema", unavailable)   # the name open_registry calls
     with pytest.raises(StoreUnavailable) as caught:
         byok_nb.open_registry(f"sqlite:///{tmp_path / 'r.db'}", master_key=key)
     assert not _holds(caught.value, key)

@@ -8,7 +8,7 @@ Entry points: ``open_registry`` (url, master_key, timeout), ``Registry.create_or
 ``create_workflow`` with arbitrary LLM fields, ``assign_model``, ``picker``,
 ``seed_assignments_csv`` with arbitrary bytes and text, ``generate`` with messages of any shape,
 ``usage``, ``cost_report``, ``estimate_cost``, ``what_if``, ``audit_log``), the scan entry
-(``byok_nb.core.notebook_scan.scan_command`` / ``scan_text``) and the CLI's ``main(argv)``.
+(``byok_nb.scan.scan_command`` / ``scan_text``) and the CLI's ``main(argv)``.
 
 Inputs: None, bools, ints (huge ones too), floats with nan/inf, Decimals, huge strings, control
 characters, NUL bytes, lone surrogates, bytes, lists, dicts and other objects. After each example
@@ -195,7 +195,7 @@ class World:
 def byok_nb_workflows(session) -> list[Any]:
     from byok_nb.services import workflows
 
-    return workflows.list_workflows(session)
+    return session.list_workflows()
 
 
 def secret_of(session, slug: str) -> str:
@@ -568,7 +568,7 @@ def test_c5_rotate_master_key_arbitrary_keys(world, new_key, dry_run):
                          st.just(b'{"cells": [{"outputs": "x"}], "metadata": "y"}')),
        paths=st.lists(NASTY_TEXT, max_size=2), text=NASTY_TEXT, extra=st.lists(NASTY_TEXT, max_size=2))
 def test_c7_scan_arbitrary_notebooks_paths_and_text(tmp_path, monkeypatch, content, paths, text, extra):
-    from byok_nb.core import notebook_scan as scan
+    from byok_nb import scan
 
     nb = tmp_path / "x.ipynb"
     nb.write_bytes(content)

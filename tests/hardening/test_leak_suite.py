@@ -411,7 +411,7 @@ def _run_every_flow(world: World, url: str, seen: Evidence) -> dict:
         row, target = admin._call_target(slug)
         seen.obj("internals", f"target {slug}", target)
         seen.obj("internals", f"adapter {slug}", registry._provider_hub.adapter(target))
-    seen.obj("internals", "registry, session, hub", [registry, admin, registry._provider_hub, registry._box])
+    seen.obj("internals", "registry, session, hub", [registry, admin, registry._provider_hub, registry._backend.box])
 
     facts["masked fw"] = admin.get_model("fw").secret_masked
     facts["access key id"] = admin.get_model("br-iam").aws_access_key_id
@@ -444,7 +444,7 @@ def _scan_and_cli(world: World, url: str, seen: Evidence, tmp_path: Path, monkey
     import nbformat
 
     from byok_nb import cli
-    from byok_nb.core.notebook_scan import scan_command, scan_notebook
+    from byok_nb.scan import scan_command, scan_notebook
 
     c = world.c
     dirty_dir = tmp_path / "dirty"
@@ -655,7 +655,7 @@ def test_c7_u8_executed_notebooks_hold_no_secret(world, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    from byok_nb.core.notebook_scan import scan_notebook
+    from byok_nb.scan import scan_notebook
 
     c = world.c
     home = Path(byok_home())

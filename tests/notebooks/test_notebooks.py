@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 import byok_nb
-from byok_nb.core.notebook_scan import scan_notebook
+from byok_nb.scan import scan_notebook
 from byok_nb.testing.voila import sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ needs_hf = pytest.mark.skipif(not HAS_HUGGINGFACE, reason="providers/huggingface
 
 
 def _decrypt_row(registry, row) -> str:
-    return registry._box.open_row(row)
+    return registry._backend.box.open_row(row)
 
 
 # -- C-1 per provider ---------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_c2_fresh_nonce_per_write(acme, registry, master_key):
 def test_c2_key_id_stored(acme, registry, master_key):
     acme.admin.add_model(test=False, **fireworks(slug="a"))
     row = raw_row(registry, "a")
-    assert row["secret_key_id"] == key_id_of(decode_master_key(master_key)) == registry._box.key_id
+    assert row["secret_key_id"] == key_id_of(decode_master_key(master_key)) == registry._backend.box.key_id
     assert master_key not in row["secret_key_id"]
 
 
@@ -182,7 +182,7 @@ def test_c2_master_key_from_env(tmp_path, monkeypatch, master_key):
     monkeypatch.setenv("BYOK_NB_MASTER_KEY", master_key)
     url = f"sqlite:///{tmp_path / 'env.db'}"
     with byok_nb.open_registry(url) as reg:
-        assert reg._box.key_id == key_id_of(decode_master_key(master_key))
+        assert reg._backend.box.key_id == key_id_of(decode_master_key(master_key))
         reg.create_org("acme")
         reg.add_member("acme", "ana", role="org_admin")
         reg.session(org="acme", user="ana").add_model(test=False, **fireworks(slug="a"))
@@ -206,14 +206,14 @@ def test_c2_key_file_created_0600_on_first_open(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("BYOK_NB_HOME", str(home))
     with byok_nb.open_registry() as reg:
-        key_id = reg._box.key_id
+        key_id = reg._backend.box.key_id
     key_file = home / "master.key"
     assert key_file.exists()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     raw = decode_master_key(key_file.read_text())
     assert len(raw) == 32 and key_id_of(raw) == key_id
     with byok_nb.open_registry() as reg:     # second open reuses the same key
-        assert reg._box.key_id == key_id
+        assert reg._backend.box.key_id == key_id
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
@@ -318,7 +318,7 @@ def test_c4_wrong_key_reads_lists_but_never_writes_a_secret(wrong_key_session, m
     """C-4 amended: another key opens the store — lists, details, models without a secret and
     non-secret edits work — but every secret write is refused naming both key ids."""
     s = wrong_key_session
-    needed, held = _key_id(master_key), s._reg._box.key_id
+    needed, held = _key_id(master_key), s._reg._backend.box.key_id
     assert s.get_model("a").secret_masked == "****" + FW_KEY[-4:]
     assert set(s.list_models(type="custom")["ref"]) == {"a", "open"}
     assert s._call_target("open")[1].api_key is None
@@ -396,7 +396,7 @@ def test_c6_reuse_copies_secret_re_encrypted(acme, registry):
     assert copy_row["secret_ciphertext"] != src_row["secret_ciphertext"]
     assert _decrypt_row(registry, copy_row) == FW_KEY          # bound to the new record's id
     with pytest.raises(UnreadableSecret):
-        registry._box.open_row({**copy_row, "id": src_row["id"]})
+        registry._backend.box.open_row({**copy_row, "id": src_row["id"]})
     # The copy is independent: rotating the source leaves it alone.
     acme.admin.update_model("src", api_key="fw_rotated_source_key_0000")
     assert acme.admin._call_target("copy")[1].api_key.get_secret_value() == FW_KEY

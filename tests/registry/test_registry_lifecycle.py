@@ -18,7 +18,7 @@ from regkit import (
 
 def _decrypted(registry, slug: str, org: str = "acme") -> str:
     row = raw_row(registry, slug, org=org)
-    return registry._box.open_row(row)
+    return registry._backend.box.open_row(row)
 
 
 def _workflow(registry, name: str, refs: list[str | None], *, active: bool = True, org: str = "acme",
@@ -367,7 +367,7 @@ def test_m17_audit_records_tests(acme):
 def test_m17_audit_box_independent_of_secrets(acme, registry):
     """The audit log stays readable with a wrong master key: it never needed the secrets."""
     acme.admin.add_model(test=False, **fireworks(slug="a"))
-    registry._box = SecretBox(b"\x01" * 32)
+    registry._backend.box = SecretBox(b"\x01" * 32)
     assert list(acme.admin.audit_log()["action"]) == ["add"]
 
 
@@ -387,17 +387,17 @@ def test_m14_remove_api_key_removes_the_openai_compatible_key(acme, registry):
     assert len(acme.admin.audit_log()) == audit_rows
 
 
-def test_m14_remove_api_key_then_test_sends_no_key(acme):
+def test_m14_remove_api_key_then_test_sends_no_key(acme, monkeypatch):
     """An Edit-mode test with the removal ticked must not fall back to the stored key (T-5)."""
     acme.admin.add_model(test=False, **openai_compatible(slug="oc"))
     seen = {}
 
-    def fake_run_test(target, values, **_kw):
+    def fake_run_test(ctx, target, values, **_kw):
         seen["api_key"] = target.api_key
         from byok_nb.core.domain import ConnectionTest
         return ConnectionTest(ok=True, message="Connection test passed.")
 
-    acme.admin._run_test = fake_run_test
+    monkeypatch.setattr("byok_nb.services.models._run_test", fake_run_test)
     acme.admin.test_connection("oc", remove_api_key=True)
     assert seen["api_key"] is None
     acme.admin.test_connection("oc")

@@ -269,8 +269,7 @@ def test_w5_contributor_assigns_from_the_workflows_page_and_the_table_follows(ac
     assert "Assigned 'tools-ft'" in page.picker.message.value.replace("&#x27;", "'")
     assert page.fields.rows[0]["cells"][2] == "tools-ft"             # re-read from the registry
     assert acme.admin.picker("triage", "reply")["Custom"][0].ref == "tools-ft"
-    from byok_nb.services.workflows import get_workflow
-    assert get_workflow(acme.admin, "triage").fields[0].model == "tools-ft"
+    assert acme.admin.get_workflow("triage").fields[0].model == "tools-ft"
 
 
 def test_w5_outsider_to_the_project_gets_the_refusal_as_a_message(acme):

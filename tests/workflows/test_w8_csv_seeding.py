@@ -21,9 +21,8 @@ def seeded(world):
 
 
 def _models(session, workflow):
-    from byok_nb.services.workflows import get_workflow
 
-    return {f.name: f.model for f in get_workflow(session, workflow).fields}
+    return {f.name: f.model for f in session.get_workflow(workflow).fields}
 
 
 def test_w8_good_csv_applies_every_row(seeded, tmp_path):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .secrets import KEY_FILE_NAME, mask_secret
+from .core.secrets import KEY_FILE_NAME, mask_secret
 
 # Stricter than secrets.KEY_SHAPES on purpose: scrubbing may redact too much, but a scanner that
 # cries wolf gets ignored. Minimum lengths follow the providers' real key lengths (and the project's
@@ -182,7 +182,7 @@ def registry_secrets(database_url: str | None = None) -> tuple[list[str], str | 
     Without a URL the embedded default is used only when it exists: scanning never creates a
     registry or a master key file.
     """
-    from ..registry import byok_home, open_registry
+    from .registry import byok_home, open_registry
 
     url = database_url or os.environ.get("BYOK_NB_DATABASE_URL")
     home = byok_home()
@@ -204,8 +204,8 @@ def registry_secrets(database_url: str | None = None) -> tuple[list[str], str | 
 def _decrypt_all(registry: Any) -> tuple[list[str], str | None]:
     from sqlalchemy import select
 
-    from .secrets import UnreadableSecret
-    from ..store import read_tx, schema
+    from .core.secrets import UnreadableSecret
+    from .store import read_tx, schema
 
     cm = schema.custom_models
     secrets: list[str] = []
@@ -214,7 +214,7 @@ def _decrypt_all(registry: Any) -> tuple[list[str], str | None]:
         rows = conn.execute(select(cm).where(cm.c.secret_ciphertext.is_not(None))).mappings().all()
     for row in rows:
         try:
-            secrets.append(registry._box.open_row(row))
+            secrets.append(registry._backend.box.open_row(row))
         except UnreadableSecret:
             unreadable += 1
     note = (f"{unreadable} stored secret(s) could not be decrypted with this master key and were not "
