@@ -361,3 +361,15 @@ def test_p5_sync_transport_failure_is_a_provider_error(tmp_path):
     with pytest.raises(ProviderError, match="ConnectError") as info:
         sync_platform_catalog(base_url=f"http://127.0.0.1:{port}/api/v1", path=tmp_path / "c.json", timeout=5)
     assert info.value.status_code == 502
+
+
+@pytest.mark.parametrize("status, body, shown", [
+    (529, b"", "OpenRouter model list failed: HTTP 529"),
+    (503, b"", "OpenRouter model list failed: HTTP 503 Service Unavailable"),
+    (400, b'{"error": {"message": "400 Bad Request: bad query"}}', "OpenRouter model list failed: HTTP 400: bad query"),
+])
+def test_p5_sync_error_prints_the_status_once(openrouter, tmp_path, status, body, shown):
+    openrouter.routes["/api/v1/models"] = (status, {"Content-Type": "application/json"}, body)
+    with pytest.raises(ProviderError) as info:
+        sync_platform_catalog(base_url=openrouter.base_url, path=tmp_path / "c.json")
+    assert info.value.message == shown

@@ -228,7 +228,7 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
     """OpenRouter's model list by id. The reply is read as a provider call's is (bounded in time and
     decoded size, see ``transport.exchange``), and every text taken from it — body, ``Location`` —
     passes the scrubber before it is shown."""
-    from byok_nb.providers.transport import exchange, loads_bounded, shown
+    from byok_nb.providers.transport import exchange, loads_bounded, shown, status_text, strip_status
     from byok_nb.core.secrets import scrub
 
     secrets = [key] if key else []
@@ -256,9 +256,11 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
     except ValueError:
         body = None
     if response.status >= 400:
-        message = scrub(_error_message(body, response), secrets)
-        raise ProviderError(f"OpenRouter model list failed ({response.status}): {message}",
-                            status_code=response.status, provider_message=message, provider="openrouter")
+        message = scrub(strip_status(response.status, _error_message(body, response)), secrets)
+        # The status once: "failed: HTTP 529", not "failed (529): HTTP 529".
+        raise ProviderError(f"OpenRouter model list failed: {status_text(response.status, message)}",
+                            status_code=response.status, provider_message=message or status_text(response.status, ""),
+                            provider="openrouter")
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
         snippet = shown(response.text(), secrets, MAX_ERROR_CHARS)   # scrubbed before it is cut
@@ -273,8 +275,6 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
 
 def _error_message(body: Any, response: Any) -> str:
     """OpenRouter's own text: ``{"error": {"message": ...}}``, ``{"error": "..."}`` or the raw body."""
-    from http import HTTPStatus
-
     message: Any = None
     if isinstance(body, dict):
         error = body.get("error")
@@ -285,11 +285,7 @@ def _error_message(body: Any, response: Any) -> str:
         if message is None and isinstance(body.get("message"), str):
             message = body["message"]
     if not message:
-        try:
-            reason = HTTPStatus(response.status).phrase
-        except ValueError:
-            reason = ""
-        message = response.text() or reason or f"HTTP {response.status}"
+        message = response.text()   # may be empty: the caller's status_text names the status then
     return str(message)[:MAX_ERROR_CHARS]
 
 

@@ -463,31 +463,57 @@ def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[s
     import httpx
 
     detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        kind = f"timed out after {timeout:g} s"
-    elif isinstance(exc, httpx.ConnectError):
-        if detail.startswith("DNS lookup failed"):
-            kind = "could not be resolved"
-        elif "SSL" in detail or "certificate" in detail.lower():
-            kind = "failed the TLS handshake"
-        elif "refused" in detail.lower():
-            kind = "refused the connection"
-        else:
-            kind = "could not be reached"
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        kind = "closed the connection or broke the HTTP protocol"
-    elif isinstance(exc, (httpx.ReadError, httpx.WriteError)):
-        kind = "reset the connection"
-    elif isinstance(exc, httpx.UnsupportedProtocol):
-        kind = "is not an http(s) URL"
-    else:
-        kind = "failed"
+    kind = _aiohttp_kind(exc.__cause__, timeout) or _httpx_kind(exc, detail, timeout)
     where = label if label.endswith(" endpoint") else f"{label} endpoint"   # no "endpoint endpoint"
     message = f"{where} {url} {kind}: {detail}"
     # A URL that is not http(s) stays wrong however often it is called.
     transient = not isinstance(exc, httpx.UnsupportedProtocol)
     return clean_error(message, secrets, status_code=502, provider_message=detail, provider=label,
                        transient=transient)
+
+
+def _httpx_kind(exc: Exception, detail: str, timeout: float) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        if detail.startswith("DNS lookup failed"):
+            return "could not be resolved"
+        if "SSL" in detail or "certificate" in detail.lower():
+            return "failed the TLS handshake"
+        if "refused" in detail.lower():
+            return "refused the connection"
+        return "could not be reached"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "closed the connection or broke the HTTP protocol"
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        return "reset the connection"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "is not an http(s) URL"
+    return "failed"
+
+
+def _aiohttp_kind(cause: BaseException | None, timeout: float) -> str | None:
+    """The kind of failure behind an error of the async client, from aiohttp's own exception:
+    httpx-aiohttp maps every failure to connect (a DNS miss, a refusal) to ``ConnectTimeout``,
+    which would word them all as timeouts. None when the cause is not aiohttp's."""
+    if cause is None or not type(cause).__module__.startswith("aiohttp"):
+        return None
+    import aiohttp
+
+    if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        return "could not be resolved"
+    if isinstance(cause, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        return "failed the TLS handshake"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        refused = isinstance(cause.os_error, ConnectionRefusedError)
+        return "refused the connection" if refused else "could not be reached"
+    if isinstance(cause, (aiohttp.ServerTimeoutError, aiohttp.SocketTimeoutError)):
+        return f"timed out after {timeout:g} s"
+    if isinstance(cause, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return "closed the connection or broke the HTTP protocol"
+    return None
 
 
 def timed_out(*, url: str, label: str, secrets: Iterable[str], timeout: float) -> ProviderError:

@@ -281,7 +281,15 @@ def test_g1_a_connection_refused_is_transient_in_every_mode(hub, run):
     with pytest.raises(ProviderError) as caught:
         run(hub, adapter, chat())
     assert caught.value.status_code == 502 and caught.value.transient is True
-    assert "127.0.0.1:9" in caught.value.message
+    assert "127.0.0.1:9" in caught.value.message and "refused the connection" in caught.value.message
+
+
+@pytest.mark.parametrize("run", [run_chat, run_achat], ids=["chat", "achat"])
+def test_g1_an_unresolvable_host_is_worded_the_same_sync_and_async(hub, run):
+    adapter = hub.adapter(target_for("openai", base_url="http://no-such-host.invalid/v1"))
+    with pytest.raises(ProviderError) as caught:
+        run(hub, adapter, chat())
+    assert "could not be resolved" in caught.value.message
 
 
 # -- the async client's egress policy ------------------------------------------------------------------
