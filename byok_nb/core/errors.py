@@ -60,10 +60,22 @@ class ProviderError(RegistryError):
     status_code = 502
 
     def __init__(self, message: str, *, status_code: int | None = None,
-                 provider_message: str | None = None, provider: str | None = None) -> None:
+                 provider_message: str | None = None, provider: str | None = None,
+                 retry_after: float | None = None, transient: bool | None = None) -> None:
         super().__init__(message, status_code=status_code)
         self.provider_message = provider_message if provider_message is not None else message
         self.provider = provider
+        # Seconds the provider asked us to wait (Retry-After), when it said.
+        self.retry_after = retry_after
+        # Worth trying again: a connection failure before any reply, or a status that means
+        # "busy / briefly broken". Derived from an explicit status when not said; an error built
+        # without a status (a malformed reply, say) is not transient unless the raiser says so.
+        if transient is None:
+            transient = status_code in TRANSIENT_STATUSES
+        self.transient = transient
+
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class StoreUnavailable(RegistryError):
