@@ -203,13 +203,20 @@ def test_g1_bedrock_result_has_request_id_and_finish_reason(hub, bedrock_fake, r
 
 # -- P-5 / G-3: errors ---------------------------------------------------------------------------------
 @MODES
-def test_p5_bedrock_error_without_error_type_prints_its_status_once(hub, bedrock_fake, run):
+@pytest.mark.parametrize("status, error_type, text", [
+    (429, "ThrottlingException", THROTTLED),
+    (400, "ValidationException", "The provided model identifier is invalid."),
+])
+def test_p5_bedrock_error_without_error_type_prints_its_status_once(hub, bedrock_fake, run, status,
+                                                                    error_type, text):
+    """Without x-amzn-ErrorType botocore reports the bare status as the error code: never
+    "HTTP 400 400: ..."."""
     fake = bedrock_fake()
-    fake.errors.append(throttling_error(typed=False))
+    fake.errors.append(bedrock_error(status, error_type, text, typed=False))
     error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
-    assert error.status_code == 429
-    assert error.message == f"Bedrock returned HTTP 429: {THROTTLED}"
-    assert error.provider_message == THROTTLED
+    assert error.status_code == status
+    assert error.message == f"Bedrock returned HTTP {status}: {text}"
+    assert error.provider_message == text
 
 
 @MODES
