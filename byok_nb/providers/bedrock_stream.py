@@ -10,6 +10,7 @@ decoder. An exception event inside the stream (``throttlingException``,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from ..core.errors import ProviderError
@@ -58,30 +59,40 @@ class EventDecoder:
         self._fed = 0        # bytes fed, and bytes of whole messages decoded: a difference at
         self._decoded = 0    # the end is a message cut off mid-way
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
+    def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
+        """The events completed by ``data``, one at a time: an exception event raises where it
+        stands in the stream, after the events before it (one network read may hold them all)."""
         from botocore.eventstream import ParserError
 
         self._buffer.add_data(data)
         self._fed += len(data)
-        events: list[dict[str, Any]] = []
+        while True:
+            failure: ProviderError | None = None
+            try:
+                message = next(self._buffer, None)
+            except ParserError as exc:   # bad CRC, oversized headers or payload, bad header type
+                failure = self._malformed(type(exc).__name__ + ": " + str(exc))
+            if failure is not None:
+                raise failure
+            if message is None:
+                return
+            self._decoded += message.prelude.total_length
+            event = self._event(message)
+            if event:
+                yield event
+
+    def _event(self, message: Any) -> dict[str, Any]:
         failure: ProviderError | None = None
         try:
-            for message in self._buffer:
-                self._decoded += message.prelude.total_length
-                response = message.to_response_dict()
-                parsed = self._parser.parse(response, self._shape)
-                if response["status_code"] != 200:
-                    failure = self._exception(parsed)
-                    break
-                if parsed:
-                    events.append(parsed)
-        except ParserError as exc:   # bad CRC, oversized headers or payload, bad header type
-            failure = self._malformed(type(exc).__name__ + ": " + str(exc))
+            response = message.to_response_dict()
+            parsed = self._parser.parse(response, self._shape)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             failure = self._malformed(f"an event could not be read ({type(exc).__name__})")
         if failure is not None:
             raise failure
-        return events
+        if response["status_code"] != 200:
+            raise self._exception(parsed)
+        return parsed
 
     def finish(self) -> None:
         """Raise when the body ended inside a message."""

@@ -228,11 +228,12 @@ class FakeServer:
 
     # -- routing ---------------------------------------------------------------------------------
     def add_route(self, method: str, path: str, handler: Route) -> None:
-        """Answer ``method path`` (query string ignored) with ``handler(request) -> Reply``."""
-        self._routes[(method.upper(), path)] = handler
+        """Answer ``method path`` (query string ignored) with ``handler(request) -> Reply``.
+        Paths match with percent-escapes undone, as a server reads them (``%3A`` is ``:``)."""
+        self._routes[(method.upper(), unquote(path))] = handler
 
     def dispatch(self, request: RecordedRequest) -> Reply:
-        route = self._routes.get((request.method, urlsplit(request.path).path))
+        route = self._routes.get((request.method, unquote(urlsplit(request.path).path)))
         if route is not None:
             return route(request)
         return self.handle(request)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from urllib.parse import unquote
 
 import pytest
 from provider_kit import BEDROCK_API_KEY, CLAUDE_HAIKU, IAM_SECRET, api_key_target, chat, iam_target
@@ -45,7 +46,8 @@ def run_astream(adapter, request):
     return asyncio.run(collect())
 
 
-MODES = pytest.mark.parametrize("run", [run_chat, run_stream], ids=["chat", "stream"])
+MODES = pytest.mark.parametrize("run", [run_chat, run_achat, run_stream, run_astream],
+                                ids=["chat", "achat", "stream", "astream"])
 
 
 def provider_failure(run, adapter, request) -> ProviderError:
@@ -187,7 +189,7 @@ def test_g7_bedrock_thinking_with_a_temperature_is_bedrocks_error(hub, bedrock_f
 
 # -- G-1: request id and finish reason -----------------------------------------------------------------
 @AUTHS
-@pytest.mark.parametrize("run", [run_chat], ids=["chat"])
+@pytest.mark.parametrize("run", [run_chat, run_achat], ids=["chat", "achat"])
 def test_g1_bedrock_result_has_request_id_and_finish_reason(hub, bedrock_fake, run, make_target, secret):
     fake = bedrock_fake(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
     adapter = hub.adapter(make_target())
@@ -199,6 +201,45 @@ def test_g1_bedrock_result_has_request_id_and_finish_reason(hub, bedrock_fake, r
     assert tools.tool_calls == [{"id": "tooluse_fake_1", "type": "function",
                                  "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]
     assert fake.last.headers["authorization"].startswith("Bearer" if make_target is api_key_target else "AWS4")
+
+
+@AUTHS
+def test_g1_bedrock_achat_is_signed_like_chat(hub, bedrock_fake, make_target, secret):
+    fake = bedrock_fake()
+    adapter = hub.adapter(make_target())
+    sync, async_ = adapter.chat(chat(CLAUDE_HAIKU)), run_achat(adapter, chat(CLAUDE_HAIKU))
+    first, second = fake.requests[-2:]
+    assert first.path == f"/model/{CLAUDE_HAIKU.replace(':', '%3A')}/converse"
+    assert second.path == f"/model/{CLAUDE_HAIKU}/converse"   # as aiohttp sends it, and signed so
+    assert first.json == second.json
+    assert (sync.text, sync.input_tokens) == (async_.text, async_.input_tokens)
+    assert second.headers["amz-sdk-request"] == "attempt=1; max=1"   # botocore built it
+
+
+ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+@AUTHS
+@MODES
+def test_g1_bedrock_an_arn_model_id_is_signed_as_sent(hub, bedrock_fake, run, make_target, secret):
+    """Its ':' and '/' are escaped in the path; the async client's transport unescapes ':' only."""
+    fake = bedrock_fake(models={ARN: 4096})
+    out = run(hub.adapter(make_target(ARN)), chat(ARN))
+    assert (joined(out) if isinstance(out, list) else out.text) == '{"status":"ok"}'
+    assert "%2Fus.anthropic" in fake.last.path
+
+
+def test_g1_bedrock_many_async_calls_at_once(hub, bedrock_fake):
+    fake = bedrock_fake()
+    adapter = hub.adapter(iam_target())
+
+    async def many():
+        return await asyncio.gather(*(adapter.achat(chat(CLAUDE_HAIKU, content=f"call {i}")) for i in range(20)))
+
+    results = asyncio.run(many())
+    assert [r.text for r in results] == ['{"status":"ok"}'] * 20
+    assert sorted(r.json["messages"][0]["content"][0]["text"] for r in fake.requests) == \
+        sorted(f"call {i}" for i in range(20))
 
 
 # -- P-5 / G-3: errors ---------------------------------------------------------------------------------
@@ -228,7 +269,7 @@ def test_p5_bedrock_typed_error_names_the_exception(hub, bedrock_fake, run):
     assert error.message == f"Bedrock returned HTTP 429 ThrottlingException: {THROTTLED}"
 
 
-@pytest.mark.parametrize("run", [run_chat, run_stream], ids=["chat", "stream"])
+@pytest.mark.parametrize("run", [run_chat, run_achat, run_stream], ids=["chat", "achat", "stream"])
 def test_p5_bedrock_untyped_5xx_html_page_status_once(hub, bedrock_fake, run):
     fake = bedrock_fake()
     fake.errors.append(Reply(503, "<html><body>Service Unavailable</body></html>",
@@ -250,7 +291,7 @@ def test_p5_bedrock_bad_credentials_no_secret_in_any_error(hub, bedrock_fake, ru
     assert error.__context__ is None and error.__cause__ is None
 
 
-@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
+@pytest.mark.parametrize("run", [run_achat, run_stream, run_astream], ids=["achat", "stream", "astream"])
 def test_p5_bedrock_connection_refused_is_a_502_naming_it(hub, monkeypatch, run):
     import socket
     with socket.socket() as sock:
@@ -263,11 +304,11 @@ def test_p5_bedrock_connection_refused_is_a_502_naming_it(hub, monkeypatch, run)
 
 # -- G-2: streams ----------------------------------------------------------------------------------------
 @AUTHS
-@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
+@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
 def test_g2_bedrock_stream_text_deltas_then_usage_on_the_last_chunk(hub, bedrock_fake, run, make_target, secret):
     fake = bedrock_fake(reply="The quick brown fox jumps.")
     chunks = run(hub.adapter(make_target()), chat(CLAUDE_HAIKU))
-    assert fake.last.path == f"/model/{CLAUDE_HAIKU.replace(':', '%3A')}/converse-stream"
+    assert unquote(fake.last.path) == f"/model/{CLAUDE_HAIKU}/converse-stream"
     assert joined(chunks) == "The quick brown fox jumps."
     assert len([c for c in chunks if c.delta]) == 5          # word by word, as the fake streams
     last = chunks[-1]
@@ -276,7 +317,7 @@ def test_g2_bedrock_stream_text_deltas_then_usage_on_the_last_chunk(hub, bedrock
     assert all(c.input_tokens is None and c.finish_reason is None for c in chunks[:-1])
 
 
-@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
+@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
 def test_g2_bedrock_stream_tool_calls_are_openai_deltas(hub, bedrock_fake, run):
     bedrock_fake(tool_call={"name": "get_weather", "arguments": {"city": "Oslo"}})
     chunks = run(hub.adapter(iam_target()), chat(CLAUDE_HAIKU, tools=[WEATHER], tool_choice="required"))
@@ -303,7 +344,7 @@ def test_g2_bedrock_stream_reasoning_deltas(hub, bedrock_fake):
     assert joined(chunks) == '{"status":"ok"}'
 
 
-@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
+@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
 @pytest.mark.parametrize("exception, payload, status", [
     ("throttlingException", {"message": TOO_MANY_TOKENS}, 429),
     ("modelStreamErrorException", {"message": "Model stream failed: upstream closed",
@@ -321,7 +362,7 @@ def test_g2_bedrock_exception_inside_the_stream_is_a_provider_error(hub, bedrock
     assert payload["message"] in caught.value.message and caught.value.__context__ is None
 
 
-@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
+@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
 def test_g2_bedrock_stream_keeps_the_chunks_before_an_exception(hub, bedrock_fake, run):
     fake = bedrock_fake(reply="one two three four")
     fake.stream_exception, fake.stream_exception_after = ("throttlingException", {"message": TOO_MANY_TOKENS}), 3
@@ -368,7 +409,21 @@ def test_g2_bedrock_closing_a_stream_early_closes_the_reply(hub, bedrock_fake):
     assert wait_for(lambda: fake.streams_cut == 1)
 
 
-@pytest.mark.parametrize("run", [run_stream], ids=["stream"])
+def test_g2_bedrock_aclosing_a_stream_early_closes_the_reply(hub, bedrock_fake):
+    fake = bedrock_fake(reply=" ".join(["word"] * 400))
+    fake.stream_delay = 0.01
+
+    async def first_then_close():
+        chunks = hub.adapter(iam_target()).astream(chat(CLAUDE_HAIKU))
+        first = await chunks.__anext__()
+        await chunks.aclose()
+        return first
+
+    assert asyncio.run(first_then_close()).delta == "word "
+    assert wait_for(lambda: fake.streams_cut == 1)
+
+
+@pytest.mark.parametrize("run", [run_stream, run_astream], ids=["stream", "astream"])
 @pytest.mark.parametrize("body, why", [
     (encode_event("messageStart", {"role": "assistant"}) + encode_event("contentBlockDelta", {
         "contentBlockIndex": 0, "delta": {"text": "cut"}})[:-7], "ended inside an event"),
@@ -423,9 +478,72 @@ def test_fake_bedrock_stream_is_signed_and_checked_like_converse(bedrock_fake):
 
 
 # -- G-3: what the retry layer reads -------------------------------------------------------------------
+@MODES
+@pytest.mark.parametrize("reply, status, transient, retry_after", [
+    (throttling_error(typed=False, retry_after="3"), 429, True, 3.0),
+    (throttling_error(), 429, True, None),
+    (bedrock_error(503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+     503, True, None),
+    (bedrock_error(500, "InternalServerException", "The server encountered an internal error."), 500, True, None),
+    (bedrock_error(400, "ValidationException", "The provided model identifier is invalid."), 400, False, None),
+    (bedrock_error(424, "ModelErrorException", "The model returned an error."), 424, False, None),
+])
+def test_g3_bedrock_errors_say_whether_to_retry(hub, bedrock_fake, run, reply, status, transient, retry_after):
+    fake = bedrock_fake()
+    fake.errors.append(reply)
+    error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert (error.status_code, error.transient, error.retry_after) == (status, transient, retry_after)
+
+
+@pytest.mark.parametrize("run", [run_chat, run_achat, run_stream, run_astream],
+                         ids=["chat", "achat", "stream", "astream"])
+def test_g3_bedrock_connection_refused_is_transient(hub, monkeypatch, run):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("BYOK_NB_BEDROCK_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    error = provider_failure(run, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert error.status_code == 502 and error.transient is True
+
+
+@pytest.mark.parametrize("exception, transient", [("throttlingException", True),
+                                                  ("serviceUnavailableException", True),
+                                                  ("validationException", False),
+                                                  ("modelStreamErrorException", False)])
+def test_g3_bedrock_in_stream_exceptions_are_transient_by_their_status(hub, bedrock_fake, exception, transient):
+    fake = bedrock_fake()
+    fake.stream_exception = (exception, {"message": "x"})
+    error = provider_failure(run_stream, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert error.transient is transient
+
+
 def test_g3_bedrock_a_malformed_stream_is_not_worth_retrying(hub, bedrock_fake):
     fake = bedrock_fake()
     fake.add_route("POST", f"/model/{CLAUDE_HAIKU.replace(':', '%3A')}/converse-stream",
                    lambda r: Reply(200, b"\x00" * 40, {"Content-Type": "application/vnd.amazon.eventstream"}))
     error = provider_failure(run_stream, hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
     assert (error.status_code, error.transient) == (502, False)
+
+
+@pytest.mark.parametrize("make_target, secret", [(api_key_target, BEDROCK_API_KEY), (iam_target, IAM_SECRET)],
+                         ids=["api_key", "iam"])
+@MODES
+def test_p2_bedrock_secrets_never_reach_debug_logs(hub, bedrock_fake, caplog, run, make_target, secret):
+    """botocore logs the request it signs (headers included) also when byok_nb sends it."""
+    import logging
+    bedrock_fake()
+    caplog.set_level(logging.DEBUG)
+    run(hub.adapter(make_target()), chat(CLAUDE_HAIKU))
+    assert "Sending http request" in caplog.text and "authorization" in caplog.text.lower()
+    assert all(secret not in record.getMessage() for record in caplog.records)
+    assert secret not in caplog.text
+
+
+@MODES
+def test_p6_bedrock_streams_and_async_calls_keep_the_egress_guard(bedrock_fake, run):
+    from byok_nb.providers import EgressRefused, ProviderHub
+    fake = bedrock_fake()
+    with ProviderHub(timeout=2, egress="public") as public_hub, pytest.raises(EgressRefused):
+        run(public_hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
+    assert fake.requests == []
