@@ -56,7 +56,7 @@ from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
 from .retry_after import retry_after_seconds
 from .transport import (MAX_JSON_DEPTH, MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error,
-                        _reason, loads_bounded, quoted, scrubbed_result, shape_problem, shorten, shown)
+                        _is_number, _reason, loads_bounded, quoted, scrubbed_result, shape_problem, shorten, shown)
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"
@@ -251,18 +251,17 @@ def build_client(target: Target, *, endpoint_url: str | None, timeout: float,
     credentials: dict[str, str] = {}
     if method == "api_key":
         if target.api_key is None or not target.api_key.get_secret_value():
-            raise ProviderError("Bedrock API key mode needs a Bedrock API key.", provider=LABEL)
+            raise _config_error("Bedrock API key mode needs a Bedrock API key.")
         signature_version: Any = botocore.UNSIGNED
     elif method == "iam":
         if not target.aws_access_key_id or target.aws_secret_access_key is None:
-            raise ProviderError("Bedrock IAM mode needs an Access Key ID and a Secret Access Key.",
-                                provider=LABEL)
+            raise _config_error("Bedrock IAM mode needs an Access Key ID and a Secret Access Key.")
         credentials = {"aws_access_key_id": target.aws_access_key_id,
                        "aws_secret_access_key": target.aws_secret_access_key.get_secret_value()}
         signature_version = "v4"
     else:
-        raise ProviderError(f"Unknown Bedrock authentication method {target.auth_method!r} "
-                            f"(expected 'iam' or 'api_key').", provider=LABEL)
+        raise _config_error(f"Unknown Bedrock authentication method {target.auth_method!r} "
+                            f"(expected 'iam' or 'api_key').")
     config = botocore.config.Config(
         region_name=region or None,
         signature_version=signature_version,
@@ -278,12 +277,12 @@ def build_client(target: Target, *, endpoint_url: str | None, timeout: float,
                 "bedrock-runtime", region_name=region or None, endpoint_url=endpoint_url,
                 config=config, **credentials)
     except botocore.exceptions.InvalidRegionError:
-        raise ProviderError(f"AWS region {region!r} is malformed: expected a region name such as "
-                            f"'us-east-1'.", status_code=502, provider=LABEL) from None
+        raise _config_error(f"AWS region {region!r} is malformed: expected a region name such as "
+                            f"'us-east-1'.") from None
     except botocore.exceptions.NoRegionError:
-        raise ProviderError("Bedrock needs an AWS region.", provider=LABEL) from None
+        raise _config_error("Bedrock needs an AWS region.") from None
     except ValueError as exc:  # botocore refuses a malformed endpoint URL this way
-        raise ProviderError(f"Bedrock endpoint URL is invalid: {exc}", provider=LABEL) from None
+        raise _config_error(f"Bedrock endpoint URL is invalid: {exc}") from None
     if method == "api_key":
         bearer = f"Bearer {target.api_key.get_secret_value()}"  # type: ignore[union-attr]
 
@@ -299,6 +298,11 @@ def build_client(target: Target, *, endpoint_url: str | None, timeout: float,
                                     _httpx_sender(http_client, timeout))
     install_log_scrubbing()
     return client
+
+
+def _config_error(message: str) -> ProviderError:
+    """A model whose settings cannot make a call (502, as before; asking again will not help)."""
+    return clean_error(message, (), status_code=502, provider=LABEL, transient=False)
 
 
 class _Body:
@@ -352,8 +356,8 @@ def _parsable(status: int, content: bytes) -> bytes:
     if not deep:
         return content
     if status < 400:
-        raise ProviderError("Bedrock returned a malformed reply: JSON nested too deeply",
-                            status_code=502, provider=LABEL)
+        raise clean_error("Bedrock returned a malformed reply: JSON nested too deeply", (),
+                          status_code=502, provider=LABEL, transient=False)
     return json.dumps({"message": "(the error body is JSON nested too deeply to read)"}).encode()
 
 
@@ -644,8 +648,8 @@ class BedrockAdapter:
                 for piece in response.iter_raw():
                     for event in decoder.feed(piece):
                         yield from translator.chunks(event)
-            except httpx.HTTPError as exc:   # the reply had begun: not a failure to connect
-                failure = _not_transient(self._transport_error(exc, endpoint))
+            except httpx.HTTPError as exc:
+                failure = self._transport_error(exc, endpoint, began=True)
             if failure is not None:
                 raise failure
             yield self._stream_end(decoder, translator)
@@ -677,8 +681,8 @@ class BedrockAdapter:
                     for event in decoder.feed(piece):
                         for chunk in translator.chunks(event):
                             yield chunk
-            except httpx.HTTPError as exc:   # the reply had begun: not a failure to connect
-                failure = _not_transient(self._transport_error(exc, endpoint))
+            except httpx.HTTPError as exc:
+                failure = self._transport_error(exc, endpoint, began=True)
             if failure is not None:
                 raise failure
             yield self._stream_end(decoder, translator)
@@ -831,13 +835,14 @@ class BedrockAdapter:
 
     def _final(self, message: str) -> ProviderError:
         """A 502 for a reply that came but cannot be used: asking again would not help."""
-        return _not_transient(self._error(message))
+        return clean_error(message, self._secrets, status_code=502, provider=LABEL, transient=False)
 
     def _timed_out(self, endpoint_url: str) -> ProviderError:
         return self._error(f"Bedrock endpoint {endpoint_url} timed out after {self._timeout():g} s")
 
-    def _transport_error(self, exc: Exception, endpoint_url: str) -> ProviderError:
-        """The words of the botocore-era messages for an ``httpx`` transport failure."""
+    def _transport_error(self, exc: Exception, endpoint_url: str, *, began: bool = False) -> ProviderError:
+        """The words of the botocore-era messages for an ``httpx`` transport failure; transient
+        unless the reply had ``began`` (a stream cut mid-way: asking again repeats what came)."""
         import httpx
 
         detail = str(exc) or type(exc).__name__
@@ -851,7 +856,8 @@ class BedrockAdapter:
             what = f"closed or reset the connection before a complete reply: {detail}"
         else:
             what = f"failed: {detail}"
-        return self._error(f"Bedrock endpoint {endpoint_url} {what}")
+        return clean_error(f"Bedrock endpoint {endpoint_url} {what}", self._secrets, status_code=502,
+                           provider=LABEL, transient=not began)
 
     def _reply_error(self, response: dict[str, Any], fallback: str = "") -> ProviderError:
         """The ``ProviderError`` for botocore's parse of an error reply (``ClientError.response``).
@@ -870,14 +876,14 @@ class BedrockAdapter:
         headers = metadata.get("HTTPHeaders") if isinstance(metadata.get("HTTPHeaders"), dict) else {}
         extra = ""
         retry_after = _text(headers.get("retry-after"))
-        if status == 429 and retry_after:
-            extra = f" (Retry-After: {quoted(retry_after)} s)"
+        if status in (429, 503) and retry_after:   # as transport.error_from_reply words it
+            extra = f" (Retry-After: {quoted(retry_after)}{' s' if _is_number(retry_after) else ''})"
         named = f" {shorten(code, 200)}" if code else ""
-        # The code comes from a response header (x-amzn-ErrorType) or the body: scrubbed with the rest.
-        error = clean_error(f"{LABEL} returned HTTP {status}{named}: {message}{extra}",
-                            self._secrets, status_code=status, provider_message=message, provider=LABEL)
-        error.retry_after = retry_after_seconds(retry_after)   # transient follows the status
-        return error
+        # The code comes from a response header (x-amzn-ErrorType) or the body: scrubbed with the
+        # rest. Transient follows the status.
+        return clean_error(f"{LABEL} returned HTTP {status}{named}: {message}{extra}",
+                           self._secrets, status_code=status, provider_message=message, provider=LABEL,
+                           retry_after=retry_after_seconds(retry_after))
 
     def _parse(self, response: dict[str, Any], json_tool: str | None, latency_ms: float,
                warnings: list[str]) -> ChatResult:
@@ -919,11 +925,6 @@ class BedrockAdapter:
                           warnings=warnings, reasoning_text="".join(reasoning),
                           request_id=_text(metadata.get("RequestId")),
                           finish_reason=finish_reason(response.get("stopReason"), json_tool_only=json_only))
-
-
-def _not_transient(error: ProviderError) -> ProviderError:
-    error.transient = False
-    return error
 
 
 def _guarded(chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:

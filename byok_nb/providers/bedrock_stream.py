@@ -117,10 +117,8 @@ class EventDecoder:
 
 def malformed_stream(why: str, secrets: list[str]) -> ProviderError:
     """A stream that cannot be read (502; not transient: the reply came, asking again repeats it)."""
-    error = clean_error(f"{LABEL} sent a malformed event stream: {why}", secrets, status_code=502,
-                        provider=LABEL)
-    error.transient = False
-    return error
+    return clean_error(f"{LABEL} sent a malformed event stream: {why}", secrets, status_code=502,
+                       provider=LABEL, transient=False)
 
 
 class StreamTranslator:

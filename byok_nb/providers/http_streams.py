@@ -19,9 +19,9 @@ import time
 import zlib
 from typing import Any
 
-from ..core.errors import InvalidRequest, ProviderError
+from ..core.errors import InvalidRequest
 from .transport import (ACCEPT_ENCODING, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES, BoundedDecoder,
-                        HttpReply, _call_deadline, _call_secrets, _sent_secrets,
+                        HttpReply, _call_deadline, _call_secrets, _sent_secrets, clean_error,
                         _unsendable_header_message)
 
 STREAM_ENCODING = "identity"
@@ -123,16 +123,17 @@ async def aexchange(client: Any, call: Any, *, timeout: float, label: str) -> Ht
                         chunks.append(piece)
                         size += len(piece)
                         if size > MAX_RESPONSE_BYTES:
-                            raise ProviderError(
+                            raise clean_error(
                                 f"{label} sent a reply larger than {MAX_RESPONSE_BYTES // 2**20} MiB "
-                                f"(HTTP {status}, counted decoded); refused.",
-                                status_code=502, provider=label)
+                                f"(HTTP {status}, counted decoded); refused.", (),
+                                status_code=502, provider=label, transient=False)
                 chunks.extend(decoder.flush())
             except zlib.error:
                 undecodable = True
             if undecodable:
-                raise ProviderError(f"{label} sent a reply (HTTP {status}) whose Content-Encoding "
-                                    f"could not be decoded.", status_code=502, provider=label)
+                raise clean_error(f"{label} sent a reply (HTTP {status}) whose Content-Encoding "
+                                  f"could not be decoded.", (), status_code=502, provider=label,
+                                  transient=False)
             return HttpReply(status, response.headers, b"".join(chunks))
         finally:
             await response.aclose()

@@ -547,3 +547,23 @@ def test_p6_bedrock_streams_and_async_calls_keep_the_egress_guard(bedrock_fake, 
     with ProviderHub(timeout=2, egress="public") as public_hub, pytest.raises(EgressRefused):
         run(public_hub.adapter(iam_target()), chat(CLAUDE_HAIKU))
     assert fake.requests == []
+
+
+def test_g2_bedrock_events_before_an_exception_in_the_same_read_come_first():
+    """One network read may carry several events and the exception after them."""
+    import botocore.session
+
+    from byok_nb.providers.bedrock_stream import EventDecoder
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    shape = model.operation_model("ConverseStream").output_shape.members["stream"]
+    data = (encode_event("messageStart", {"role": "assistant"})
+            + encode_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}})
+            + encode_exception("throttlingException", {"message": TOO_MANY_TOKENS})
+            + encode_event("messageStop", {"stopReason": "end_turn"}))
+    seen = []
+    with pytest.raises(ProviderError) as caught:
+        for event in EventDecoder(shape, []).feed(data):
+            seen.append(event)
+    assert seen == [{"messageStart": {"role": "assistant"}},
+                    {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": "Hi"}}}]
+    assert caught.value.status_code == 429 and caught.value.provider_message == TOO_MANY_TOKENS
