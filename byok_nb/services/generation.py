@@ -139,7 +139,7 @@ def _request(ctx: Context, model: "ModelInfo", msgs: list[dict[str, Any]], max_t
 def _record(ctx: Context, row: dict[str, Any], *, ok: bool, latency_ms: float,
             input_tokens: int | None = None, output_tokens: int | None = None,
             usage_unknown: bool = False, error: BaseException | None = None) -> None:
-    from .analytics import _record as record
+    from ..store.usage_log import record_rows as record
 
     # Counts were validated by ChatResult: implausible ones arrive as usage_unknown, not as numbers.
     full = dict(row, ok=ok, latency_ms=latency_ms, input_tokens=input_tokens or 0,

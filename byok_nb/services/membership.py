@@ -25,6 +25,7 @@ from ..core import model_rules as rules
 from ..core.domain import ROLES, Member, Org, Project
 from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ..store import read_tx, schema, write_tx
+from ..store.lookups import find_org_id, find_project_id, org_not_found
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine
@@ -37,10 +38,6 @@ _FIRST_RUN_LOCK_KEY = 0x6279_6F6B_6631   # "byokf1"
 # The actor recorded for membership changes made through the Registry (no acting user: the
 # operator who holds the store and the master key).
 OPERATOR = "(operator)"
-
-
-def org_not_found(org: str) -> NotFound:
-    return NotFound(f"org {org!r} not found; create it with reg.create_org({org!r})")
 
 
 def not_a_member(org: str, user: str) -> Forbidden:
@@ -176,24 +173,3 @@ def add_member(engine: "Engine", org: str, user: str, role: str = "contributor",
     except IntegrityError:
         raise Conflict(f"{user!r} already has a role on {project or org!r}") from None
     return Member(org=org, user=user, role=role, project=project)
-
-
-def find_org_id(conn: "Connection", org: str) -> int:
-    """The id of the org named ``org``; NotFound (naming ``create_org``) when there is none."""
-    if not isinstance(org, str):   # SQLite would match True to an org named "1"
-        raise InvalidRequest(f"an org is named by text, not {type(org).__name__}")
-    row = conn.execute(select(schema.orgs.c.id).where(schema.orgs.c.name == org)).first()
-    if row is None:
-        raise org_not_found(org)
-    return int(row[0])
-
-
-def find_project_id(conn: "Connection", org_id: int, org: str, project: str) -> int:
-    """The id of ``project`` in the org; NotFound when it does not exist."""
-    if not isinstance(project, str):
-        raise InvalidRequest(f"a project is named by text, not {type(project).__name__}")
-    row = conn.execute(select(schema.projects.c.id).where(
-        schema.projects.c.org_id == org_id, schema.projects.c.name == project)).first()
-    if row is None:
-        raise NotFound(f"project {project!r} not found in org {org!r}")
-    return int(row[0])

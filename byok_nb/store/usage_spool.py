@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.durable_files import fsync_dir
 from ..core.errors import InvalidRequest, RegistryError, StoreUnavailable
+from .usage_log import record_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Engine
@@ -214,7 +215,6 @@ class UsageSpool:
     def _record(self, rows: list[dict[str, Any]]) -> int:
         from sqlalchemy import select
 
-        from ..services.analytics import _record
         from . import read_tx, schema
 
         si = schema.schema_info
@@ -230,7 +230,7 @@ class UsageSpool:
             conn.execute(si.insert(), markers)
 
         usage_rows = [{k: v for k, v in row.items() if k != "spool_id"} for row in fresh]
-        return _record(self._engine, usage_rows, fixed=None, default_user="", also=mark)
+        return record_rows(self._engine, usage_rows, fixed=None, default_user="", also=mark)
 
 
 class _Untrusted(OSError):

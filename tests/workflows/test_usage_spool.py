@@ -150,11 +150,11 @@ def test_w9_spooled_usage_reaches_either_backend_exactly_once(world, monkeypatch
     """The store refuses the usage write once (as an unreachable PostgreSQL or a busy SQLite would):
     the row is spooled, then replayed into that backend with its id, and a second replay of the
     same file adds nothing."""
-    from byok_nb.services import analytics
+    from byok_nb.store import usage_log
     from byok_nb.core.errors import StoreUnavailable
 
     world.admin.create_workflow("triage", "search", fields=[LLMField("chat", model="ft-llama")])
-    original = analytics._write
+    original = usage_log._write
     calls = {"n": 0}
 
     def unavailable_once(conn, rows):
@@ -163,7 +163,7 @@ def test_w9_spooled_usage_reaches_either_backend_exactly_once(world, monkeypatch
             raise StoreUnavailable("the registry database is unavailable; try again (server closed the connection)")
         return original(conn, rows)
 
-    monkeypatch.setattr(analytics, "_write", unavailable_once)
+    monkeypatch.setattr(usage_log, "_write", unavailable_once)
     reg = world.registry
     completion = world.contributor.generate("triage", "chat", "Hello")
     assert completion.text and len(_spooled(reg)) == 1
