@@ -12,10 +12,15 @@ DNS rebinding between check and connect cannot slip through. A refusal surfaces 
 :class:`~.egress.EgressRefused`, as on the sync client. As a second line, the socket factory
 refuses a refused address too (should aiohttp ever connect without resolving through us).
 Redirects are never followed and no ambient proxy or ``.netrc`` is read (``trust_env`` off).
+
+The URL goes on the wire exactly as httpx built it: aiohttp would otherwise requote it, turning
+``%3A`` in a Bedrock model id into ``:`` — a different path from the one that was signed.
 """
 from __future__ import annotations
 
+import functools
 import socket
+import warnings
 from typing import Any
 
 from .egress import EgressPolicy
@@ -51,6 +56,24 @@ def guarded_connector(policy: EgressPolicy, *, max_connections: int) -> Any:
                             ssl=default_ssl_context(), socket_factory=vetted_socket)
 
 
+@functools.cache
+def verbatim_session_class() -> Any:
+    """An ``aiohttp.ClientSession`` that sends a URL given as text without requoting it."""
+    import aiohttp
+    import yarl
+
+    with warnings.catch_warnings():   # aiohttp discourages subclassing; this adds no state
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class VerbatimSession(aiohttp.ClientSession):
+            def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+                if isinstance(url, str):
+                    url = yarl.URL(url, encoded=True)
+                return super().request(method, url, **kwargs)
+
+    return VerbatimSession
+
+
 def build_async_http_client(*, timeout: float, policy: EgressPolicy, max_connections: int = 128) -> Any:
     """One pooled ``httpx.AsyncClient`` for the running event loop (see module doc). The aiohttp
     session is made on first use, inside the loop that uses it."""
@@ -61,8 +84,8 @@ def build_async_http_client(*, timeout: float, policy: EgressPolicy, max_connect
     install_http_log_scrubbing()
 
     def session() -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(connector=guarded_connector(policy, max_connections=max_connections),
-                                     trust_env=False)
+        return verbatim_session_class()(connector=guarded_connector(policy, max_connections=max_connections),
+                                        trust_env=False)
 
     transport = AiohttpTransport(client=session, verify=default_ssl_context(), trust_env=False)
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout),
