@@ -47,6 +47,12 @@ class NotFound(RegistryError):
     status_code = 404
 
 
+class Unauthorized(RegistryError):
+    """The caller's credential (an API token) is missing, unknown, revoked or expired (401)."""
+
+    status_code = 401
+
+
 class Conflict(RegistryError):
     """The request collides with existing state, e.g. a taken slug (409)."""
 

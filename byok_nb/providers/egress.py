@@ -227,13 +227,14 @@ class EgressPolicy:
         reason = self.refusal_reason(ip)
         if reason is not None:
             shown = host if host == ip else f"{host} (resolved to {ip})"
-            raise EgressRefused(refusal_message(shown, reason), status_code=502)
+            raise EgressRefused(refusal_message(shown, reason), status_code=502, transient=False)
 
     def check_host_name(self, host: str) -> None:
         """Raise :class:`EgressRefused` for a metadata host name, before it is resolved."""
         name = host.lower()
         if (name[:-1] if name.endswith(".") else name) in METADATA_HOST_NAMES:
-            raise EgressRefused(refusal_message(host, METADATA_NAME_REASON), status_code=502)
+            raise EgressRefused(refusal_message(host, METADATA_NAME_REASON), status_code=502,
+                                transient=False)
 
     def resolve(self, host: str, port: int) -> list[str]:
         """Every address ``host`` resolves to, each checked; the vetted list to connect to.

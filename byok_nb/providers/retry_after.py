@@ -12,12 +12,15 @@ from email.utils import parsedate_to_datetime
 
 def retry_after_seconds(value: str | None, *, now: dt.datetime | None = None) -> float | None:
     """Seconds from ``now`` that ``value`` asks to wait: ``"120"`` -> 120.0, an HTTP-date -> the
-    time until it (0.0 when past); None for a missing or unreadable value (never NaN or inf)."""
-    text = (value or "").strip()
+    time until it (0.0 when past); None for a missing, negative or unreadable value (never NaN or
+    inf) — a garbled header must neither make the caller wait nor stop it retrying."""
+    text = value.strip() if isinstance(value, str) else ""
     if not text:
         return None
     try:
         seconds = float(text)
+        if seconds < 0:   # not a delay-seconds at all: ignored, the caller's own backoff applies
+            return None
     except ValueError:
         try:
             when = parsedate_to_datetime(text)

@@ -33,7 +33,7 @@ from typing import Any
 from ..core.errors import InvalidRequest, ProviderError
 from ..core.secrets import scrub
 from .egress import EgressPolicy, guarded_network_backend
-from .retry_after import retry_after_seconds
+from .retry import retry_after_from_headers
 
 MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is shown
 MAX_RESPONSE_BYTES = 16 * 2**20  # a reply larger than this is refused instead of buffered
@@ -445,31 +445,32 @@ def clean_error(message: str, secrets: Iterable[str], *, status_code: int,
     (status, headers, body) reaches an error only through here or :func:`shown`. ``transient``
     unset follows the status (see module doc)."""
     secrets = list(secrets)
-    error = ProviderError(scrub(message, secrets), status_code=status_code,
-                          provider_message=None if provider_message is None else scrub(provider_message, secrets),
-                          provider=provider)
-    # Set as attributes: the same code runs whether or not ProviderError takes them as keywords.
-    error.retry_after = retry_after
-    error.transient = status_code in TRANSIENT_STATUSES if transient is None else transient
-    return error
-
-
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+    return ProviderError(scrub(message, secrets), status_code=status_code,
+                         provider_message=None if provider_message is None else scrub(provider_message, secrets),
+                         provider=provider, retry_after=retry_after, transient=transient)
 
 
 def transport_error(exc: Exception, *, url: str, label: str, secrets: Iterable[str],
                     timeout: float) -> ProviderError:
-    """A ``ProviderError`` (status 502) that says what kind of transport failure happened."""
-    import httpx
-
+    """A ``ProviderError`` (status 502) that says what kind of transport failure happened, and
+    whether it is worth trying again (see :func:`_transient_kind`)."""
     detail = str(exc) or type(exc).__name__
     kind = _aiohttp_kind(exc.__cause__, timeout) or _httpx_kind(exc, detail, timeout)
     where = label if label.endswith(" endpoint") else f"{label} endpoint"   # no "endpoint endpoint"
     message = f"{where} {url} {kind}: {detail}"
-    # A URL that is not http(s) stays wrong however often it is called.
-    transient = not isinstance(exc, httpx.UnsupportedProtocol)
+    transient = _transient_kind(kind, f"{detail} {exc.__cause__ or ''}")
     return clean_error(message, secrets, status_code=502, provider_message=detail, provider=label,
                        transient=transient)
+
+
+def _transient_kind(kind: str, detail: str) -> bool:
+    """Timeouts, refused or unreachable hosts and dropped connections may pass (a restarting
+    server, a full backlog), and so may a resolver's "temporary failure"; a name that does not
+    exist, a failed TLS handshake (a certificate that does not verify), a URL that is not http(s)
+    and a failure of our own would fail the same way again."""
+    if kind == "could not be resolved":
+        return "temporary failure" in detail.lower()
+    return kind not in ("failed the TLS handshake", "is not an http(s) URL", "failed")
 
 
 def _httpx_kind(exc: Exception, detail: str, timeout: float) -> str:
@@ -607,7 +608,7 @@ def error_from_reply(reply: HttpReply, *, label: str, secrets: Iterable[str]) ->
     provider_message = strip_status(reply.status, provider_message_from_body(reply.content))
     provider_message = shown(provider_message, secrets) or _reason(reply.status)
     header = reply.headers.get("retry-after")
-    retry_after = retry_after_seconds(header)
+    retry_after = retry_after_from_headers(reply.headers)
     extra = ""
     if header and reply.status in (429, 503):
         extra = f" (Retry-After: {quoted(header)}{' s' if _is_number(header) else ''})"

@@ -1,0 +1,135 @@
+"""Retrying a provider call that failed for a reason that may pass (connection failure, 429, 5xx).
+
+One policy for every caller (``Session.chat``, ``achat``, the gateway): only a ``ProviderError``
+marked ``transient`` is tried again — every other error, and every other 4xx, is raised at once,
+since sending the same request again cannot change a refusal. Waits are exponential backoff with
+full jitter (a random wait between 0 and ``base * 2**n``, capped), so many callers throttled
+together do not come back together; a provider's ``Retry-After`` replaces the jittered wait, up to
+``retry_after_cap``. Everything happens inside one total deadline: a wait that would end past it
+is not started, and the last error is raised instead.
+
+``sleep``, ``clock`` and ``rand`` are injectable so tests run without real waits. Reading a
+``Retry-After`` value is :mod:`.retry_after`'s job; the headers of a reply are read here.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..core.errors import TRANSIENT_STATUSES, ProviderError
+from .retry_after import retry_after_seconds
+
+T = TypeVar("T")
+
+
+def is_transient_status(status: int) -> bool:
+    """Whether a reply with this HTTP status is worth trying again."""
+    return status in TRANSIENT_STATUSES
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times to try again and how long to wait between tries (seconds)."""
+
+    max_retries: int = 2          # retries after the first attempt: at most max_retries + 1 calls
+    base: float = 0.5             # the first backoff's upper bound; doubled each retry
+    cap: float = 8.0              # no jittered backoff waits longer than this
+    retry_after_cap: float = 30.0  # a provider's Retry-After is honoured up to this
+
+    def delay(self, retry_index: int, error: ProviderError, rand: Callable[[], float]) -> float:
+        """The wait before retry number ``retry_index`` (0 for the first retry)."""
+        if error.retry_after is not None:
+            return min(max(0.0, error.retry_after), self.retry_after_cap)
+        # min() before the power's result can overflow: 2**1100 is fine for int, not for float.
+        bound = min(self.cap, self.base * 2 ** min(retry_index, 64))
+        return rand() * bound
+
+
+def deadline_exceeded() -> ProviderError:
+    """The error for a call whose deadline passed before any provider answered."""
+    return ProviderError("The call did not complete within its time limit (deadline exceeded).",
+                         status_code=504, provider_message="deadline exceeded", transient=False)
+
+
+def _next_wait(policy: RetryPolicy, error: ProviderError, retries_done: int, deadline: float | None,
+               clock: Callable[[], float], rand: Callable[[], float]) -> float | None:
+    """The wait before the next attempt, or ``None`` when ``error`` should be raised now: it is
+    not transient, the retries are used up, or the wait would end at or past the deadline (an
+    attempt started at the deadline has no time left to succeed)."""
+    if not error.transient or retries_done >= policy.max_retries:
+        return None
+    wait = policy.delay(retries_done, error, rand)
+    if deadline is not None and clock() + wait >= deadline:
+        return None
+    return wait
+
+
+def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, deadline: float | None, *,
+                      sleep: Callable[[float], object] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic,
+                      rand: Callable[[], float] = random.random) -> tuple[T, int]:
+    """``(fn(), attempts)``, calling ``fn`` again after transient ``ProviderError``s as ``policy``
+    says. ``deadline`` is a ``time.monotonic()`` value (or ``None``: no deadline). Raises the
+    last error when retrying stops, or a 504 ``ProviderError`` when the deadline passed before
+    the first attempt."""
+    if deadline is not None and clock() >= deadline:
+        raise deadline_exceeded()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return fn(), attempts
+        except ProviderError as exc:
+            wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
+            if wait is None:
+                raise
+        sleep(wait)
+
+
+async def acall_with_retries(afn: Callable[[], Awaitable[T]], policy: RetryPolicy,
+                             deadline: float | None, *,
+                             sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                             clock: Callable[[], float] = time.monotonic,
+                             rand: Callable[[], float] = random.random) -> tuple[T, int]:
+    """The async twin of :func:`call_with_retries`: ``afn`` is called afresh for each attempt
+    (an awaitable can be awaited only once) and waits do not block the event loop."""
+    if deadline is not None and clock() >= deadline:
+        raise deadline_exceeded()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return await afn(), attempts
+        except ProviderError as exc:
+            wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
+            if wait is None:
+                raise
+        await sleep(wait)
+
+
+def retry_after_from_headers(headers: object, *, now: dt.datetime | None = None) -> float | None:
+    """The wait a reply's headers ask for: ``retry-after-ms`` (OpenAI's, finer) when it is a
+    readable number, else ``Retry-After``. ``headers`` is any mapping with a case-insensitive
+    ``get`` (httpx's)."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    milliseconds = get("retry-after-ms")
+    try:
+        value = float(milliseconds.strip()) if isinstance(milliseconds, str) else math.nan
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and value >= 0:
+        return value / 1000
+    return retry_after_seconds(get("retry-after"), now=now)
+
+
+__all__ = ["RetryPolicy", "TRANSIENT_STATUSES", "acall_with_retries", "call_with_retries",
+           "deadline_exceeded", "is_transient_status", "retry_after_from_headers", "retry_after_seconds"]
+
