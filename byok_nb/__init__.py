@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .core.lazy import lazy_attributes
 from .core.errors import (
-    Conflict, Forbidden, InvalidRequest, NotFound, ProviderError, RegistryError, StoreUnavailable,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    RegistryError,
+    StoreUnavailable,
 )
+from .core.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -49,8 +55,19 @@ __getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core.domain import (
-        CapabilityProbe, Completion, ConnectionTest, CustomModel, DeleteResult, LLMField, ModelDraft,
-        Org, PickerEntry, PickerResult, PlatformModel, Project, Workflow,
+        CapabilityProbe,
+        Completion,
+        ConnectionTest,
+        CustomModel,
+        DeleteResult,
+        LLMField,
+        ModelDraft,
+        Org,
+        PickerEntry,
+        PickerResult,
+        PlatformModel,
+        Project,
+        Workflow,
     )
-    from .registry import Registry, RegistryWarning, Session, open_registry
     from .core.secrets import generate_master_key
+    from .registry import Registry, RegistryWarning, Session, open_registry

@@ -2,17 +2,31 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from .core.durable_files import fsync_dir
+from .core.errors import RegistryError
+from .core.secrets import (
+    KEY_FILE_NAME,
+    SecretBox,
+    create_key_file,
+    decode_master_key,
+    key_id_of,
+    read_key_file,
+)
+from .store import ensure_schema, key_custody, make_engine
 
 
 def _cmd_rotate_key(args: argparse.Namespace) -> int:
     """C-5. The current key is found as open_registry finds it (BYOK_NB_MASTER_KEY, else the key
     file), but a missing key file is an error here, never silently created. See docs/security.md."""
-    import os
-
     from .registry import byok_home, default_database_url, open_registry
-    from .core.secrets import KEY_FILE_NAME, decode_master_key, key_id_of, read_key_file
 
     new_key = args.new_key or os.environ.get("BYOK_NB_NEW_MASTER_KEY")
     if not new_key:
@@ -72,7 +86,6 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
           f"the old key no longer decrypts any of them")
     if args.write_key_file:
         os.replace(staged, key_file)
-        from .core.durable_files import fsync_dir
 
         fsync_dir(key_file.parent)
         print(f"{key_file} now holds the new key. Restart every kernel and Voila app that uses this "
@@ -92,13 +105,7 @@ def _cmd_adopt_key(args: argparse.Namespace) -> int:
     (BYOK_NB_MASTER_KEY, else master.key — created when there is none) the store's key. Every
     secret it cannot read is cleared, so each such model asks for its credentials again. Without
     --confirm-lost-key it only says what it would do. See docs/security.md."""
-    import os
-
-    from .store import key_custody
     from .registry import byok_home, default_database_url
-    from .core.secrets import KEY_FILE_NAME, SecretBox, create_key_file, decode_master_key, key_id_of, read_key_file
-    from .store import ensure_schema, make_engine
-
     home = byok_home()
     key_file = home / KEY_FILE_NAME
     if os.environ.get("BYOK_NB_MASTER_KEY"):
@@ -148,10 +155,6 @@ def _cmd_adopt_key(args: argparse.Namespace) -> int:
 
 def _missing_sqlite_file(url: str) -> str | None:
     """The path of a file-based SQLite URL whose file does not exist (rotation must not create it)."""
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
     try:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 - open_registry reports a bad URL properly
@@ -164,8 +167,6 @@ def _missing_sqlite_file(url: str) -> str | None:
 
 def _write_private(path, text: str) -> None:
     """Write ``text`` to ``path`` with mode 0600 from the first byte, durably."""
-    import os
-
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -176,9 +177,7 @@ def _write_private(path, text: str) -> None:
 
 
 def _cmd_platform_sync(args: argparse.Namespace) -> int:
-    import json
-
-    from .catalog.sync import sync_platform_catalog
+    from .services.catalog_sync import sync_platform_catalog
 
     report = sync_platform_catalog(path=args.output, ids=args.ids or None)
     print(json.dumps(report, indent=2, default=str))
@@ -306,8 +305,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .core.errors import RegistryError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

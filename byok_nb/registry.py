@@ -14,14 +14,32 @@ from typing import TYPE_CHECKING, Any
 
 from .core.clean_errors import clean_failures
 from .core.domain import (
-    CapabilityProbe, Completion, ConnectionTest, CustomModel, DeleteResult, Member, Org,
-    PickerResult, PlatformModel, Project, RotationReport, Workflow,
+    CapabilityProbe,
+    Completion,
+    ConnectionTest,
+    CustomModel,
+    DeleteResult,
+    Member,
+    Org,
+    PickerResult,
+    PlatformModel,
+    Project,
+    RotationReport,
+    Workflow,
 )
 from .core.errors import InvalidRequest, NotFound, RegistryWarning
-from .core import model_rules as rules
 from .core.secrets import SecretBox, create_key_file, find_master_key, read_key_file
 from .providers.egress import egress_mode_from_env
-from .services import access, analytics, generation, membership, models, rotation, workflows
+from .services import (
+    access,
+    analytics,
+    generation,
+    membership,
+    models,
+    rotation,
+    workflows,
+)
+from .services import model_rules as rules
 from .services.context import Actor, Backend, Context
 from .store import ensure_schema, key_custody, make_engine, read_tx
 

@@ -29,7 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .core.secrets import KEY_FILE_NAME, mask_secret
+from sqlalchemy import select
+
+from .core.secrets import KEY_FILE_NAME, UnreadableSecret, mask_secret
+from .store import read_tx, schema
 
 # Stricter than secrets.KEY_SHAPES on purpose: scrubbing may redact too much, but a scanner that
 # cries wolf gets ignored. Minimum lengths follow the providers' real key lengths (and the project's
@@ -202,11 +205,6 @@ def registry_secrets(database_url: str | None = None) -> tuple[list[str], str | 
 
 
 def _decrypt_all(registry: Any) -> tuple[list[str], str | None]:
-    from sqlalchemy import select
-
-    from .core.secrets import UnreadableSecret
-    from .store import read_tx, schema
-
     cm = schema.custom_models
     secrets: list[str] = []
     unreadable = 0

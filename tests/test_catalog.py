@@ -229,6 +229,5 @@ def test_f4_importing_the_catalogue_is_light():
         "heavy = sorted(m for m in new if m.split('.')[0] in {'httpx', 'httpcore', 'genai_prices', 'pandas', 'boto3'})\n"
         "assert not heavy, heavy\n"
         "assert 'genai_prices' not in sys.modules\n"
-        "assert callable(byok_nb.catalog.sync_platform_catalog)  # lazily resolved\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

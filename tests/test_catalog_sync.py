@@ -14,7 +14,7 @@ import pytest
 
 from byok_nb.catalog import catalog_path, get_platform_model, load_platform_models, platform_model_ids
 from byok_nb.catalog.loader import CATALOG_ENV, SHIPPED_CATALOG
-from byok_nb.catalog.sync import model_from_openrouter, parse_openrouter_price, sync_platform_catalog
+from byok_nb.services.catalog_sync import model_from_openrouter, parse_openrouter_price, sync_platform_catalog
 from byok_nb.core.errors import InvalidRequest, ProviderError
 
 

@@ -43,14 +43,21 @@ def short_repr(kind: str, **fields: Any) -> str:
     return f"{kind}({', '.join(parts)})"
 
 
+def format_cost(cost: Decimal | None) -> str | None:
+    """Plain positional notation (0.0000003, not 3E-7), exact."""
+    if cost is None:
+        return None
+    text = format(cost, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".") or "0"
+    return text
+
+
 def usd_per_million(price: Decimal | None) -> str:
     """A per-token price as a readable per-1M-token price (``$0.30 / 1M``), or ``unpriced``."""
     if price is None:
         return "unpriced"
-    text = format(price * _MILLION, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"${text} / 1M tokens"
+    return f"${format_cost(price * _MILLION)} / 1M tokens"
 
 
 def ms(value: float | None) -> str | None:

@@ -6,6 +6,7 @@ Each result type has a short one-line ``repr`` and a ``_repr_html_`` card for no
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -432,8 +433,6 @@ class Completion(BaseModel):
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        import json
-
         calls = [f"{c.get('function', {}).get('name', '?')}({c.get('function', {}).get('arguments', '')})"
                  for c in self.tool_calls if isinstance(c, dict)]
         rows = [

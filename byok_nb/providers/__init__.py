@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from .base import Adapter, ChatRequest, ChatResult, Target
 from .egress import EgressPolicy, EgressRefused
-from .huggingface import describe_endpoint, validate_endpoint_url
 from .hub import ProviderHub
+from .huggingface import describe_endpoint, validate_endpoint_url
 from .openai_compat import validate_base_url
 from .reasoning import canonical_reasoning, is_recognized_reasoning_parameter
 

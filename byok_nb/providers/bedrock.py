@@ -47,16 +47,42 @@ from ..core.errors import InvalidRequest, ProviderError, RegistryError
 from .base import ChatRequest, ChatResult, StreamChunk, Target
 from .bedrock_params import inference_config, json_output
 from .bedrock_stream import EventDecoder, StreamTranslator, finish_reason
-from .bedrock_wire import (PreparedCall, aiohttp_wire_url, capture_handler, event_shape, parse_reply,
-                           prepare, sign_as_sent)
+from .bedrock_wire import (
+    PreparedCall,
+    aiohttp_wire_url,
+    capture_handler,
+    event_shape,
+    parse_reply,
+    prepare,
+    sign_as_sent,
+)
 from .egress import EgressPolicy
-from .http_streams import aexchange, aopen_stream, aread_error_body, open_stream, read_error_body
+from .http_streams import (
+    aexchange,
+    aopen_stream,
+    aread_error_body,
+    open_stream,
+    read_error_body,
+)
 from .messages import normalize_messages, parse_data_url
 from .openai_compat import schema_name
 from .reasoning import reasoning_budget, reasoning_effort
 from .retry_after import retry_after_seconds
-from .transport import (MAX_JSON_DEPTH, MAX_SHOWN_CHARS, SHAPE_ERRORS, ScrubbingLogFilter, clean_error,
-                        _is_number, _reason, loads_bounded, quoted, scrubbed_result, shape_problem, shorten, shown)
+from .transport import (
+    MAX_JSON_DEPTH,
+    MAX_SHOWN_CHARS,
+    SHAPE_ERRORS,
+    ScrubbingLogFilter,
+    _is_number,
+    _reason,
+    clean_error,
+    loads_bounded,
+    quoted,
+    scrubbed_result,
+    shape_problem,
+    shorten,
+    shown,
+)
 
 LABEL = "Bedrock"
 ENDPOINT_ENV = "BYOK_NB_BEDROCK_ENDPOINT_URL"

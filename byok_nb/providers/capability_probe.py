@@ -41,10 +41,10 @@ from typing import Any
 
 from ..core.domain import CapabilityFinding, CapabilityProbe
 from ..core.errors import ProviderError, RegistryError
+from ..core.secrets import scrub
 from .base import Adapter, ChatRequest, ChatResult
 from .messages import to_data_url
 from .reasoning import canonical_reasoning
-from ..core.secrets import scrub
 
 PROBE_FLAGS: tuple[str, ...] = ("supports_json_mode", "supports_tool_use", "supports_vision",
                                 "supports_reasoning")

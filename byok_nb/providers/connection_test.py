@@ -13,7 +13,6 @@ retried without it. Pricing and persistence are the registry's business, not thi
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field

@@ -20,9 +20,18 @@ import zlib
 from typing import Any
 
 from ..core.errors import InvalidRequest
-from .transport import (ACCEPT_ENCODING, MAX_ERROR_BODY_BYTES, MAX_RESPONSE_BYTES, BoundedDecoder,
-                        HttpReply, _call_deadline, _call_secrets, _sent_secrets, clean_error,
-                        _unsendable_header_message)
+from .transport import (
+    ACCEPT_ENCODING,
+    MAX_ERROR_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
+    BoundedDecoder,
+    HttpReply,
+    _call_deadline,
+    _call_secrets,
+    _sent_secrets,
+    _unsendable_header_message,
+    clean_error,
+)
 
 STREAM_ENCODING = "identity"
 

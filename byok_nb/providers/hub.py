@@ -23,11 +23,18 @@ import threading
 import weakref
 from typing import Any
 
+from pydantic import SecretStr
+
 from ..core.errors import InvalidRequest
 from . import huggingface
 from .base import Adapter, Target
 from .egress import EgressPolicy, egress_mode_from_env, normalize_mode
-from .openai_compat import PROFILES, OpenAICompatAdapter, chat_completions_url, missing_key_error
+from .openai_compat import (
+    PROFILES,
+    OpenAICompatAdapter,
+    chat_completions_url,
+    missing_key_error,
+)
 
 DEFAULT_TIMEOUT = 30.0
 FIREWORKS_BASE_URL = "https://api.fireworks.ai/inference/v1"
@@ -196,7 +203,5 @@ def _close_async_client(loop: Any, client: Any) -> None:
 
 
 def _env_secret(name: str) -> Any:
-    from pydantic import SecretStr
-
     value = os.environ.get(name, "").strip()
     return SecretStr(value) if value else None

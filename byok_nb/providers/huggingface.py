@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..core.errors import InvalidRequest
+from .egress import always_refused_host
+from .urls import check_url
 
 ROUTER_ENV = "BYOK_NB_HF_ROUTER_URL"
 DEFAULT_ROUTER_URL = "https://router.huggingface.co/v1/chat/completions"
@@ -48,9 +50,6 @@ def validate_endpoint_url(url: str | None, *, field: str = "endpoint_url") -> st
     >>> validate_endpoint_url("https://xyz.us-east-1.aws.endpoints.huggingface.cloud/")
     'https://xyz.us-east-1.aws.endpoints.huggingface.cloud/'
     """
-    from .egress import always_refused_host
-    from .urls import check_url
-
     value = url.strip() if isinstance(url, str) else url
     if value is None or value == "":
         raise InvalidRequest("Inference Endpoint URL is required for HuggingFace models", field=field)

@@ -21,12 +21,20 @@ from ..core.clean_errors import clean_failures, forget_secrets
 from ..core.errors import InvalidRequest, ProviderError
 from . import transport
 from .base import ChatRequest, ChatResult, StreamChunk
-from .http_streams import aexchange, aopen_stream, aread_error_body, open_stream, read_error_body
+from .egress import always_refused_host
+from .http_streams import (
+    aexchange,
+    aopen_stream,
+    aread_error_body,
+    open_stream,
+    read_error_body,
+)
 from .inline_reasoning import split_think
 from .messages import normalize_messages
 from .openai_params import native_response_format, schema_name, translate_params
 from .openai_stream import StreamTranslator
 from .sse import EventTooLarge, SSEDecoder
+from .urls import check_url
 
 ReasoningTranslator = Callable[[dict[str, Any], ChatRequest], tuple[dict[str, Any], list[str]]]
 
@@ -119,9 +127,6 @@ def validate_base_url(url: str | None) -> str:
 
     http is allowed: self-hosted vLLM/Ollama servers on a private network rarely have TLS.
     """
-    from .egress import always_refused_host
-    from .urls import check_url
-
     value = url.strip() if isinstance(url, str) else url
     if value is None or value == "":
         raise InvalidRequest("Base URL is required for OpenAI-compatible models", field="base_url")

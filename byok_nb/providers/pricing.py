@@ -33,6 +33,8 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import urlsplit
 
+from byok_nb.catalog.loader import get_platform_model
+
 __all__ = [
     "PER_MILLION_WARNING_THRESHOLD",
     "PLATFORM_CATALOGUE_SOURCE",
@@ -178,8 +180,6 @@ def per_million_warning(cost: Decimal | str | None, label: str = "cost") -> str 
 # -- sources ----------------------------------------------------------------------------------
 
 def _from_platform_catalogue(model_id: str) -> PriceSuggestion | None:
-    from byok_nb.catalog.loader import get_platform_model
-
     model = get_platform_model(model_id)
     if model is None or (model.input_cost_per_token is None and model.output_cost_per_token is None):
         return None  # not curated, or curated as dynamic/unpriced: let the next source try

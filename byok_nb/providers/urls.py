@@ -23,6 +23,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import idna
+
 from ..core.errors import InvalidRequest
 from .egress import literal_ipv4, refusal_message
 
@@ -184,8 +186,6 @@ def _checked_name(field: str, host: str) -> str:
     """A DNS name: IDNA-encoded when not ASCII, each label 1-63 characters, 253 in all."""
     name = host.lower()
     if not name.isascii():
-        import idna
-
         try:
             name = idna.encode(name).decode("ascii")   # what httpx sends (IDNA 2008)
         except (idna.IDNAError, UnicodeError, ValueError):
@@ -215,8 +215,6 @@ def _checked_name(field: str, host: str) -> str:
 
 
 def _valid_a_label(label: str) -> bool:
-    import idna
-
     try:
         idna.decode(label)
         return True

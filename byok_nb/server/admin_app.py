@@ -7,11 +7,13 @@ visitor's kernel does is in :mod:`byok_nb.ui.launch`.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import ipaddress
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
+from ..core.errors import InvalidRequest
+from ..core.secrets import generate_master_key
 from ..ui.launch import app_session, current_org, current_user
 
 DEFAULT_PORT = 8866
@@ -40,8 +46,6 @@ APP_INSTALL = "pip install 'byok_nb[app]'"
 def missing_app_packages() -> list[str]:
     """The packages of the ``app`` extra that are not installed (Voila serves the app; ipykernel is
     the Python kernel it runs the notebook in)."""
-    import importlib.util
-
     return [name for name in APP_PACKAGES if importlib.util.find_spec(name) is None]
 
 
@@ -95,8 +99,6 @@ def voila_command(notebook: str | os.PathLike[str], port: int, *, host: str = DE
     admin app uses it to do its imports before anyone asks (see :func:`wait_for_visitor`), which
     is what brings the Models page under 3 seconds.
     """
-    from ..core.errors import InvalidRequest
-
     if not token and not is_loopback(host):
         raise InvalidRequest(f"refusing to serve without a token on {host!r}: anyone who can reach "
                              "that address would get the app and its kernel; turning the token off "
@@ -142,7 +144,6 @@ def _prepare_registry() -> str:
     from ..registry import default_database_url, open_registry
 
     open_registry().close()
-    from sqlalchemy.engine import make_url
 
     return make_url(default_database_url()).render_as_string(hide_password=True)
 
@@ -156,8 +157,6 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
     ``token=False`` serves without one and is refused unless ``host`` is loopback.
     Returns Voila's exit code (0 after Ctrl-C), 2 for a refused set-up.
     """
-    from ..core.errors import InvalidRequest
-
     if refuse_without_app_packages("serve"):
         return 2
     target = Path(notebook) if notebook else app_notebook()
@@ -210,8 +209,6 @@ def serve(port: int = DEFAULT_PORT, notebook: str | None = None, open_browser: b
 
 
 def _port_taken(host: str, port: int) -> bool:
-    import socket
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as sock:
         try:
@@ -267,7 +264,6 @@ def demo_environment() -> Iterator[dict[str, str]]:
     """A throwaway home, master key and loopback fake Fireworks with a few demo models registered;
     yields the environment to run the app in and removes everything afterwards."""
     from ..registry import open_registry
-    from ..core.secrets import generate_master_key
     from ..testing.fake_providers import FakeOpenAIProvider
 
     home = tempfile.mkdtemp(prefix="byok_nb_demo_")

@@ -23,21 +23,22 @@ Decimal('0.0045000')
 """
 from __future__ import annotations
 
-import datetime as dt
-import math
-import time
-from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal, Inexact, InvalidOperation, localcontext
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, Inexact, localcontext
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, select
+
 from ..core.errors import InvalidRequest, NotFound
+from ..store import read_tx, schema
+from ..store.usage_log import UNKNOWN_TOKENS, RowPreparer, check_tokens, record_rows
+from . import workflows
 from .access import require_admin, require_member
 from .context import Backend, Context
-from ..store.usage_log import MODEL_TYPES, UNKNOWN_TOKENS, RowPreparer, record_rows
+from .workflows import lookup_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    from sqlalchemy import Connection, Engine
 
 
 __all__ = [
@@ -119,10 +120,8 @@ def usage(ctx: Context, *, since: Any = None, until: Any = None) -> "pd.DataFram
     """
     import numpy as np
     import pandas as pd
-    from sqlalchemy import select
 
     from .frames import counts
-    from ..store import read_tx, schema
 
     require_member(ctx)
     u = schema.usage_log
@@ -195,9 +194,7 @@ def cost_report(ctx: Context, by: str | list[str] = "model") -> "pd.DataFrame":
     """
     import numpy as np
     import pandas as pd
-    from sqlalchemy import func, select
 
-    from ..store import read_tx, schema
 
     require_member(ctx)
     dims = _dimensions(by)
@@ -286,30 +283,12 @@ def _exact_cost(input_tokens: int, output_tokens: int, pin: Decimal | None, pout
         return Decimal(input_tokens) * pin + Decimal(output_tokens) * pout
 
 
-def _check_tokens(name: str, value: Any) -> int:
-    """A token count: a whole number >= 0 (an int, or anything with ``__index__`` but a bool)."""
-    if type(value) is not int:      # the common case stays cheap when recording large batches
-        import operator
-
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            value = operator.index(value)
-        except TypeError:
-            raise InvalidRequest(f"{name} must be a whole number of tokens >= 0") from None
-    if value < 0:
-        raise InvalidRequest(f"{name} must be a whole number of tokens >= 0")
-    return value
-
-
 def estimate_cost(ctx: Context, ref: str, input_tokens: int, output_tokens: int) -> Decimal | None:
     """The exact USD cost of a call of ``ref`` (platform id or custom slug) at its current
     prices, or None when the model is unpriced (``Decimal("0")`` when it is free)."""
-    from .workflows import lookup_model
-
     require_member(ctx)
-    input_tokens = _check_tokens("input_tokens", input_tokens)
-    output_tokens = _check_tokens("output_tokens", output_tokens)
+    input_tokens = check_tokens("input_tokens", input_tokens)
+    output_tokens = check_tokens("output_tokens", output_tokens)
     model = lookup_model(ctx, ref)
     if model is None or not model.active:
         state = "is deleted" if model is not None else "is neither a platform model id nor a custom model slug"
@@ -332,13 +311,11 @@ def what_if(ctx: Context, input_tokens: int, output_tokens: int, workflow: Any =
     import numpy as np
     import pandas as pd
 
-    from . import workflows
     from .frames import with_prices
-    from ..store import read_tx
 
     require_member(ctx)
-    input_tokens = _check_tokens("input_tokens", input_tokens)
-    output_tokens = _check_tokens("output_tokens", output_tokens)
+    input_tokens = check_tokens("input_tokens", input_tokens)
+    output_tokens = check_tokens("output_tokens", output_tokens)
     if (workflow is None) != (field is None):
         raise InvalidRequest("give both workflow and field, or neither")
     with read_tx(ctx.engine) as conn:

@@ -46,7 +46,9 @@ class Backend:
         if hub is None:
             with self._lock:
                 if self._providers is None:
-                    from ..providers.hub import ProviderHub   # httpx and friends: only when calling
+                    from ..providers.hub import (
+                        ProviderHub,  # httpx and friends: only when calling
+                    )
 
                     self._providers = ProviderHub(timeout=self.timeout, egress=self.egress)
                 hub = self._providers

@@ -21,7 +21,6 @@ Completion(text='search', ...)
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -30,7 +29,12 @@ from typing import TYPE_CHECKING, Any
 from ..core.domain import Completion
 from ..core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
 from ..core.secrets import UnreadableSecret
-from . import models
+from ..providers.base import ChatRequest, Target
+from ..providers.messages import has_images, normalize_messages
+from ..providers.reasoning import canonical_reasoning
+from ..store import read_tx
+from ..store.usage_log import record_rows as record
+from . import models, workflows
 from .access import require_member
 from .context import Context
 
@@ -63,11 +67,6 @@ def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: 
     the model lacks a capability the field or the messages need, and ``ProviderError`` when the
     provider fails (after recording the failed call).
     """
-    from . import workflows
-    from ..providers.messages import has_images, normalize_messages
-    from ..providers.reasoning import canonical_reasoning
-    from ..store import read_tx
-
     require_member(ctx)
     opts = _check_options(options)
     with read_tx(ctx.engine) as conn:
@@ -123,8 +122,6 @@ def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: 
 def _request(ctx: Context, model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
              schema: dict[str, Any] | None, f: Any, opts: dict[str, Any], reasoning: dict | None):
     """(adapter, ChatRequest) for the call; decrypts credentials (C-4 errors surface here)."""
-    from ..providers.base import ChatRequest, Target
-
     if model.type == "custom":
         _, target = models.call_target(ctx, model.ref)
     else:
@@ -139,8 +136,6 @@ def _request(ctx: Context, model: "ModelInfo", msgs: list[dict[str, Any]], max_t
 def _record(ctx: Context, row: dict[str, Any], *, ok: bool, latency_ms: float,
             input_tokens: int | None = None, output_tokens: int | None = None,
             usage_unknown: bool = False, error: BaseException | None = None) -> None:
-    from ..store.usage_log import record_rows as record
-
     # Counts were validated by ChatResult: implausible ones arrive as usage_unknown, not as numbers.
     full = dict(row, ok=ok, latency_ms=latency_ms, input_tokens=input_tokens or 0,
                 output_tokens=output_tokens or 0, usage_unknown=usage_unknown)

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from ..core import model_rules as rules
 from ..core.domain import ROLES, Member, Org, Project
 from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ..store import read_tx, schema, write_tx
 from ..store.lookups import find_org_id, find_project_id, org_not_found
+from . import model_rules as rules
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine

@@ -18,13 +18,31 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..catalog import load_platform_models, platform_model_ids
-from ..core import model_rules as rules
 from ..core.domain import (
-    CAPABILITY_FLAGS, CapabilityProbe, ConnectionTest, CustomModel, DeleteResult, ModelDraft,
+    CAPABILITY_FLAGS,
+    CapabilityProbe,
+    ConnectionTest,
+    CustomModel,
+    DeleteResult,
+    ModelDraft,
     PlatformModel,
 )
-from ..core.errors import Conflict, InvalidRequest, NotFound, ProviderError, RegistryError, RegistryWarning
-from ..core.secrets import BOUND_COLUMNS, UnreadableSecret, looks_masked, mask_secret, scrub, stored_secret_state
+from ..core.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ProviderError,
+    RegistryError,
+    RegistryWarning,
+)
+from ..core.secrets import (
+    BOUND_COLUMNS,
+    UnreadableSecret,
+    looks_masked,
+    mask_secret,
+    scrub,
+    stored_secret_state,
+)
 from ..providers.base import Target
 from ..providers.capability_probe import not_probed, run_probe
 from ..providers.connection_test import probe
@@ -33,6 +51,7 @@ from ..providers.pricing import PRICING_WARNING, fill_missing_costs, lookup_pric
 from ..store import read_tx, schema, write_tx
 from ..store.key_custody import require_current_key
 from . import listing
+from . import model_rules as rules
 from .access import require_admin, require_member
 from .context import Context
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, select
+
 from ..core.clean_errors import clean_failures
 from ..core.domain import RotationReport
 from ..core.errors import InvalidRequest
-from ..store.key_custody import begin_key_change, record_key
 from ..core.secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, decode_master_key
+from ..store import read_tx, schema, write_tx
+from ..store.key_custody import begin_key_change, record_key, require_current_key
 from .context import Backend
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,10 +41,6 @@ def rotate_master_key(backend: Backend, new_key: str | bytes, *, dry_run: bool =
     re-encrypted, and writes nothing. The registry keeps working with the new key afterwards;
     other processes must be restarted with it (see docs/security.md).
     """
-    from sqlalchemy import select
-
-    from ..store import read_tx, schema, write_tx
-
     if not isinstance(dry_run, bool):   # a stray truthy/falsy value must not decide a rotation
         raise InvalidRequest(f"dry_run must be True or False, not {type(dry_run).__name__}")
     raw = new_key if isinstance(new_key, bytes) and len(new_key) == 32 else decode_master_key(new_key)
@@ -53,8 +52,6 @@ def rotate_master_key(backend: Backend, new_key: str | bytes, *, dry_run: bool =
     engine = backend.engine
     with (read_tx(engine) if dry_run else write_tx(engine)) as conn:
         if dry_run:
-            from ..store.key_custody import require_current_key
-
             require_current_key(conn, old_box)
         else:
             # PostgreSQL: LOCK TABLE custom_models — readers go on, secret writers wait, so none
@@ -107,10 +104,6 @@ def _reencrypt_all(rows: list[Any], old_box: SecretBox, new_box: SecretBox, *, e
 
 def _write_chunk(conn: "Connection", chunk: list[dict[str, Any]]) -> None:
     """Phase 2: one executemany of new ciphertexts (a module function so tests can interrupt it)."""
-    from sqlalchemy import bindparam
-
-    from ..store import schema
-
     if not chunk:
         return
     cm = schema.custom_models

@@ -24,6 +24,7 @@ is unique in the org) or ``"project/name"``.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 from collections.abc import Iterable, Mapping
@@ -32,13 +33,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
 
+from ..catalog import get_platform_model, load_platform_models
 from ..core.domain import LLMField, PickerEntry, PickerResult, Workflow
 from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError
 from ..core.suggest import LLM_FIELD_ALIASES, did_you_mean
+from ..store import read_tx, schema, write_tx
 from . import access
 from .context import Context
-from .membership import find_project_id
+from .membership import find_project_id, not_a_member
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection
@@ -116,11 +121,6 @@ def lookup_model(ctx: Context, ref: str, conn: "Connection | None" = None) -> Mo
     An *active* custom slug of the org wins, then a platform id; failing both, the most recent
     *inactive* custom model with that slug is returned with ``active=False`` (a deleted model).
     """
-    from sqlalchemy import select
-
-    from ..catalog import get_platform_model
-    from ..store import read_tx, schema
-
     if not isinstance(ref, str) or not ref.strip():
         return None
     cm = schema.custom_models
@@ -149,11 +149,6 @@ def _get_platform(ref: str, getter: Any) -> Any:
 
 def _active_models(ctx: Context, conn: "Connection") -> tuple[list[ModelInfo], list[ModelInfo]]:
     """(platform, custom) models a picker may list: the catalogue and the org's active models."""
-    from sqlalchemy import select
-
-    from ..catalog import load_platform_models
-    from ..store import schema
-
     cm = schema.custom_models
     rows = conn.execute(select(*(cm.c[name] for name in _CUSTOM_INFO_COLUMNS))
                         .where(cm.c.org_id == ctx.org_id, cm.c.active.is_(True))
@@ -265,8 +260,6 @@ def _roles(ctx: Context) -> list[tuple[str, int]]:
     """The actor's roles; Forbidden when they have none in this org."""
     roles = access.roles(ctx)
     if not roles:
-        from .membership import not_a_member
-
         raise not_a_member(ctx.org, ctx.user)
     return roles
 
@@ -291,10 +284,6 @@ class _WorkflowRow:
 
 
 def _workflow_query(ctx: Context):
-    from sqlalchemy import select
-
-    from ..store import schema
-
     w, p = schema.workflows, schema.projects
     return (select(w.c.id, w.c.name, w.c.project_id, p.c.name.label("project"), w.c.active)
             .select_from(w.join(p, p.c.id == w.c.project_id)).where(w.c.org_id == ctx.org_id))
@@ -303,8 +292,6 @@ def _workflow_query(ctx: Context):
 def _find_workflow(ctx: Context, conn: "Connection", workflow: Any,
                    project: str | None = None) -> _WorkflowRow:
     """The org's workflow named by a Workflow, an id, a name (unique in the org) or "project/name"."""
-    from ..store import schema
-
     w, p = schema.workflows, schema.projects
     query = _workflow_query(ctx)
     if isinstance(workflow, Workflow):
@@ -350,19 +337,11 @@ def _one_workflow(ctx: Context, label: str, project: str | None, rows: list[Any]
 
 
 def _field_rows(conn: "Connection", workflow_id: int) -> list[Any]:
-    from sqlalchemy import select
-
-    from ..store import schema
-
     f = schema.workflow_fields
     return conn.execute(select(f).where(f.c.workflow_id == workflow_id).order_by(f.c.id)).mappings().all()
 
 
 def _field_row(conn: "Connection", wf: _WorkflowRow, field: str) -> Any:
-    from sqlalchemy import select
-
-    from ..store import schema
-
     if isinstance(field, LLMField):
         field = field.name
     if not isinstance(field, str) or not field.strip():
@@ -394,12 +373,6 @@ def create_workflow(ctx: Context, name: str, project: str, fields: Iterable[Any]
     project's admins and contributors may create workflows; a duplicate name in the project is
     ``Conflict``.
     """
-    import datetime as dt
-
-    from sqlalchemy.exc import IntegrityError
-
-    from ..store import schema, write_tx
-
     roles = _roles(ctx)
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("workflow name is required")
@@ -446,8 +419,6 @@ def _field_values(workflow_id: int, f: LLMField) -> dict[str, Any]:
 
 def get_workflow(ctx: Context, workflow: Any) -> Workflow:
     """A workflow with its fields (any member of the org)."""
-    from ..store import read_tx
-
     _roles(ctx)
     with read_tx(ctx.engine) as conn:
         return _to_workflow(ctx, conn, _find_workflow(ctx, conn, workflow))
@@ -455,8 +426,6 @@ def get_workflow(ctx: Context, workflow: Any) -> Workflow:
 
 def list_workflows(ctx: Context, project: str | None = None) -> list[Workflow]:
     """The org's workflows (optionally one project's), by project then name (any member)."""
-    from ..store import read_tx, schema
-
     _roles(ctx)
     with read_tx(ctx.engine) as conn:
         query = _workflow_query(ctx)
@@ -476,8 +445,6 @@ def assign_model(ctx: Context, workflow: Any, field: str, ref: str) -> Workflow:
     naming the missing flag(s); an unknown reference is ``NotFound``. The reference string itself
     is stored (W-4). Returns the updated workflow.
     """
-    from ..store import schema, write_tx
-
     roles = _roles(ctx)
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidRequest("model is a platform model id or a custom model slug")
@@ -502,8 +469,6 @@ def picker(ctx: Context, workflow: Any, field: str, include_hidden: bool = False
     each with ``why_hidden`` (e.g. ``needs Supports tool use (the field has tool bindings)``), so a
     UI can explain an empty picker. Open to every member of the org.
     """
-    from ..store import read_tx
-
     _roles(ctx)
     with read_tx(ctx.engine) as conn:
         _, f = resolve_field(ctx, conn, workflow, field)
@@ -634,8 +599,6 @@ def seed_assignments_csv(ctx: Context, path_or_file: Any) -> int:
     reads — and applies the assignments, so other users' writes wait milliseconds, not the time
     it takes to validate a large file.
     """
-    from ..store import read_tx, write_tx
-
     _roles(ctx)
     _, rows, errors = _parse_csv(_read_csv_text(path_or_file))
     with read_tx(ctx.engine) as conn:
@@ -662,16 +625,10 @@ def _by_line(errors: list[str]) -> list[str]:
 
 
 def _roles_in(ctx: Context, conn: "Connection") -> list[tuple[str, int]]:
-    from sqlalchemy import select
-
-    from ..store import schema
-
     m = schema.members
     roles = [tuple(r) for r in conn.execute(select(m.c.role, m.c.project_id).where(
         m.c.org_id == ctx.org_id, m.c.user_name == ctx.user))]
     if not roles:
-        from .membership import not_a_member
-
         raise not_a_member(ctx.org, ctx.user)
     return roles
 
@@ -750,10 +707,6 @@ class _SeedPlan:
 
     def recheck(self, conn: "Connection", roles: list[tuple[str, int]]) -> list[str]:
         """The rows whose validation no longer holds, read in a few batched queries."""
-        from sqlalchemy import select
-
-        from ..store import schema
-
         f, w = schema.workflow_fields, schema.workflows
         now: dict[int, Any] = {}
         ids = sorted(self.updates)
@@ -778,10 +731,6 @@ class _SeedPlan:
         return stale
 
     def apply(self, conn: "Connection") -> None:
-        from sqlalchemy import bindparam
-
-        from ..store import schema
-
         f = schema.workflow_fields
         conn.execute(f.update().where(f.c.id == bindparam("field_id")).values(model_ref=bindparam("ref")),
                      [{"field_id": fid, "ref": ref} for fid, (_, ref, _, _) in self.updates.items()])

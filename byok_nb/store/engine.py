@@ -8,8 +8,14 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
-    ArgumentError, DatabaseError, DataError, DBAPIError, InterfaceError, OperationalError,
-    ProgrammingError, StatementError,
+    ArgumentError,
+    DatabaseError,
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StatementError,
 )
 from sqlalchemy.pool import StaticPool
 

@@ -20,16 +20,31 @@ between a writer's check and its commit, and the two never wait on each other cr
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import bindparam, func, select
+
 from ..core.clean_errors import clean_failures
 from ..core.errors import Conflict
-from .info import (
-    BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, get_info, holds_secrets,
-    key_id_most_secrets_carry, set_info,
+from ..core.secrets import (
+    BOUND_COLUMNS,
+    SecretBox,
+    UnreadableSecret,
+    legacy_associated_data,
 )
-from ..core.secrets import BOUND_COLUMNS, SecretBox, UnreadableSecret, legacy_associated_data
+from . import read_tx, schema, write_tx
+from .info import (
+    BINDING_CURRENT,
+    BINDING_LEGACY,
+    BINDING_ROW,
+    KEY_ID_ROW,
+    get_info,
+    holds_secrets,
+    key_id_most_secrets_carry,
+    set_info,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Connection, Engine
@@ -87,8 +102,6 @@ def require_current_key(conn: "Connection", box: SecretBox) -> None:
 # -- open_registry -------------------------------------------------------------------------------
 def refuse_if_secrets_need_a_key(engine: "Engine", key_file: str) -> None:
     """No key was found: a new one may be created only for a store without secrets."""
-    from . import read_tx
-
     with read_tx(engine) as conn:
         if not holds_secrets(conn):
             return
@@ -108,8 +121,6 @@ def settle_at_open(engine: "Engine", box: SecretBox) -> None:
     secrets written under the old associated data to the current one when ``box`` is the store's
     key. A store whose secrets are under another key is left exactly as it is. The common case —
     the right key, nothing to upgrade — reads one row and writes nothing."""
-    from . import read_tx, write_tx
-
     with read_tx(engine) as conn:
         recorded, binding = recorded_key_id(conn), get_info(conn, BINDING_ROW)
         if recorded == box.key_id and binding != BINDING_LEGACY:
@@ -136,10 +147,6 @@ def upgrade_bindings(conn: "Connection", box: SecretBox) -> int:
     and field only) under the current one (record, field and BOUND_COLUMNS), in the caller's
     transaction. A secret that does not decrypt that way is left as it is: it is either current
     already, or unreadable (tampered) and was so before. Returns how many were re-encrypted."""
-    from sqlalchemy import bindparam, select
-
-    from . import schema
-
     cm = schema.custom_models
     rows = conn.execute(select(cm.c.id, cm.c.secret_ciphertext, cm.c.secret_key_id,
                                *(cm.c[name] for name in BOUND_COLUMNS))
@@ -176,12 +183,6 @@ def adopt_key(engine: "Engine", box: SecretBox, actor: str = "byok-nb adopt-key"
     """Make ``box``'s key the store's key when the recorded one is truly lost. Every secret the new
     key cannot read is cleared (its ciphertext removed, its old key id kept), so each such model
     asks for its credentials again; each clearing is audited. One transaction."""
-    import datetime as dt
-
-    from sqlalchemy import select
-
-    from . import schema, write_tx
-
     cm, orgs = schema.custom_models, schema.orgs
     with write_tx(engine) as conn:
         _lock_models(conn)
@@ -217,10 +218,6 @@ def adopt_key(engine: "Engine", box: SecretBox, actor: str = "byok-nb adopt-key"
 
 def describe(engine: "Engine") -> dict[str, Any]:
     """The recorded key id and how many secrets are stored under each key id (for the CLI)."""
-    from sqlalchemy import func, select
-
-    from . import read_tx, schema
-
     cm = schema.custom_models
     with read_tx(engine) as conn:
         counts = dict(conn.execute(select(cm.c.secret_key_id, func.count())

@@ -28,7 +28,12 @@ from ..core.errors import Conflict
 from . import schema
 from .engine import read_tx, write_tx
 from .info import (
-    BINDING_CURRENT, BINDING_LEGACY, BINDING_ROW, KEY_ID_ROW, key_id_most_secrets_carry, set_info,
+    BINDING_CURRENT,
+    BINDING_LEGACY,
+    BINDING_ROW,
+    KEY_ID_ROW,
+    key_id_most_secrets_carry,
+    set_info,
 )
 
 # The tables of schema version 1, as released. Anything added to schema.py later needs a Step.

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal, Inexact, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select
 
 from ..catalog import get_platform_model
+from ..core.display import format_cost
 from ..core.errors import InvalidRequest
-from ..core.model_rules import format_cost
 from . import read_tx, schema, write_tx
 from .lookups import find_org_id
 
@@ -159,7 +160,7 @@ class RowPreparer:
     def _tokens(value: Any, name: str, where: str) -> int:
         if value is None:
             return 0
-        count = _check_tokens(f"{where}: {name}", value)
+        count = check_tokens(f"{where}: {name}", value)
         if count > MAX_TOKENS_PER_CALL:   # one call's count: more would only corrupt the sums
             raise InvalidRequest(f"{where}: {name} must be at most {MAX_TOKENS_PER_CALL:_} for one call "
                                  f"(give usage_unknown=True when the real count is not known)")
@@ -228,8 +229,6 @@ def price_text(value: Any, name: str = "price", where: str = "usage row") -> str
 def _model_meta(conn: "Connection", org_id: int, ref: str) -> tuple[str, str, str | None, str | None] | None:
     """(model_type, provider, input price text, output price text) of a reference now, or None.
     An active custom slug wins over a platform id, as in workflows.lookup_model."""
-    from sqlalchemy import select
-
     cm = schema.custom_models
     row = conn.execute(select(cm.c.provider, cm.c.input_cost_per_token, cm.c.output_cost_per_token,
                               cm.c.active).where(cm.c.org_id == org_id, cm.c.slug == ref)
@@ -286,8 +285,6 @@ def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
 
 
 def _upsert_rollup(conn: "Connection", deltas: list[dict[str, Any]]) -> None:
-    from sqlalchemy import and_
-
     r = schema.usage_rollup
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
@@ -313,3 +310,17 @@ def _upsert_rollup(conn: "Connection", deltas: list[dict[str, Any]]) -> None:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+def check_tokens(name: str, value: Any) -> int:
+    """A token count: a whole number >= 0 (an int, or anything with ``__index__`` but a bool)."""
+    if type(value) is not int:      # the common case stays cheap when recording large batches
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = operator.index(value)
+        except TypeError:
+            raise InvalidRequest(f"{name} must be a whole number of tokens >= 0") from None
+    if value < 0:
+        raise InvalidRequest(f"{name} must be a whole number of tokens >= 0")
+    return value

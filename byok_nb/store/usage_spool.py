@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -25,8 +26,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from ..core.durable_files import fsync_dir
 from ..core.errors import InvalidRequest, RegistryError, StoreUnavailable
+from . import read_tx, schema
 from .usage_log import record_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,8 +113,6 @@ class UsageSpool:
 
     @contextlib.contextmanager
     def _locked(self, *, blocking: bool = True) -> Iterator[bool]:
-        import fcntl
-
         assert self.path is not None
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _require_private(None, self.path.parent)
@@ -213,10 +215,6 @@ class UsageSpool:
         return rows
 
     def _record(self, rows: list[dict[str, Any]]) -> int:
-        from sqlalchemy import select
-
-        from . import read_tx, schema
-
         si = schema.schema_info
         keys = [_MARKER_PREFIX + row["spool_id"] for row in rows]
         with read_tx(self._engine) as conn:

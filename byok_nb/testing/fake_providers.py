@@ -40,7 +40,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .eventstream import EVENT_STREAM_TYPE, converse_stream_events, encode_event, encode_exception
+from .eventstream import (
+    EVENT_STREAM_TYPE,
+    converse_stream_events,
+    encode_event,
+    encode_exception,
+)
 from .openai_sse import DONE, OPENROUTER_COMMENT, completion_events, error_event
 
 JSONish = dict | list | str | bytes | None

@@ -1,7 +1,6 @@
 """Notebook widgets and the Voila admin app (SPEC §8, U-1 … U-7).
 
 Entry points (stable; the Voila notebooks and browser tests import these)::
-
     from byok_nb.ui import AdminApp, AddModelDialog, ModelsPage, DetailPage, PickerWidget, AnalyticsView
     AdminApp(session)                       # Models / detail / Workflows / Analytics with navigation
     AddModelDialog(session, on_saved=None)  # the Add Custom Model dialog (U-1)

@@ -27,11 +27,24 @@ import ipywidgets as widgets
 from traitlets import Unicode
 
 from ..core.domain import ConnectionTest
+from ..core.errors import RegistryError
 from .errors import (
-    ERROR_STYLE, OK_STYLE, WARNING_STYLE, guarded, log_unexpected, set_message, short_message, styled,
+    ERROR_STYLE,
+    OK_STYLE,
+    WARNING_STYLE,
+    guarded,
+    log_unexpected,
+    set_message,
+    short_message,
+    styled,
 )
 from .forms import (
-    AUTH_METHOD_OPTIONS, FIELD_ORDER, MESSAGES, PROVIDER_OPTIONS, SECRET_FIELDS, AddModelForm,
+    AUTH_METHOD_OPTIONS,
+    FIELD_ORDER,
+    MESSAGES,
+    PROVIDER_OPTIONS,
+    SECRET_FIELDS,
+    AddModelForm,
     _ModelForm,
 )
 
@@ -326,8 +339,6 @@ class TestRunner:
         try:
             call = form.begin_test()
         except Exception as exc:  # FormProblems: shown next to the fields and as the outcome
-            from ..core.errors import RegistryError
-
             if not isinstance(exc, RegistryError):
                 raise
             form.finish_test(ConnectionTest(ok=False, message=exc.message, status_code=exc.status_code))

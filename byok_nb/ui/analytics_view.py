@@ -7,13 +7,14 @@ stay different: an unpriced cost shows as ``unpriced``, a free one as ``0``.
 """
 from __future__ import annotations
 
+import base64
 import html
 from decimal import Decimal
 from typing import Any
 
 import ipywidgets as widgets
 
-from ..core import model_rules as rules
+from ..services import model_rules as rules
 from .errors import OK_STYLE, guarded, set_message
 
 REPORT_BY = [("Model", "model"), ("Day", "day"), ("Provider", "provider"), ("Workflow", "workflow"),
@@ -71,8 +72,6 @@ def report_table_html(frame: Any, css: str = "byok-report") -> str:
 
 def chart_html(fig: Any, table_hint: str) -> str:
     """A figure as an ``<img>`` with alternative text: its title, and where its numbers are."""
-    import base64
-
     from . import charts
 
     title = fig.axes[0].get_title() if fig.axes else ""

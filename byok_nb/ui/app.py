@@ -1,7 +1,6 @@
 """The admin app (U-2 … U-6, U-10): Models, detail pages, Workflows and Analytics behind a small
 navigation bar, under a short product header with the signed-in user.
 The Voila notebook only displays it::
-
     from byok_nb.ui.launch import open_admin_app
     open_admin_app()          # AdminApp(app_session()), or one clear message when that fails
 
@@ -15,8 +14,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message
 from .access import is_org_admin
+from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message
 from .models_page import ModelsPage
 from .shared_look import SharedLook
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..core import model_rules as rules
-from ..providers.capability_probe import NOTE
 from ..core.domain import CAPABILITY_FLAGS, PROVIDER_LABELS
+from ..providers.capability_probe import NOTE
+from ..services import model_rules as rules
+from .access import is_org_admin
 from .add_dialog import ModelFormView, TestResultView, TestRunner
 from .errors import ERROR_STYLE, OK_STYLE, guarded, set_message, styled
 from .forms import AUTH_METHOD_LABELS, LABELS, MESSAGES, EditModelForm, label_for
-from .access import is_org_admin
+
 
 def secret_label(provider: str, auth_method: str | None) -> str:
     """Which secret ``secret_masked`` stands for: Secret Access Key, Bedrock API Key, API Token…"""

@@ -4,7 +4,7 @@ No ipywidgets here (traitlets is not ipywidgets): the widgets in ``add_dialog.py
 ``detail_page.py`` only build children and ``link`` them to these traits, so every rule of U-1,
 T-6 and T-7 is testable in plain pytest, without a kernel or a browser.
 
-The forms *ask* the session and :mod:`byok_nb.core.model_rules`; they decide nothing the registry
+The forms *ask* the session and :mod:`byok_nb.services.model_rules`; they decide nothing the registry
 decides (slug collisions, credential rules, reuse checks all come back as ``RegistryError``).
 
 >>> form = AddModelForm(session)                                    # doctest: +SKIP
@@ -25,13 +25,35 @@ from typing import Any
 
 from pydantic import SecretStr
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, List, TraitType, Tuple, Unicode, observe
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    HasTraits,
+    Int,
+    List,
+    TraitType,
+    Tuple,
+    Unicode,
+    observe,
+)
 
-from ..core import model_rules as rules
-from ..core.domain import CAPABILITY_FLAGS, PROVIDER_LABELS, PROVIDERS, ConnectionTest, CustomModel
-from ..core.errors import InvalidRequest, RegistryError
+from ..core.domain import (
+    CAPABILITY_FLAGS,
+    PROVIDER_LABELS,
+    PROVIDERS,
+    ConnectionTest,
+    CustomModel,
+)
+from ..core.errors import InvalidRequest, ProviderError, RegistryError, RegistryWarning
+from ..services import model_rules as rules
 from .errors import field_of, humanize, log_unexpected
-from .labels import AUTH_METHOD_LABELS, LABELS, label_for  # re-exported: the form is where views look
+from .labels import (  # re-exported: the form is where views look
+    AUTH_METHOD_LABELS,
+    LABELS,
+    label_for,
+)
 
 __all__ = [
     "AUTH_METHOD_LABELS", "AddModelForm", "EditModelForm", "FormProblems", "LABELS", "MESSAGES",
@@ -150,7 +172,7 @@ def text_problem(label: str, text: str) -> str | None:
 def credential_layout(provider: str, auth_method: str | None) -> tuple[str, ...]:
     """The credential inputs shown for a provider (and Bedrock auth method), in display order.
 
-    The set is :func:`byok_nb.core.model_rules.credential_fields` (C-1); only the order is the UI's.
+    The set is :func:`byok_nb.services.model_rules.credential_fields` (C-1); only the order is the UI's.
     """
     allowed, _ = rules.credential_fields(provider, auth_method if provider == "bedrock" else None)
     return tuple(name for name in FIELD_ORDER if name in allowed)
@@ -357,8 +379,6 @@ class _ModelForm(HasTraits):
     def show_error(self, exc: RegistryError) -> str:
         """An error of the registry in the product page's words, also next to its field. A
         provider's own error is shown exactly as it came (T-3)."""
-        from ..core.errors import ProviderError
-
         if isinstance(exc, ProviderError):
             return exc.message
         message = self.humanize(exc.message)
@@ -804,8 +824,6 @@ class AddModelForm(_ModelForm):
         draft = self.draft()
         self.saving = True
         try:
-            from ..core.errors import RegistryWarning
-
             with warnings.catch_warnings():
                 # The same M-8/M-10 warnings are already on screen (``warnings``).
                 warnings.simplefilter("ignore", RegistryWarning)
@@ -966,8 +984,6 @@ class EditModelForm(_ModelForm):
         patch = self.changes()
         self.saving = True
         try:
-            from ..core.errors import RegistryWarning
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RegistryWarning)
                 view = self._session.update_model(self.slug, **patch)

@@ -2,7 +2,7 @@
 name a field (a registry error says ``provider_model_id``; the admin reads "Provider Model ID")."""
 from __future__ import annotations
 
-from ..core import model_rules as rules
+from ..services import model_rules as rules
 
 LABELS: dict[str, str] = {
     "provider": "Provider",

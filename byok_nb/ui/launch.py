@@ -12,6 +12,9 @@ import getpass
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import RegistryError
+from ..services.membership import claim_first_run
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry import Registry, Session
 
@@ -41,8 +44,6 @@ def bootstrap(registry: "Registry", org: str, user: str) -> bool:
     (the rule of :func:`byok_nb.services.membership.claim_first_run`, shared with ``Registry.session``).
     Returns True when ``user`` was made org admin here.
     """
-    from ..services.membership import claim_first_run
-
     return claim_first_run(registry._backend.engine, org, user)
 
 
@@ -72,7 +73,6 @@ def open_admin_app(session_factory: Any = None) -> Any:
     >>> from byok_nb.ui.launch import open_admin_app
     >>> open_admin_app()                                                  # doctest: +SKIP
     """
-    from ..core.errors import RegistryError
     from ..ui.app import AdminApp, unavailable_view
 
     try:
@@ -99,7 +99,7 @@ def wait_for_visitor() -> None:
     import sqlalchemy  # noqa: F401
 
     from .. import registry, store  # noqa: F401
-    from ..ui import app as _ui_app  # noqa: F401 — ipywidgets and the Models page
     from ..server.voila_query import wait_for_request
+    from ..ui import app as _ui_app  # noqa: F401 — ipywidgets and the Models page
 
     wait_for_request()

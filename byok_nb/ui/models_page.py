@@ -15,8 +15,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..core import model_rules as rules
 from ..core.domain import PROVIDER_LABELS
+from ..services import model_rules as rules
 from .access import is_org_admin
 from .add_dialog import AddModelDialog
 from .errors import OK_STYLE, guarded, set_message

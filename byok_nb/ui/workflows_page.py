@@ -12,6 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..services.workflows import CAPABILITY_LABELS, field_needs
 from .errors import guarded, set_message
 from .picker import PickerWidget
 from .row_table import RowTable
@@ -25,8 +26,6 @@ PICK_HINT = "Choose a field (click its row, or press Enter on it) to pick its mo
 
 def needs_text(field: Any) -> str:
     """What an LLM field needs of its model, in the toggles' words (W-1)."""
-    from ..services.workflows import CAPABILITY_LABELS, field_needs
-
     needs = field_needs(field)
     return "; ".join(f"{CAPABILITY_LABELS[flag]} ({why})" for flag, why in needs) or "no special capability"
 

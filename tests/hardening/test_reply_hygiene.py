@@ -749,7 +749,7 @@ def test_c3_the_frame_walk_would_find_a_key_left_in_a_local():
 # -- the same rules for the catalogue sync (the operator's OpenRouter key) --------------------------------
 @pytest.mark.parametrize("reply", ["redirect echoing the key", "401 echoing the key hex", "gzip bomb"])
 def test_p5_p7_catalog_sync_reads_its_reply_like_a_provider_call(reply, canned, tmp_path):
-    from byok_nb.catalog.sync import sync_platform_catalog
+    from byok_nb.services.catalog_sync import sync_platform_catalog
 
     key = "sk-or-v1-" + "0123456789abcdef" * 4
 

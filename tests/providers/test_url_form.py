@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from byok_nb.core import model_rules as rules
+from byok_nb.services import model_rules as rules
 from byok_nb.core.errors import InvalidRequest
 from byok_nb.providers.huggingface import validate_endpoint_url
 from byok_nb.providers.openai_compat import chat_completions_url

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import byok_nb
 from byok_nb import InvalidRequest, RegistryError, RegistryWarning
 from byok_nb.core.domain import PROVIDERS, ModelDraft
-from byok_nb.core.model_rules import derive_slug, transliterate
+from byok_nb.services.model_rules import derive_slug, transliterate
 
 from regkit import (
     HAS_HUGGINGFACE, bedrock_api_key, bedrock_iam, fireworks, huggingface, openai_compatible, raw_row,
@@ -297,7 +297,7 @@ def test_m10_unrecognized_parameter_stored_as_typed_with_warning(acme, name):
         model = acme.admin.add_model(test=False, **fireworks(supports_reasoning=True, reasoning_parameter=name))
     assert model.reasoning_parameter == name
     assert acme.admin.get_model(model.slug).reasoning_parameter == name
-    from byok_nb.core.model_rules import effective_reasoning_parameter
+    from byok_nb.services.model_rules import effective_reasoning_parameter
     assert effective_reasoning_parameter(name) == "max_tokens"
 
 

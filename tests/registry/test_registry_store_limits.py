@@ -8,7 +8,7 @@ from sqlalchemy import String
 
 import byok_nb
 from byok_nb import InvalidRequest
-from byok_nb.core.model_rules import TEXT_LIMITS
+from byok_nb.services.model_rules import TEXT_LIMITS
 from byok_nb.store import schema
 
 from regkit import fireworks, openai_compatible

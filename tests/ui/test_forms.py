@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from byok_nb.core import model_rules as rules
+from byok_nb.services import model_rules as rules
 from byok_nb.core.domain import PROVIDERS, ConnectionTest
 from byok_nb.core.errors import Forbidden, InvalidRequest
 from byok_nb.ui.forms import (

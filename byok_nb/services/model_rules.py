@@ -9,13 +9,21 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
-from .domain import PROVIDERS, ModelDraft
-from .errors import InvalidRequest
-from .suggest import AUTH_METHOD_ALIASES, FIELD_ALIASES, PROVIDER_ALIASES, did_you_mean
+from ..core.display import format_cost
+from ..core.domain import PROVIDERS, ModelDraft
+from ..core.errors import InvalidRequest
+from ..core.suggest import (
+    AUTH_METHOD_ALIASES,
+    FIELD_ALIASES,
+    PROVIDER_ALIASES,
+    did_you_mean,
+)
+from ..providers.egress import always_refused_host
+from ..providers.huggingface import validate_endpoint_url
+from ..providers.urls import check_url
 
 SLUG_MAX_LENGTH = 128
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9\-_./:]{0,127}")
@@ -276,16 +284,6 @@ def cost_warnings(input_cost: Decimal | None, output_cost: Decimal | None) -> li
     return out
 
 
-def format_cost(cost: Decimal | None) -> str | None:
-    """Plain positional notation (0.0000003, not 3E-7), exact."""
-    if cost is None:
-        return None
-    text = format(cost, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".") or "0"
-    return text
-
-
 def effective_reasoning_parameter(name: str | None) -> str:
     """M-10: only exactly 'max_tokens' and 'effort' are recognized; anything else acts as max_tokens."""
     return name if name in RECOGNIZED_REASONING_PARAMETERS else "max_tokens"
@@ -352,14 +350,10 @@ def check_http_url(name: str, url: Any, *, label: str | None = None,
     """``url`` stripped, in a form the HTTP client can call (see providers/urls.py), and not
     spelling an address the egress policy always refuses (P-6, checked again at call time on
     every resolved address; no DNS here)."""
-    from ..providers.urls import check_url
-
     return check_url(name, url, label=label, example=example, refuse_host=_always_refused_at_save).url
 
 
 def _always_refused_at_save(host: str) -> str | None:
-    from ..providers.egress import always_refused_host
-
     return always_refused_host(host)
 
 
@@ -376,7 +370,6 @@ def check_endpoint_url(url: str | None) -> str:
     if is_blank(url):
         raise InvalidRequest("endpoint_url (Inference Endpoint URL) is required for HuggingFace",
                              field="endpoint_url")
-    from ..providers.huggingface import validate_endpoint_url
 
     return validate_endpoint_url(url)
 

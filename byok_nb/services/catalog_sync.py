@@ -34,9 +34,10 @@ from byok_nb.catalog.loader import (
     default_sync_path,
     load_platform_models,
 )
-from byok_nb.core.domain import PlatformModel
 from byok_nb.core.clean_errors import clean_failures
+from byok_nb.core.domain import PlatformModel
 from byok_nb.core.errors import InvalidRequest, ProviderError
+from byok_nb.core.secrets import scrub
 
 __all__ = [
     "DEFAULT_OPENROUTER_BASE_URL",
@@ -228,8 +229,13 @@ def _fetch_models(url: str, key: str, timeout: float) -> dict[str, Mapping[str, 
     """OpenRouter's model list by id. The reply is read as a provider call's is (bounded in time and
     decoded size, see ``transport.exchange``), and every text taken from it — body, ``Location`` —
     passes the scrubber before it is shown."""
-    from byok_nb.providers.transport import exchange, loads_bounded, shown, status_text, strip_status
-    from byok_nb.core.secrets import scrub
+    from byok_nb.providers.transport import (
+        exchange,
+        loads_bounded,
+        shown,
+        status_text,
+        strip_status,
+    )
 
     secrets = [key] if key else []
     headers = {"Accept": "application/json"}
