@@ -536,7 +536,7 @@ def _redact_images(body: dict[str, Any]) -> dict[str, Any]:
 def missing_key_error(label: str, variable: str) -> ProviderError:
     """The operator forgot a process-level key (OpenRouter for platform models)."""
     return ProviderError(f"{label} needs an API key: set {variable} in the environment of the "
-                         f"registry process.", status_code=502, provider=label)
+                         f"registry process.", status_code=502, provider=label, transient=False)
 
 
 __all__ = ["OpenAICompatAdapter", "PROFILES", "Profile", "chat_completions_url",

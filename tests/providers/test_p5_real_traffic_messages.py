@@ -161,3 +161,11 @@ def test_p1_streamed_think_splitting_matches_the_whole_answer_for_every_split(te
             reasoning, answer = reasoning + r, answer + a
         r, a = splitter.close()
         assert (reasoning + r, answer + a) == split_think(text), size
+
+
+def test_g3_a_missing_operator_key_is_not_transient(hub):
+    from byok_nb.providers import Target
+
+    with pytest.raises(ProviderError) as caught:
+        hub.adapter(Target("openrouter", "openai/gpt-4o"))
+    assert "OPENROUTER_API_KEY" in caught.value.message and caught.value.transient is False
