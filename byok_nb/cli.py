@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rotate = sub.add_parser("rotate-key", help="re-encrypt every stored secret under a new master key")
     rotate.add_argument("--new-key", default=None,
-                        help="the new key (prefer BYOK_NB_NEW_MASTER_KEY: a command line is visible to other users)")
+                        help="the new key, as --new-key=KEY (a key may start with '-'); prefer BYOK_NB_NEW_MASTER_KEY: "
+                             "a command line is visible to other users")
     rotate.add_argument("--dry-run", action="store_true",
                         help="check every secret decrypts and report the count; change nothing")
     rotate.add_argument("--write-key-file", action="store_true",
