@@ -17,6 +17,7 @@ from .core.errors import (
     ProviderError,
     RegistryError,
     StoreUnavailable,
+    Unauthorized,
 )
 from .core.lazy import lazy_attributes
 
@@ -46,7 +47,7 @@ _LAZY = {
 
 __all__ = sorted([
     "Conflict", "Forbidden", "InvalidRequest", "NotFound", "ProviderError", "RegistryError", "StoreUnavailable",
-    "__version__", *_LAZY,
+    "Unauthorized", "__version__", *_LAZY,
 ])
 
 

@@ -1,4 +1,4 @@
-"""The ``byok-nb`` command: serve | demo | scan | rotate-key | adopt-key | platform sync | member (E-1)."""
+"""The ``byok-nb`` command: serve | demo | scan | rotate-key | adopt-key | platform sync | member | token (E-1)."""
 from __future__ import annotations
 
 import argparse
@@ -232,6 +232,56 @@ def _cmd_member(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace) -> int:
+    """The gateway's API tokens, with the operator's authority (as ``member``). ``create`` prints
+    the token once, alone on stdout so a script can capture it; nothing else ever shows it."""
+    import datetime as dt
+
+    from .registry import default_database_url, open_registry
+    from .services import api_tokens
+
+    url = args.database_url or default_database_url()
+    missing = _missing_sqlite_file(url)
+    if missing:   # never create an empty registry just to report that it has no tokens
+        print(f"error: no registry database at {missing}", file=sys.stderr)
+        return 2
+    with open_registry(url) as reg:
+        engine = reg._engine
+        org_id = api_tokens.org_id_of(engine, args.org)
+        if args.token_command == "create":
+            name = args.name or f"{args.user}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
+            token = api_tokens.create(engine, org_id, args.org, None, args.user, name, args.expires_in_days)
+            print(token)
+            expiry = f"expires in {args.expires_in_days} day(s)" if args.expires_in_days else "never expires"
+            print(f"created API token {name!r} for {args.user!r} in org {args.org!r} ({expiry}); it is "
+                  f"shown only this once — store it now", file=sys.stderr)
+        elif args.token_command == "revoke":
+            owner = next((r["user"] for r in api_tokens.list_tokens(engine, org_id, args.org, None)
+                          if r["name"] == args.name), None)
+            if args.user is not None and owner is not None and owner != args.user:
+                print(f"error: API token {args.name!r} of org {args.org!r} acts as {owner!r}, not "
+                      f"{args.user!r}; nothing was revoked", file=sys.stderr)
+                return 2
+            if api_tokens.revoke(engine, org_id, args.org, None, args.name):
+                print(f"revoked API token {args.name!r} of org {args.org!r}; it is refused from its next request")
+            else:
+                print(f"API token {args.name!r} of org {args.org!r} was already revoked")
+        else:
+            rows = [r for r in api_tokens.list_tokens(engine, org_id, args.org, None)
+                    if args.user is None or r["user"] == args.user]
+            if not rows:
+                print(f"org {args.org!r} has no API tokens" + (f" of {args.user!r}" if args.user else ""))
+            for r in rows:
+                state = "revoked" if r["revoked_at"] else "active" if r["active"] else "expired"
+                print("\t".join([r["name"], r["user"], r["prefix"] + "…", state, _when(r["created_at"]),
+                                 "expires " + _when(r["expires_at"]), "last used " + _when(r["last_used_at"])]))
+    return 0
+
+
+def _when(value) -> str:
+    return "never" if value is None else value.isoformat(timespec="seconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byok-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +345,28 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--database-url", default=None,
                          help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
         cmd.set_defaults(func=_cmd_member)
+
+    token = sub.add_parser("token", help="create, list or revoke the gateway's API tokens (operator)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    for name, help_text in (("create", "make an API token acting as a member (printed once)"),
+                            ("list", "list an org's API tokens (never the tokens themselves)"),
+                            ("revoke", "revoke an API token by name")):
+        cmd = token_sub.add_parser(name, help=help_text)
+        cmd.add_argument("--org", required=True)
+        cmd.add_argument("--user", required=name == "create",
+                         help="the member the token acts as" if name == "create" else
+                              "only this user's tokens" if name == "list" else
+                              "check that the token acts as this user before revoking it")
+        if name != "list":
+            cmd.add_argument("--name", required=name == "revoke",
+                             help="the token's name, unique in the org" +
+                                  (" (default: <user>-<UTC date and time>)" if name == "create" else ""))
+        if name == "create":
+            cmd.add_argument("--expires-in-days", type=int, default=None,
+                             help="days until it expires (default: never; revoke it instead)")
+        cmd.add_argument("--database-url", default=None,
+                         help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
+        cmd.set_defaults(func=_cmd_token)
 
     platform = sub.add_parser("platform", help="platform model catalogue")
     platform_sub = platform.add_subparsers(dest="platform_command", required=True)

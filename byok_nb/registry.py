@@ -33,6 +33,7 @@ from .providers.egress import egress_mode_from_env
 from .services import (
     access,
     analytics,
+    api_tokens,
     generation,
     membership,
     models,
@@ -500,3 +501,24 @@ class Session:
         >>> s.what_if(1_000_000, 250_000)[["ref", "cost_usd"]].head()   # doctest: +SKIP
         """
         return analytics.what_if(self._ctx, input_tokens, output_tokens, workflow=workflow, field=field)
+
+    # -- API tokens of the gateway -----------------------------------------------------------------
+    def create_api_token(self, user: str, name: str, expires_in_days: int | None = None) -> str:
+        """A new API token acting as ``user`` (a member of this org), named ``name`` (unique in
+        the org), valid for ``expires_in_days`` or until revoked. Shown only this once: only a hash
+        is stored. Org admins only.
+
+        >>> token = s.create_api_token("ana", "laptop", expires_in_days=90)   # doctest: +SKIP
+        """
+        return api_tokens.create(self._ctx.engine, self.org_id, self.org, self.user, user, name, expires_in_days)
+
+    def api_tokens(self) -> "pd.DataFrame":
+        """The org's API tokens, oldest first: ``name``, ``user``, ``prefix`` (the first characters,
+        to tell them apart), ``created_at``, ``created_by``, ``expires_at``, ``revoked_at``,
+        ``last_used_at``, ``active``. No secret: tokens are not stored. Org admins only."""
+        return api_tokens.tokens_frame(api_tokens.list_tokens(self._ctx.engine, self.org_id, self.org, self.user))
+
+    def revoke_api_token(self, name: str) -> bool:
+        """Revoke the token ``name``: refused from its next request on. False when it already
+        was. Org admins only."""
+        return api_tokens.revoke(self._ctx.engine, self.org_id, self.org, self.user, name)

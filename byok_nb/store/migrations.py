@@ -93,6 +93,7 @@ STEPS: tuple[Step, ...] = (
          _create_tables("usage_log", "usage_rollup")),
     Step(3, "master key id recorded in the store; secrets bound to where they are sent (C-4)",
          _record_key_custody),
+    Step(4, "api_tokens: the gateway's bearer tokens, stored as hashes", _create_tables("api_tokens")),
 )
 
 SCHEMA_VERSION: int = STEPS[-1].version if STEPS else 1

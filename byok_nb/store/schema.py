@@ -190,3 +190,26 @@ usage_rollup = Table(
                      "provider", "input_cost_per_token", "output_cost_per_token",
                      name="uq_usage_rollup_key"),
 )
+
+
+# -- API tokens (the gateway's bearer tokens) ------------------------------------------------------
+# A token acts as its user in its org. Only its SHA-256 is stored (services/api_tokens.py says why
+# that is enough); ``prefix`` is the few characters a listing shows so an admin can tell tokens
+# apart. A revoked or expired row stays, so its name stays taken and the audit trail readable.
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("user_name", String(256), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("token_hash", String(64), nullable=False),    # hex SHA-256 of the whole token
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    UniqueConstraint("org_id", "name", name="uq_api_tokens_org_name"),
+)
+# Every gateway request looks its token up by hash.
+Index("uq_api_tokens_hash", api_tokens.c.token_hash, unique=True)
