@@ -312,6 +312,9 @@ KEY_SHAPES = re.compile(
     r"|\bsk-[A-Za-z0-9_-]{8,}"
     r"|\bABSK[A-Za-z0-9+/=]{8,}"
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    # byok_nb's own gateway tokens: exactly 43 URL-safe characters after the prefix, so the
+    # prefix shown in listings (byok_ab12) and identifiers such as byok_nb_... are left alone.
+    r"|\bbyok_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
 )
 REDACTED = "[REDACTED]"
 

@@ -258,3 +258,12 @@ def test_g5_cli_default_name_and_no_registry_file(acme, registry_url, master_key
 def test_g5_unauthorized_is_exported_with_status_401():
     assert byok_nb.Unauthorized is Unauthorized and "Unauthorized" in byok_nb.__all__
     assert issubclass(Unauthorized, byok_nb.RegistryError) and Unauthorized("x").status_code == 401
+
+
+def test_g5_a_token_is_key_shaped_for_the_scrubber(acme):
+    from byok_nb.core.secrets import scrub
+
+    token = acme.admin.create_api_token("cy", "laptop")
+    assert token not in scrub(f"client sent {token} in a body", [])
+    assert token[:9] in scrub(f"listing shows {token[:9]}…", [])
+    assert scrub("byok_nb_call_deadline", []) == "byok_nb_call_deadline"
