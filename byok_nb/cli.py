@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from .core.secrets import (
     key_id_of,
     read_key_file,
 )
+from .services import api_tokens
 from .store import ensure_schema, key_custody, make_engine
 
 
@@ -235,10 +237,7 @@ def _cmd_member(args: argparse.Namespace) -> int:
 def _cmd_token(args: argparse.Namespace) -> int:
     """The gateway's API tokens, with the operator's authority (as ``member``). ``create`` prints
     the token once, alone on stdout so a script can capture it; nothing else ever shows it."""
-    import datetime as dt
-
     from .registry import default_database_url, open_registry
-    from .services import api_tokens
 
     url = args.database_url or default_database_url()
     missing = _missing_sqlite_file(url)

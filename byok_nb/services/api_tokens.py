@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import model_rules as rules
 from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound, StoreUnavailable, Unauthorized
 from ..store import lookups, read_tx, schema, write_tx
+from . import model_rules as rules
 from .membership import OPERATOR, not_a_member
 
 if TYPE_CHECKING:  # pragma: no cover
