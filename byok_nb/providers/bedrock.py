@@ -73,6 +73,7 @@ from .transport import (
     MAX_SHOWN_CHARS,
     SHAPE_ERRORS,
     ScrubbingLogFilter,
+    _aiohttp_kind,
     _is_number,
     _reason,
     clean_error,
@@ -872,7 +873,12 @@ class BedrockAdapter:
         import httpx
 
         detail = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.TimeoutException):
+        # The async client's transport words every failure to connect as a timeout: aiohttp's
+        # own exception (the cause) says which it was.
+        kind = _aiohttp_kind(exc.__cause__, self._timeout())
+        if kind is not None:
+            what = f"{kind}: {detail}"
+        elif isinstance(exc, httpx.TimeoutException):
             limit = f" after {self.timeout:g} s" if self.timeout else ""
             what = f"timed out{limit}: {detail}"
         elif isinstance(exc, httpx.ConnectError):
