@@ -49,12 +49,10 @@ from .bedrock_params import inference_config, json_output
 from .bedrock_stream import EventDecoder, StreamTranslator, finish_reason
 from .bedrock_wire import (
     PreparedCall,
-    aiohttp_wire_url,
     capture_handler,
     event_shape,
     parse_reply,
     prepare,
-    sign_as_sent,
 )
 from .egress import EgressPolicy
 from .http_streams import (
@@ -319,7 +317,6 @@ def build_client(target: Target, *, endpoint_url: str | None, timeout: float,
         client.meta.events.register("before-sign.bedrock-runtime.*", add_bearer)
     # First: when a call is only being prepared (streams, async), it stops here, signed and unsent.
     client.meta.events.register("before-send.bedrock-runtime.*", capture_handler)
-    client.meta.events.register("before-sign.bedrock-runtime.*", sign_as_sent)
     if http_client is not None:
         client.meta.events.register("before-send.bedrock-runtime.*",
                                     _httpx_sender(http_client, timeout))
@@ -625,7 +622,7 @@ class BedrockAdapter:
         """:meth:`chat` on the hub's async client: botocore signs, the event loop sends."""
         try:
             params, json_tool, warnings = self.build_params(request)
-            call, client = self._prepare(CONVERSE, params, for_async=True)
+            call, client = self._prepare(CONVERSE, params)
             started = time.perf_counter()
             status, headers, body = await self._asend(call, client.meta.endpoint_url)
             del call
@@ -649,7 +646,7 @@ class BedrockAdapter:
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """:meth:`stream` on the hub's async client (``aclose()`` closes the reply)."""
         params, json_tool, _ = self.build_params(request)
-        call, client = self._prepare(CONVERSE_STREAM, params, for_async=True)
+        call, client = self._prepare(CONVERSE_STREAM, params)
         return _aguarded(self._astream(call, client, json_tool))
 
     def _stream(self, call: PreparedCall, client: Any, json_tool: str | None) -> Iterator[StreamChunk]:
@@ -734,15 +731,13 @@ class BedrockAdapter:
         return translator.last()
 
     # -- shared steps ----------------------------------------------------------------------------
-    def _prepare(self, operation: str, params: dict[str, Any], *,
-                 for_async: bool = False) -> tuple[PreparedCall, Any]:
-        """botocore's signed request for ``operation`` (no I/O), and the client that made it;
-        ``for_async``: signed for the URL as the async client sends it."""
+    def _prepare(self, operation: str, params: dict[str, Any]) -> tuple[PreparedCall, Any]:
+        """botocore's signed request for ``operation`` (no I/O), and the client that made it."""
         client = self._get_client()
         install_log_scrubbing()
         failure = None
         try:
-            call = prepare(client, operation, params, wire_url=aiohttp_wire_url if for_async else None)
+            call = prepare(client, operation, params)
         except Exception as exc:
             failure = self._call_failure(exc, client.meta.endpoint_url)
             if failure is None:

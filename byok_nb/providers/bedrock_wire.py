@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 # True while prepare() runs a client call whose request must not be sent.
 _prepare_only: contextvars.ContextVar[bool] = contextvars.ContextVar("byok_nb_bedrock_prepare_only",
                                                                      default=False)
-# How the sender will put the URL on the wire, applied before signing (see sign_as_sent).
-_wire_url: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
-    "byok_nb_bedrock_wire_url", default=None)
 
 
 @dataclass(frozen=True, repr=False)
@@ -61,36 +57,13 @@ def capture_handler(request: Any, **_: Any) -> None:
     raise _Prepared(PreparedCall(request.method, request.url, headers, body or b""))
 
 
-def sign_as_sent(request: Any, **_: Any) -> None:
-    """``before-sign`` handler: rewrite the URL to the form the sender will put on the wire, so
-    the SigV4 signature covers the path the server receives (see :func:`aiohttp_wire_url`)."""
-    rewrite = _wire_url.get()
-    if rewrite is not None:
-        request.url = rewrite(request.url)
-
-
-def aiohttp_wire_url(url: str) -> str:
-    """``url`` as the async client's aiohttp transport sends it.
-
-    aiohttp parses the URL it is given with yarl, which decodes percent-escapes of characters a
-    path may carry as they are: botocore's ``/model/anthropic.claude-3-haiku-20240307-v1%3A0/...``
-    goes out as ``...-v1:0/...``. Signed for the encoded form, the request would then fail AWS's
-    signature check (the server canonicalizes the path it received); signed for this form, it
-    passes. ``%2F`` (a slash inside an ARN model id) stays encoded."""
-    import yarl
-
-    return str(yarl.URL(url))
-
-
-def prepare(client: Any, operation: str, params: dict[str, Any], *,
-            wire_url: Callable[[str], str] | None = None) -> PreparedCall:
-    """The signed request ``client.<operation>(**params)`` would send (no I/O); ``wire_url``
-    rewrites the URL before signing to what the sender will send.
+def prepare(client: Any, operation: str, params: dict[str, Any]) -> PreparedCall:
+    """The signed request ``client.<operation>(**params)`` would send (no I/O). The sender must
+    put the URL on the wire as it is (``%3A`` in a model id stays encoded): it was signed so.
 
     botocore's own failures (``ParamValidationError`` ...) propagate as they would from a call.
     """
     token = _prepare_only.set(True)
-    url_token = _wire_url.set(wire_url)
     call: PreparedCall | None = None
     try:
         getattr(client, operation)(**params)
@@ -98,7 +71,6 @@ def prepare(client: Any, operation: str, params: dict[str, Any], *,
         call = done.call
     finally:
         _prepare_only.reset(token)
-        _wire_url.reset(url_token)
     if call is None:   # a client without capture_handler sent the call: a wiring bug, not a reply
         raise RuntimeError(f"the Bedrock client sent {operation} instead of preparing it")
     return call
