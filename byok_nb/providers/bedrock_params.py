@@ -4,8 +4,9 @@
   ``stopSequences`` (``max_tokens`` is the request's own field -> ``maxTokens``);
 * ``response_format`` ``json_object`` / ``json_schema`` -> the forced-tool trick Test Connection's
   JSON mode uses on Bedrock (a tool whose ``inputSchema`` is the schema; its input is the reply);
-* ``seed`` and every other parameter -> ``InvalidRequest`` naming it, before any I/O: converse has
-  no field for them, and dropping one silently would change what the caller asked for.
+* ``n=1`` is the one answer converse gives (left out); ``seed``, other ``n`` and every other
+  parameter -> ``InvalidRequest`` naming it, before any I/O: converse has no field for them, and
+  dropping one silently would change what the caller asked for.
 
 A parameter given as ``None`` counts as not given (the OpenAI SDK's way of leaving one out).
 """
@@ -16,17 +17,19 @@ from typing import Any
 
 from ..core.errors import InvalidRequest
 from .base import ChatRequest
+from .openai_params import USE_INSTEAD
 
 PROVIDER_NAME = "AWS Bedrock"
 _NUMBERS = {"temperature": "temperature", "top_p": "topP"}
 # Parameters handled here; everything else in ChatRequest.params is refused.
-HANDLED = frozenset({*_NUMBERS, "stop", "response_format"})
+HANDLED = frozenset({*_NUMBERS, "stop", "response_format", "n"})
 DEFAULT_SCHEMA_NAME = "response"
 _ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
-def unsupported(name: str) -> InvalidRequest:
-    return InvalidRequest(f"{name} is not supported by {PROVIDER_NAME}", field=name)
+def unsupported(name: str, hint: str | None = None) -> InvalidRequest:
+    tail = f"; {hint}" if hint else ""
+    return InvalidRequest(f"{name} is not supported by {PROVIDER_NAME}{tail}", field=name)
 
 
 def given_params(request: ChatRequest) -> dict[str, Any]:
@@ -34,7 +37,9 @@ def given_params(request: ChatRequest) -> dict[str, Any]:
     params = {name: value for name, value in (request.params or {}).items() if value is not None}
     for name in sorted(params):
         if name not in HANDLED:
-            raise unsupported(name)
+            raise unsupported(name, USE_INSTEAD.get(name))   # the same hints as the other providers
+    if "n" in params and params["n"] != 1:
+        raise unsupported("n", "only one choice per call (n=1) is read")
     return params
 
 

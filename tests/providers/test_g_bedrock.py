@@ -83,12 +83,25 @@ def test_g7_bedrock_seed_refused(hub, bedrock_fake, run):
     assert fake.requests == []        # refused before any I/O
 
 
-@pytest.mark.parametrize("name", ["frequency_penalty", "logprobs", "n"])
-def test_g7_bedrock_parameters_it_has_no_field_for_are_refused(hub, bedrock_fake, name):
+@pytest.mark.parametrize("name, value", [("frequency_penalty", 1), ("logprobs", True), ("n", 2),
+                                         ("user", "u-1")])
+def test_g7_bedrock_parameters_it_has_no_field_for_are_refused(hub, bedrock_fake, name, value):
     fake = bedrock_fake()
-    with pytest.raises(InvalidRequest, match=f"^{name} is not supported by AWS Bedrock$"):
-        hub.adapter(iam_target()).chat(chat(CLAUDE_HAIKU, params={name: 1}))
+    with pytest.raises(InvalidRequest, match=f"^{name} is not supported by AWS Bedrock"):
+        hub.adapter(iam_target()).chat(chat(CLAUDE_HAIKU, params={name: value}))
     assert fake.requests == []
+
+
+def test_g7_bedrock_refusals_say_what_to_use_instead(hub, bedrock_fake):
+    bedrock_fake()
+    with pytest.raises(InvalidRequest, match="reasoning_effort is not supported by AWS Bedrock; pass reasoning="):
+        hub.adapter(iam_target()).chat(chat(CLAUDE_HAIKU, params={"reasoning_effort": "low"}))
+
+
+def test_g7_bedrock_n_of_one_is_the_one_answer_it_gives(hub, bedrock_fake):
+    fake = bedrock_fake()
+    assert hub.adapter(iam_target()).chat(chat(CLAUDE_HAIKU, params={"n": 1})).text == '{"status":"ok"}'
+    assert fake.last.json["inferenceConfig"] == {"maxTokens": 64}
 
 
 def test_g7_bedrock_a_parameter_given_as_none_is_not_given(hub, bedrock_fake):
