@@ -32,8 +32,21 @@ def run_chat(adapter, request):
     return adapter.chat(request)
 
 
+def in_loop(adapter, make_coroutine):
+    """Run on a fresh event loop, closing the hub's client for that loop at the end (as a
+    notebook's or server's lifetime would)."""
+    hub = adapter._async_http_client.__self__    # the hub whose per-loop client the call uses
+
+    async def go():
+        try:
+            return await make_coroutine()
+        finally:
+            await hub.aclose()
+    return asyncio.run(go())
+
+
 def run_achat(adapter, request):
-    return asyncio.run(adapter.achat(request))
+    return in_loop(adapter, lambda: adapter.achat(request))
 
 
 def run_stream(adapter, request):
@@ -43,7 +56,7 @@ def run_stream(adapter, request):
 def run_astream(adapter, request):
     async def collect():
         return [chunk async for chunk in adapter.astream(request)]
-    return asyncio.run(collect())
+    return in_loop(adapter, collect)
 
 
 MODES = pytest.mark.parametrize("run", [run_chat, run_achat, run_stream, run_astream],
@@ -249,7 +262,7 @@ def test_g1_bedrock_many_async_calls_at_once(hub, bedrock_fake):
     async def many():
         return await asyncio.gather(*(adapter.achat(chat(CLAUDE_HAIKU, content=f"call {i}")) for i in range(20)))
 
-    results = asyncio.run(many())
+    results = in_loop(adapter, many)
     assert [r.text for r in results] == ['{"status":"ok"}'] * 20
     assert sorted(r.json["messages"][0]["content"][0]["text"] for r in fake.requests) == \
         sorted(f"call {i}" for i in range(20))
@@ -391,7 +404,7 @@ def test_g2_bedrock_stream_keeps_the_chunks_before_an_exception(hub, bedrock_fak
             async for chunk in adapter.astream(chat(CLAUDE_HAIKU)):
                 seen.append(chunk.delta)
         with pytest.raises(ProviderError):
-            asyncio.run(collect())
+            in_loop(adapter, collect)
     assert seen == ["one ", "two "]     # messageStart, two deltas, then the exception
 
 
@@ -427,14 +440,15 @@ def test_g2_bedrock_closing_a_stream_early_closes_the_reply(hub, bedrock_fake):
 def test_g2_bedrock_aclosing_a_stream_early_closes_the_reply(hub, bedrock_fake):
     fake = bedrock_fake(reply=" ".join(["word"] * 400))
     fake.stream_delay = 0.01
+    adapter = hub.adapter(iam_target())
 
     async def first_then_close():
-        chunks = hub.adapter(iam_target()).astream(chat(CLAUDE_HAIKU))
+        chunks = adapter.astream(chat(CLAUDE_HAIKU))
         first = await chunks.__anext__()
         await chunks.aclose()
         return first
 
-    assert asyncio.run(first_then_close()).delta == "word "
+    assert in_loop(adapter, first_then_close).delta == "word "
     assert wait_for(lambda: fake.streams_cut == 1)
 
 
