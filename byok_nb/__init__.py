@@ -1,4 +1,4 @@
-"""byok_nb — bring-your-own-key LLM models for notebooks (SPEC §1).
+"""byok_nb — bring-your-own-key LLM models for notebooks.
 
 >>> import byok_nb
 >>> reg = byok_nb.open_registry("sqlite://", master_key=byok_nb.generate_master_key())  # doctest: +SKIP

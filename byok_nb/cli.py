@@ -1,4 +1,4 @@
-"""The ``byok-nb`` command: serve | demo | scan | rotate-key | adopt-key | platform sync | member | token (E-1)."""
+"""The ``byok-nb`` command: serve | demo | scan | rotate-key | adopt-key | platform sync | member | token."""
 from __future__ import annotations
 
 import argparse
@@ -26,7 +26,7 @@ from .store import ensure_schema, key_custody, make_engine
 
 
 def _cmd_rotate_key(args: argparse.Namespace) -> int:
-    """C-5. The current key is found as open_registry finds it (BYOK_NB_MASTER_KEY, else the key
+    """The current key is found as open_registry finds it (BYOK_NB_MASTER_KEY, else the key
     file), but a missing key file is an error here, never silently created. See docs/security.md."""
     from .registry import byok_home, default_database_url, open_registry
 
@@ -103,7 +103,7 @@ def _cmd_rotate_key(args: argparse.Namespace) -> int:
 
 
 def _cmd_adopt_key(args: argparse.Namespace) -> int:
-    """C-4 recovery from a master key that is truly lost: make the key this process finds
+    """Recovery from a master key that is truly lost: make the key this process finds
     (BYOK_NB_MASTER_KEY, else master.key — created when there is none) the store's key. Every
     secret it cannot read is cleared, so each such model asks for its credentials again. Without
     --confirm-lost-key it only says what it would do. See docs/security.md."""

@@ -71,7 +71,7 @@ def open_registry(url: str | None = None, master_key: str | bytes | None = None,
     With no URL: ``BYOK_NB_DATABASE_URL``, else SQLite at ``$BYOK_NB_HOME/registry.db``
     (``~/.byok_nb``). The master key: the argument, else ``BYOK_NB_MASTER_KEY``, else the key file
     ``$BYOK_NB_HOME/master.key`` — created 0600 only when the store holds no secrets; a store
-    with secrets and no key is refused (C-4). A key other than the store's opens it read-only for
+    with secrets and no key is refused. A key other than the store's opens it read-only for
     secrets: lists and details work, secrets are unreadable, no secret is written.
     """
     if (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)

@@ -1,4 +1,4 @@
-"""``byok-nb scan``: find secrets in notebooks before they are committed or shared (SPEC C-7).
+"""``byok-nb scan``: find secrets in notebooks before they are committed or shared.
 
 A notebook can carry a secret in three places: a cell's source, a cell's saved outputs, and the
 saved widget state (``metadata.widgets``, where a Password widget's value ends up when the state

@@ -1,9 +1,9 @@
-"""Typed loader of the platform model catalogue (SPEC P-7).
+"""Typed loader of the platform model catalogue.
 
 The catalogue is data, not code: a JSON document ``{"version": 1, "generated_at": ..., "source": ...,
 "models": [...]}`` whose entries are :class:`~byok_nb.core.domain.PlatformModel` fields. Prices are USD
 per token written as decimal *strings* (``"0.0000025"``), read with :class:`~decimal.Decimal` so
-they are exact; ``null`` means unpriced and ``"0"`` means free — two different states (P-8, A-1).
+they are exact; ``null`` means unpriced and ``"0"`` means free — two different states.
 
 Which file is read — one rule, checked on every call so a sync or a test takes effect at once:
 
@@ -111,7 +111,7 @@ def load_platform_models(path: str | os.PathLike[str] | None = None) -> tuple[Pl
 
 
 def platform_model_ids(path: str | os.PathLike[str] | None = None) -> frozenset[str]:
-    """The ids of every platform model (used for slug collisions, M-5)."""
+    """The ids of every platform model (used for slug collisions)."""
     return _load(path).ids
 
 

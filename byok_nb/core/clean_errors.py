@@ -1,4 +1,4 @@
-"""Errors that leave a call which held plaintext credentials carry no way back to them (C-3).
+"""Errors that leave a call which held plaintext credentials carry no way back to them.
 
 A traceback keeps every frame it passed through, and every frame its locals: the decrypted key,
 the request headers, a reply that echoed the key. IPython's ``%xmode Verbose`` prints them all,

@@ -1,4 +1,4 @@
-"""Data types of the public API (SPEC §1). Data only: no I/O, no rules beyond field shapes.
+"""Data types of the public API. Data only: no I/O, no rules beyond field shapes.
 
 Each result type has a short one-line ``repr`` and a ``_repr_html_`` card for notebooks (built by
 :mod:`byok_nb.core.display` from what the object already shows: masked keys, never a secret).
@@ -145,7 +145,7 @@ class CustomModel(BaseModel):
 
 
 class PlatformModel(BaseModel):
-    """A curated platform model routed through OpenRouter (P-7)."""
+    """A curated platform model routed through OpenRouter."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -173,7 +173,7 @@ class PlatformModel(BaseModel):
 
 
 class ConnectionTest(BaseModel):
-    """Outcome of Test Connection (T-3, T-4)."""
+    """Outcome of Test Connection."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -213,12 +213,12 @@ class ConnectionTest(BaseModel):
 
 
 class CapabilityFinding(BaseModel):
-    """What "Probe capabilities" (U-9) found about one capability flag.
+    """What "Probe capabilities" found about one capability flag.
 
     ``suggested`` is True (the provider accepted the capability and answered with it), False (the
     provider refused it: ``evidence`` quotes its error) or None (inconclusive: a timeout, a 5xx, a
     rate limit, or an answer that proves nothing). ``current`` is the flag as stored (or as being
-    edited); the probe never changes it (M-9).
+    edited); the probe never changes it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -242,7 +242,7 @@ class CapabilityFinding(BaseModel):
 
 
 class CapabilityProbe(BaseModel):
-    """Outcome of ``Session.probe_capabilities`` (U-9): one :class:`CapabilityFinding` per flag.
+    """Outcome of ``Session.probe_capabilities``: one :class:`CapabilityFinding` per flag.
 
     Suggestions only: nothing here has been written to the model. ``ok`` is False when not even a
     plain request got through (``message`` says why; every finding is then inconclusive).
@@ -325,7 +325,7 @@ class Member(BaseModel):
 
 
 class LLMField(BaseModel):
-    """One LLM field of a workflow and what it needs of its model (W-1)."""
+    """One LLM field of a workflow and what it needs of its model."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,4 +1,4 @@
-"""One error hierarchy for every public call (SPEC §1).
+"""One error hierarchy for every public call.
 
 Each error carries the HTTP status the product page names, so the same object can be shown in a
 notebook, in a widget and (one day) returned by an HTTP API without translation.

@@ -1,4 +1,4 @@
-"""Lazily served package attributes (PEP 562), so importing a package stays light (F-4)."""
+"""Lazily served package attributes (PEP 562), so importing a package stays light."""
 from __future__ import annotations
 
 import importlib

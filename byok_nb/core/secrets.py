@@ -1,8 +1,8 @@
-"""Master key, AES-256-GCM secret box, masking and scrubbing (SPEC C-2, C-3, C-4).
+"""Master key, AES-256-GCM secret box, masking and scrubbing.
 
 Every stored secret is ``nonce || ciphertext+tag`` under a 256-bit master key, with associated
 data naming its record and field, so a ciphertext copied to another row or field fails to decrypt.
-Each ciphertext also records the id of the key that wrote it, so keys can rotate (C-5).
+Each ciphertext also records the id of the key that wrote it, so keys can rotate.
 """
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ UNREADABLE_SECRET_MESSAGE = "credentials cannot be decrypted — re-enter them"
 
 
 class UnreadableSecret(Conflict):
-    """A stored ciphertext failed to decrypt: wrong master key or tampering (C-4). A Conflict
-    (409) — the stored state, not the request, is wrong — so it is one of SPEC §1's subclasses."""
+    """A stored ciphertext failed to decrypt: wrong master key or tampering. A Conflict
+    (409) — the stored state, not the request, is wrong — so it is one of the
+    documented RegistryError subclasses."""
 
     status_code = 409
 
@@ -219,14 +220,15 @@ def legacy_associated_data(record_id: str, field: str) -> bytes:
 
 
 def wrong_key_message(needed: str, held: str) -> str:
-    """C-4 for a secret under another master key: say which key it needs."""
+    """The unreadable-secret message for a secret under another master key: say which key it needs."""
     return (f"{UNREADABLE_SECRET_MESSAGE} (they are stored under master key {needed}; this registry "
             f"was opened with master key {held}: reopen it with key {needed}, from "
             f"BYOK_NB_MASTER_KEY or master.key)")
 
 
 def cleared_secret_message(lost: str | None) -> str:
-    """C-4 for a secret cleared when the operator adopted a new master key (adopt-key)."""
+    """The unreadable-secret message for a secret cleared when the operator adopted a new master key
+    (adopt-key)."""
     under = f" under master key {lost}" if lost else ""
     return (f"{UNREADABLE_SECRET_MESSAGE} (they were stored{under}, which was lost and replaced "
             f"with byok-nb adopt-key)")
@@ -293,14 +295,14 @@ def stored_secret_state(row: Mapping[str, Any]) -> str:
 
 
 def mask_secret(secret: str | None) -> str | None:
-    """``****`` + last 4 for secrets of 12+ characters, ``****`` alone for shorter ones (C-3)."""
+    """``****`` + last 4 for secrets of 12+ characters, ``****`` alone for shorter ones."""
     if not secret:
         return None
     return MASK + secret[-4:] if len(secret) >= MASK_MIN_LENGTH else MASK
 
 
 def looks_masked(value: str) -> bool:
-    """A value that is a masked display echoed back (M-14), never a real key."""
+    """A value that is a masked display echoed back, never a real key."""
     return value.startswith(MASK)
 
 

@@ -3,8 +3,8 @@
 Importing this package is light (no httpx, boto3 or botocore): clients are built on first call.
 
 * :class:`ProviderHub` — owns the pooled clients; ``hub.adapter(target)`` -> Adapter.
-* :func:`canonical_reasoning` — the P-1 reasoning setting of a call.
-* :func:`validate_endpoint_url` / :func:`describe_endpoint` — HuggingFace URL rules (P-3).
+* :func:`canonical_reasoning` — the canonical reasoning setting of a call.
+* :func:`validate_endpoint_url` / :func:`describe_endpoint` — HuggingFace URL rules.
 * :func:`validate_base_url`, :func:`validate_aws_region` — registration-time checks.
 """
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The async HTTP client: ``httpx.AsyncClient`` on the httpx-aiohttp transport, egress-guarded.
 
 httpx's own async transport (anyio + httpcore) adds about a millisecond a request and tops out
-far below what the gateway must serve; aiohttp's connection pool does not (SPEC F-6/F-7). The
+far below what the gateway must serve; aiohttp's connection pool does not. The
 client keeps httpx's API, so the adapters' async code reads like their sync code.
 
-The egress policy (P-6) is enforced as the sync client enforces it — at connect time, on the
+The egress policy is enforced as the sync client enforces it — at connect time, on the
 addresses actually connected to: the aiohttp connector's host resolution is wrapped so that a
 metadata host name is refused before any lookup and every address a name resolves to (or an IP
 literal spells) is checked; the connector then connects to exactly those vetted addresses, so

@@ -2,7 +2,7 @@
 
 A call is described by a :class:`Target` (where to send it and with which decrypted credentials —
 built by the registry at call time, never stored) and a :class:`ChatRequest` (what to ask, in the
-OpenAI chat shape plus a canonical reasoning setting, SPEC P-1).  An adapter turns those into the
+OpenAI chat shape plus a canonical reasoning setting).  An adapter turns those into the
 provider's wire format and returns a :class:`ChatResult`, or raises ``ProviderError``.
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ class ChatRequest:
 
     ``messages`` are OpenAI-style dicts (content a string or a list of ``text`` / ``image_url``
     parts; ``image_url.url`` may be a data URL).  ``json_schema`` set means *native* structured
-    output (T-2); ``None`` means prompt instructions only.  ``reasoning`` is the canonical payload
-    of P-1 — ``{"max_tokens": N}`` or ``{"effort": "low|medium|high"}`` — or ``None`` for none.
+    output; ``None`` means prompt instructions only.  ``reasoning`` is the canonical reasoning
+    payload — ``{"max_tokens": N}`` or ``{"effort": "low|medium|high"}`` — or ``None`` for none.
     """
 
     model: str
@@ -78,8 +78,9 @@ class ChatResult:
     output_tokens: int | None = None
     latency_ms: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    # What the provider reports of the model's reasoning, when it reports any (U-9's evidence):
-    # the reasoning text it returned and the reasoning-token count of the usage block.
+    # What the provider reports of the model's reasoning, when it reports any (the evidence
+    # "Probe capabilities" shows): the reasoning text it returned and the reasoning-token count
+    # of the usage block.
     reasoning_text: str = ""
     reasoning_tokens: int | None = None
     # True when the provider reported token counts that cannot be real (negative, huge, not whole

@@ -1,6 +1,6 @@
-"""Amazon Bedrock through boto3's ``bedrock-runtime`` ``converse`` (SPEC P table, P-2, P-4, P-5).
+"""Amazon Bedrock through boto3's ``bedrock-runtime`` ``converse``.
 
-Credentials are per client, never per process (P-2):
+Credentials are per client, never per process:
 
 * **IAM**: the access key pair is passed to the client, which signs with SigV4 (``v4`` named
   explicitly, so a stray ``AWS_BEARER_TOKEN_BEDROCK`` in the environment cannot switch it to
@@ -111,7 +111,7 @@ def default_endpoint_url(region: str) -> str:
 
 
 def endpoint_override(environ: dict[str, str] | None = None) -> str | None:
-    """``BYOK_NB_BEDROCK_ENDPOINT_URL`` (P-9), or None."""
+    """``BYOK_NB_BEDROCK_ENDPOINT_URL``, or None."""
     value = (os.environ if environ is None else environ).get(ENDPOINT_ENV, "").strip()
     return value or None
 
@@ -387,7 +387,7 @@ def _parsable(status: int, content: bytes) -> bytes:
 
 # -- request translation ---------------------------------------------------------------------------
 def converse_messages(messages: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """(system blocks, converse messages) from OpenAI-shape messages (P-4).
+    """(system blocks, converse messages) from OpenAI-shape messages.
 
     Consecutive turns of one role are merged (converse wants alternating roles); OpenAI ``tool``
     results become ``toolResult`` blocks in a user turn.

@@ -1,4 +1,5 @@
-"""OpenAI chat parameters -> Bedrock converse fields (the Bedrock column of the G-7 table).
+"""OpenAI chat parameters -> Bedrock converse fields (the Bedrock column of the
+parameter table in docs/providers.md).
 
 * ``temperature``, ``top_p``, ``stop`` -> ``inferenceConfig`` ``temperature``, ``topP``,
   ``stopSequences`` (``max_tokens`` is the request's own field -> ``maxTokens``);

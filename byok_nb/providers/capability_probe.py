@@ -1,8 +1,8 @@
-"""Probe capabilities (SPEC U-9, M-9): tiny requests that *suggest* capability flags, with evidence.
+"""Probe capabilities: tiny requests that *suggest* capability flags, with evidence.
 
 One plain request first (the baseline: if even that fails, nothing can be learnt and every
 finding is inconclusive). Then one request per capability, each the baseline plus exactly that
-capability, through the model's own adapter — so egress rules (P-6), the timeout (T-8) and secret
+capability, through the model's own adapter — so egress rules, the timeout and secret
 scrubbing apply as to every call:
 
 * **JSON mode** — the provider's native structured output (the P table's form: ``response_format``
@@ -16,9 +16,9 @@ scrubbing apply as to every call:
   the answer named the colour). TGI passes images to text-only models without complaint, so
   there acceptance alone is inconclusive. (32 px, not 1 px: Qwen-VL-style processors refuse
   images under 28 px, which would turn a vision model's probe into a false "rejected".)
-* **Reasoning** — the model's reasoning parameter (M-10) at its smallest useful setting: effort
+* **Reasoning** — the model's reasoning parameter at its smallest useful setting: effort
   ``low``, or a 1024-token budget (the minimum Fireworks and Claude accept) under a 1280-token
-  cap, translated per provider by the adapter (P-1). Accepted *and* reasoning tokens or reasoning
+  cap, translated per provider by the adapter. Accepted *and* reasoning tokens or reasoning
   text reported is the evidence; accepted without either is inconclusive (many servers ignore
   reasoning fields they do not know).
 
@@ -27,7 +27,7 @@ client error (400, 404, 415, 422, 501) after the baseline succeeded; the evidenc
 provider's own (scrubbed) message. Timeouts, 5xx, 429, 401/403 are inconclusive. The four
 capability requests run concurrently, so the probe takes about as long as its slowest request.
 
-The probe never writes anything: flags change only through ``update_model`` (M-9).
+The probe never writes anything: flags change only through ``update_model``.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Test Connection: one minimal chat call that proves a model is reachable (SPEC T-1..T-3, T-8).
+"""Test Connection: one minimal chat call that proves a model is reachable.
 
 :func:`probe` asks the model to return ``{"status":"ok"}`` with the model's configured
-``max_tokens`` as the cap, no reasoning and no tools (T-1). With JSON mode on it asks for the
-provider's native structured output; off, the prompt alone asks for JSON (T-2). A provider that
+``max_tokens`` as the cap, no reasoning and no tools. With JSON mode on it asks for the
+provider's native structured output; off, the prompt alone asks for JSON. A provider that
 refuses native JSON is reported as it is — its error, plus a hint to turn JSON mode off — never
 retried without it. Pricing and persistence are the registry's business, not this module's.
 
@@ -54,7 +54,7 @@ class ProbeOutcome:
 
 
 def probe_request(*, model_id: str, max_tokens: int, supports_json_mode: bool) -> ChatRequest:
-    """The T-1/T-2 request: the prompt, the model's own cap, native JSON when the model has it."""
+    """The Test Connection request: the prompt, the model's own cap, native JSON when the model has it."""
     return ChatRequest(
         model=model_id,
         messages=[{"role": "user", "content": PROMPT}],
@@ -102,7 +102,7 @@ def probe(adapter: Adapter, *, model_id: str, max_tokens: int, supports_json_mod
 
 
 def _json_hint(exc: ProviderError, supports_json_mode: bool) -> str | None:
-    """The T-2 hint, when JSON mode was on and the provider's refusal is about structured output."""
+    """The hint to turn JSON mode off, when it was on and the provider refused structured output."""
     if not supports_json_mode or exc.status_code not in (400, 404, 415, 422, 424, 501):
         return None
     return JSON_MODE_HINT if _JSON_REFUSAL.search(exc.provider_message or exc.message) else None

@@ -1,4 +1,4 @@
-"""Egress policy for provider calls (SPEC P-6).
+"""Egress policy for provider calls.
 
 A model's URL is typed by a user, so a provider call is a server-side request to an address the
 user chose. Two rules keep that from reaching what it must not:

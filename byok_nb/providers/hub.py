@@ -6,8 +6,8 @@ per event loop (:meth:`ProviderHub.async_http_client`, same guarantees) and a ca
 clients.
 Settings are process settings, read from the environment:
 
-* ``BYOK_NB_EGRESS`` when the hub is built (P-6);
-* the P-9 endpoint overrides (``BYOK_NB_FIREWORKS_BASE_URL``, ``BYOK_NB_TOGETHER_BASE_URL``,
+* ``BYOK_NB_EGRESS`` when the hub is built;
+* the operator's endpoint overrides (``BYOK_NB_FIREWORKS_BASE_URL``, ``BYOK_NB_TOGETHER_BASE_URL``,
   ``BYOK_NB_BEDROCK_ENDPOINT_URL``, ``BYOK_NB_HF_ROUTER_URL``, ``OPENROUTER_BASE_URL``) and
   ``OPENROUTER_API_KEY`` whenever an adapter is built, so an operator change applies to the next
   call without reopening anything.
@@ -50,7 +50,7 @@ BASE_URL_OVERRIDES = {
 class ProviderHub:
     """Owns provider clients for one registry; ``adapter(target)`` gives a ready adapter.
 
-    ``timeout`` bounds each provider call in seconds (T-8); ``egress`` is ``"public"`` or
+    ``timeout`` bounds each provider call in seconds; ``egress`` is ``"public"`` or
     ``"default"`` (None reads ``BYOK_NB_EGRESS``); ``max_connections`` sizes the HTTP pool.
     Thread-safe: many threads may call adapters of one hub at once.
     """

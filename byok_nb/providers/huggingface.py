@@ -1,4 +1,4 @@
-"""HuggingFace endpoint URL rules (SPEC P-3) and the route a HuggingFace model is called by.
+"""HuggingFace endpoint URL rules and the route a HuggingFace model is called by.
 
 * An Inference Endpoint URL must be a full ``https://`` URL; a bare Hub repo id (``org/model``) is
   refused with a message telling the user to paste the full URL. (``http://`` is accepted for
@@ -8,7 +8,7 @@
   ``{"type": "json", "value": schema}``.
 * The legacy serverless URL ``https://api-inference.huggingface.co/models/<repo>`` answers 410
   Gone now, so it is called through the router, ``https://router.huggingface.co/v1/chat/completions``
-  (``BYOK_NB_HF_ROUTER_URL`` overrides it, P-9), with ``model=<repo>``. The router is
+  (``BYOK_NB_HF_ROUTER_URL`` overrides it), with ``model=<repo>``. The router is
   OpenAI-shaped: native JSON is OpenAI's ``json_schema``. Router URLs given directly are used as is.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ class HFRoute:
 
 
 def validate_endpoint_url(url: str | None, *, field: str = "endpoint_url") -> str:
-    """The endpoint URL, stripped, or ``InvalidRequest`` explaining what to paste instead (P-3).
+    """The endpoint URL, stripped, or ``InvalidRequest`` explaining what to paste instead.
 
     Its form is checked as every provider URL's is (:func:`.urls.check_url`), and a URL spelling
     an address the egress policy always refuses is refused here already (no DNS).
@@ -89,7 +89,7 @@ def legacy_repo(url: str) -> str | None:
 
 
 def router_url(environ: dict[str, str] | None = None) -> str:
-    """The HF router chat URL: ``BYOK_NB_HF_ROUTER_URL`` (P-9) or the public router."""
+    """The HF router chat URL: ``BYOK_NB_HF_ROUTER_URL`` or the public router."""
     configured = (os.environ if environ is None else environ).get(ROUTER_ENV, "").strip()
     return endpoint_chat_url(configured) if configured else DEFAULT_ROUTER_URL
 
@@ -116,7 +116,7 @@ def route(endpoint_url: str, environ: dict[str, str] | None = None) -> HFRoute:
 
 
 def describe_endpoint(url: str | None, environ: dict[str, str] | None = None) -> str | None:
-    """A note for the detail view when the URL is not called as typed, else None (P-3)."""
+    """A note for the detail view when the URL is not called as typed, else None."""
     if not url:
         return None
     repo = legacy_repo(url)

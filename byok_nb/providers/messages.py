@@ -1,4 +1,4 @@
-"""Chat messages in the one shape the adapters take (SPEC P-4).
+"""Chat messages in the one shape the adapters take.
 
 The API accepts OpenAI-style message dicts whose content is a string or a list of parts. For
 convenience an image part may also carry raw bytes; :func:`normalize_messages` turns every image

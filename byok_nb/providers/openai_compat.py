@@ -1,8 +1,8 @@
 """The OpenAI chat-completions shape: OpenAI-compatible servers, Fireworks, Together, HuggingFace
-(Inference Endpoints and the router) and OpenRouter (SPEC P table).
+(Inference Endpoints and the router) and OpenRouter.
 
 The vendors differ only in a small :class:`Profile`: how native JSON is asked for and how the
-canonical reasoning setting (P-1) is spelled. Everything else — bearer auth, tools, images,
+canonical reasoning setting is spelled. Everything else — bearer auth, tools, images,
 ``max_tokens``, the OpenAI parameters (:mod:`.openai_params`), reply parsing and error mapping —
 is one code path, for the four ways to call: ``chat``, ``stream`` (server-sent events,
 :mod:`.openai_stream`), and their async twins on the hub's async client.
@@ -98,7 +98,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 def response_format(profile: Profile, schema: dict[str, Any], name: str | None) -> dict[str, Any]:
-    """The ``response_format`` for native structured output (T-2) in the profile's form."""
+    """The ``response_format`` for native structured output in the profile's form."""
     return native_response_format(profile.json_form, schema, name)
 
 

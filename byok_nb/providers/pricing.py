@@ -1,6 +1,6 @@
-"""Price suggestions for a model (SPEC P-8, T-4, M-8).
+"""Price suggestions for a model.
 
-Lookup order (P-8):
+Lookup order:
 
 1. prices the user typed — the caller keeps them; :func:`fill_missing_costs` never overwrites one
    (``price_source="user"``);
@@ -16,7 +16,7 @@ Lookup order (P-8):
    ``openrouter.ai``. HuggingFace has no plain entry there; only the router with an explicit
    sub-provider suffix (``<repo>:together`` on ``router.huggingface.co``) names who bills it, and
    only that is looked up. A self-hosted endpoint never gets a price guessed from its model name;
-4. nothing -> ``None``; the caller shows :data:`PRICING_WARNING` (T-4).
+4. nothing -> ``None``; the caller shows :data:`PRICING_WARNING`.
 
 "Unpriced" (``None``) and "free" (``Decimal("0")``) are different states everywhere.
 
@@ -87,7 +87,7 @@ def lookup_price(
     endpoint_url: str | None = None,
     base_url: str | None = None,
 ) -> PriceSuggestion | None:
-    """Suggest per-token prices for a model, or None when no source knows them (P-8).
+    """Suggest per-token prices for a model, or None when no source knows them.
 
     Never touches the network.
 
@@ -123,7 +123,7 @@ def fill_missing_costs(
     output_cost: Decimal | None,
     suggestion: PriceSuggestion | None,
 ) -> tuple[Decimal | None, Decimal | None, str | None]:
-    """Fill only the *empty* cost fields from ``suggestion`` (T-4); a typed value, ``0`` included,
+    """Fill only the *empty* cost fields from ``suggestion``; a typed value, ``0`` included,
     is never overwritten.
 
     Returns ``(input, output, price_source)`` where ``price_source`` is:
@@ -153,7 +153,7 @@ def fill_missing_costs(
 
 
 def looks_like_per_million(cost: Decimal | str | None) -> bool:
-    """True when a per-token cost is above 0.001 USD — probably a per-1M-token price typed (M-8)."""
+    """True when a per-token cost is above 0.001 USD — probably a per-1M-token price typed."""
     if cost is None or (isinstance(cost, str) and not cost.strip()):
         return False
     try:
@@ -164,7 +164,7 @@ def looks_like_per_million(cost: Decimal | str | None) -> bool:
 
 
 def per_million_warning(cost: Decimal | str | None, label: str = "cost") -> str | None:
-    """The M-8 warning text for a cost that looks like a per-1M-token price, else None.
+    """The warning text for a cost that looks like a per-1M-token price, else None.
 
     >>> per_million_warning(Decimal("3"), "Input cost/token (USD)")
     'Input cost/token (USD) 3 looks like a per-1M-token price; costs are USD per token (3 per 1M tokens = 0.000003).'

@@ -1,4 +1,4 @@
-"""The canonical reasoning setting of a call (SPEC P-1, M-10) and the conversions between forms.
+"""The canonical reasoning setting of a call and the conversions between forms.
 
 A workflow field asks for reasoning as a token budget or an effort; a model says which of the two
 it takes (its *reasoning parameter name*). The canonical payload is what the product page sends:
@@ -22,12 +22,12 @@ LOW_BELOW, MEDIUM_BELOW = 2048, 8192   # budget -> effort thresholds
 
 
 def is_recognized_reasoning_parameter(name: str | None) -> bool:
-    """True only for exactly ``max_tokens`` or ``effort`` (M-10: ``Max_Tokens`` is not)."""
+    """True only for exactly ``max_tokens`` or ``effort`` (``Max_Tokens`` is not)."""
     return name in RECOGNIZED_PARAMETERS
 
 
 def effective_reasoning_parameter(name: str | None) -> str:
-    """``effort`` when the name is exactly that, else ``max_tokens`` (M-10)."""
+    """``effort`` when the name is exactly that, else ``max_tokens``."""
     return "effort" if name == "effort" else "max_tokens"
 
 

@@ -1,10 +1,10 @@
 """HTTP plumbing shared by the httpx adapters: one guarded client, one JSON POST, error mapping.
 
 Everything that can go wrong between "we built a body" and "we have the provider's JSON" becomes a
-``ProviderError`` here, with secrets scrubbed and at most 4,000 characters of a body shown (P-5):
+``ProviderError`` here, with secrets scrubbed and at most 4,000 characters of a body shown:
 
 * transport failures (DNS, refused, TLS, timeout) -> status 502 and a message naming the kind;
-* redirects (3xx) -> status 502 naming the status and ``Location``; they are never followed (P-6);
+* redirects (3xx) -> status 502 naming the status and ``Location``; they are never followed;
 * error statuses -> the provider's status and the provider's own message, found in the
   OpenAI shape ``{"error": {"message": ...}}``, HF's ``{"error": "..."}``, ``{"message": ...}``,
   ``{"detail": ...}``, or else the raw body. OpenRouter's ``error.metadata.raw`` (what the
@@ -190,7 +190,7 @@ def deadline_network_backend(inner: Any) -> Any:
 def build_http_client(*, timeout: float, policy: EgressPolicy, max_connections: int = 128) -> Any:
     """One pooled ``httpx.Client`` whose every new connection passes the egress policy.
 
-    Redirects are off (P-6, T-8); ``trust_env`` is off so no ambient proxy or ``.netrc`` sneaks in
+    Redirects are off; ``trust_env`` is off so no ambient proxy or ``.netrc`` sneaks in
     (a proxy would also hide the real destination from the egress check).
     """
     import httpcore
@@ -233,7 +233,7 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
 
     The whole call — connect, TLS, send, the status line and headers, and every chunk of the
     body — ends within ``timeout`` seconds: a server that drips bytes cannot hold a Test
-    Connection open past it (T-8). A reply over ``MAX_RESPONSE_BYTES`` — counted after
+    Connection open past it. A reply over ``MAX_RESPONSE_BYTES`` — counted after
     ``Content-Encoding`` is undone, as it is undone (:class:`BoundedDecoder`) — is refused after reading
     that much (``ProviderError``, 502), never buffered whole; of an error reply (4xx/5xx) the first
     ``MAX_ERROR_BODY_BYTES`` are kept and the rest is not read, so the provider's status stands.
@@ -424,7 +424,7 @@ def post_json(client: Any, url: str, *, headers: dict[str, str], body: bytes, la
 
 
 def check_redirect(status: int, headers: Any, *, label: str, secrets: Iterable[str]) -> None:
-    """Raise the ``ProviderError`` for a 3xx reply (never followed, P-6); nothing otherwise."""
+    """Raise the ``ProviderError`` for a 3xx reply (never followed); nothing otherwise."""
     if 300 <= status < 400:
         location = headers.get("location", "(no Location header)")
         raise clean_error(f"{label} answered HTTP {status} redirecting to {quoted(location)}; "

@@ -9,7 +9,7 @@ two in step.
 
 Only the form is checked here, and the literal address the URL names (see
 :func:`literal_ipv4` and :mod:`.egress`): no DNS lookup happens at save time. A host name is
-resolved, and every address it resolves to vetted, when a call is made (SPEC P-6).
+resolved, and every address it resolves to vetted, when a call is made.
 
 Leading and trailing whitespace is stripped (a pasted URL often carries some); whitespace, control
 or invisible (format) characters *inside* are refused, because they are never part of a URL the

@@ -1,4 +1,4 @@
-"""Serving the admin app: ``byok-nb serve`` and ``byok-nb demo`` (SPEC E-1, E-4).
+"""Serving the admin app: ``byok-nb serve`` and ``byok-nb demo``.
 
 ``byok-nb serve`` runs Voila on 127.0.0.1 with tracebacks off and sources stripped, serving
 ``admin_app.ipynb`` behind a session token (printed once, in the URL, like Jupyter does). What each

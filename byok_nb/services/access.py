@@ -1,4 +1,4 @@
-"""Who may do what: the acting user's roles, read on every call (SPEC M-1).
+"""Who may do what: the acting user's roles, read on every call.
 
 Roles are read fresh on each call (no cache): a member removed from the org is refused at their
 next call, whichever caller (notebook, gateway, app) they come through.

@@ -1,6 +1,6 @@
-"""Usage log, cost report, estimates and what-if tables (SPEC A-1 … A-3, F-2).
+"""Usage log, cost report, estimates and what-if tables.
 
-Storage layout (F-2). Every call is one row of ``usage_log`` (kept for :func:`usage`) and, in the
+Storage layout. Every call is one row of ``usage_log`` (kept for :func:`usage`) and, in the
 same transaction, one increment of ``usage_rollup``: a table keyed by (org, day, project,
 workflow, field, model, model type, provider, input price, output price) holding integer sums
 (calls, failed calls, input tokens, output tokens). :func:`cost_report` reads the rollup — a few
@@ -14,7 +14,7 @@ it was called (exact decimal text; none = unpriced), so editing a model's price 
 estimates and future calls but never rewrites past costs. "Unpriced" and "free" stay different
 states: an unpriced call has cost NaN and counts in ``untracked_calls``; a free one costs 0.
 
-Who sees what (M-1): every member of the org sees the org's usage and reports (like the models
+Who sees what: every member of the org sees the org's usage and reports (like the models
 list); a user with no role in the org gets ``Forbidden``; one org never sees another's rows.
 
 >>> s.cost_report(by="day")                       # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Refresh the platform catalogue from OpenRouter's model list (SPEC P-7; ``byok-nb platform sync``).
+"""Refresh the platform catalogue from OpenRouter's model list (``byok-nb platform sync``).
 
 ``GET {OPENROUTER_BASE_URL or https://openrouter.ai/api/v1}/models`` answers
 ``{"data": [{"id", "name", "context_length", "pricing": {"prompt", "completion", ...},

@@ -1,11 +1,11 @@
-"""Generate with a workflow field's model (SPEC W-7, W-9, P-1, P-4, C-4).
+"""Generate with a workflow field's model.
 
 ``generate(ctx, workflow, field, messages)`` looks up the field's model reference and routes
 the call: platform models through OpenRouter with the operator's key, custom models straight to
 their provider with the model's decrypted credentials. It applies the model's ``max_tokens``, the
 field's structured output (native ``json_schema`` — the model must support JSON mode), its tool
 bindings, images (the model must support vision) and its reasoning setting, translated by
-:func:`~byok_nb.providers.reasoning.canonical_reasoning` (P-1, M-10).
+:func:`~byok_nb.providers.reasoning.canonical_reasoning`.
 
 Every call that reaches the point of calling a provider records exactly one usage row, whether it
 succeeds or fails (a provider error, a transport error, an egress refusal, undecryptable
@@ -13,7 +13,7 @@ credentials); the error is then re-raised. When the store cannot take the row on
 has answered (busy past its timeout, unreachable), the completion is still returned and the row
 goes to the durable local usage spool (byok_nb.store.usage_spool), recorded on the next successful
 write or open, with a warning logged. Calls refused before that — an unknown workflow or
-field, a deleted model (W-7), bad options — record nothing: no model was called.
+field, a deleted model, bad options — record nothing: no model was called.
 
 >>> s.generate("triage", "classify", "Which team owns this ticket?")            # doctest: +SKIP
 Completion(text='search', ...)
@@ -51,19 +51,19 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 def deleted_model_message(ref: str, field: str) -> str:
-    """W-7's message, exactly."""
+    """The message for a field whose model is deleted or unknown."""
     return f"model '{ref}' is deleted; assign another model to field '{field}'"
 
 
 def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: Any) -> Completion:
-    """W-9: call the model of ``field`` in ``workflow`` and return a :class:`Completion`.
+    """Call the model of ``field`` in ``workflow`` and return a :class:`Completion`.
 
     ``messages`` is a prompt string or OpenAI-style message dicts (content a string or parts;
     image parts may be data URLs or bytes). Options: ``images`` (a list of image bytes / data URLs
     added to the last user message), ``tool_choice`` (OpenAI form, with the field's tools) and
     ``max_tokens`` (a lower cap for this call; default the model's Max Tokens).
 
-    Raises ``Conflict`` when the field's model is deleted or unknown (W-7), ``InvalidRequest`` when
+    Raises ``Conflict`` when the field's model is deleted or unknown, ``InvalidRequest`` when
     the model lacks a capability the field or the messages need, and ``ProviderError`` when the
     provider fails (after recording the failed call).
     """
@@ -121,7 +121,8 @@ def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: 
 
 def _request(ctx: Context, model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
              schema: dict[str, Any] | None, f: Any, opts: dict[str, Any], reasoning: dict | None):
-    """(adapter, ChatRequest) for the call; decrypts credentials (C-4 errors surface here)."""
+    """(adapter, ChatRequest) for the call; decrypts credentials (an unreadable
+    secret raises here)."""
     if model.type == "custom":
         _, target = models.call_target(ctx, model.ref)
     else:

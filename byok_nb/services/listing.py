@@ -1,4 +1,4 @@
-"""The Models table (SPEC §1 list_models, U-2): platform and custom models, one row a model.
+"""The Models table (``list_models``): platform and custom models, one row a model.
 
 :func:`model_rows` is the one source of the rows: plain dicts, so the admin app's Models page can
 show them without importing pandas (a Voila visit that only shows that page never pays for

@@ -1,4 +1,4 @@
-"""Pure rules about a custom model's fields (M-2 … M-10, M-15, C-1): no I/O, no database.
+"""Pure rules about a custom model's fields: no I/O, no database.
 
 The registry calls these for adds and patches; the UI's form models call the same functions to
 show the same messages before anything is submitted.
@@ -191,7 +191,7 @@ def unknown_field_hint(name: str) -> str:
 
 
 def derive_slug(display_name: str | None) -> str:
-    """M-3: accents transliterated, lower-case, runs outside a-z0-9 become one '-', trimmed, cut
+    """Accents transliterated, lower-case, runs outside a-z0-9 become one '-', trimmed, cut
     to 128.
 
     >>> derive_slug("Llama 3.1 8B (internal v4)")
@@ -219,7 +219,7 @@ def echo(value: Any, limit: int = ECHO_LIMIT) -> str:
 
 
 def check_slug(slug: str) -> str:
-    """M-4: the form of a given (not derived) slug."""
+    """The form of a given (not derived) slug."""
     if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug):
         shown = echo(slug) if isinstance(slug, str) else type(slug).__name__
         raise InvalidRequest(f"slug: {shown} is not a valid slug — {SLUG_RULE}")
@@ -240,7 +240,7 @@ def check_required_text(name: str, value: str | None, max_length: int | None = N
 
 
 def check_max_tokens(value: Any) -> int:
-    """M-7: an integer >= 1, never clamped."""
+    """An integer >= 1, never clamped."""
     if value is None:
         raise InvalidRequest("max_tokens is required")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -252,7 +252,7 @@ def check_max_tokens(value: Any) -> int:
 
 
 def check_cost(name: str, value: Any) -> Decimal | None:
-    """M-8: USD per token, Decimal >= 0, or blank (None) to disable cost tracking."""
+    """USD per token, Decimal >= 0, or blank (None) to disable cost tracking."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
@@ -275,7 +275,7 @@ def check_cost(name: str, value: Any) -> Decimal | None:
 
 
 def cost_warnings(input_cost: Decimal | None, output_cost: Decimal | None) -> list[str]:
-    """M-8: a price above $0.001 per token is probably a per-1M-token price typed in the wrong unit."""
+    """A price above $0.001 per token is probably a per-1M-token price typed in the wrong unit."""
     out = []
     for label, cost in (("Input cost/token (USD)", input_cost), ("Output cost/token (USD)", output_cost)):
         if cost is not None and cost > PER_MILLION_THRESHOLD:
@@ -285,7 +285,7 @@ def cost_warnings(input_cost: Decimal | None, output_cost: Decimal | None) -> li
 
 
 def effective_reasoning_parameter(name: str | None) -> str:
-    """M-10: only exactly 'max_tokens' and 'effort' are recognized; anything else acts as max_tokens."""
+    """Only exactly 'max_tokens' and 'effort' are recognized; anything else acts as max_tokens."""
     return name if name in RECOGNIZED_REASONING_PARAMETERS else "max_tokens"
 
 
@@ -318,7 +318,7 @@ def check_auth_method(provider: str, auth_method: str | None) -> str | None:
 
 
 def credential_fields(provider: str, auth_method: str | None) -> tuple[frozenset[str], frozenset[str]]:
-    """(allowed, required) credential fields for a provider and Bedrock auth method (C-1)."""
+    """(allowed, required) credential fields for a provider and Bedrock auth method."""
     return _CREDENTIALS[(provider, auth_method if provider == "bedrock" else None)]
 
 
@@ -336,7 +336,7 @@ def is_blank(value: Any) -> bool:
 
 
 def refuse_foreign_credentials(provider: str, auth_method: str | None, given: dict[str, Any]) -> None:
-    """C-1: fields of other providers (or the other Bedrock method) are refused, not kept."""
+    """Fields of other providers (or the other Bedrock method) are refused, not kept."""
     allowed, _ = credential_fields(provider, auth_method)
     foreign = sorted(name for name, value in given.items()
                      if name in ALL_CREDENTIAL_FIELDS and name not in allowed and not is_blank(value))
@@ -348,7 +348,7 @@ def refuse_foreign_credentials(provider: str, auth_method: str | None, given: di
 def check_http_url(name: str, url: Any, *, label: str | None = None,
                    example: str = "https://my-vllm.example.com/v1") -> str:
     """``url`` stripped, in a form the HTTP client can call (see providers/urls.py), and not
-    spelling an address the egress policy always refuses (P-6, checked again at call time on
+    spelling an address the egress policy always refuses (checked again at call time on
     every resolved address; no DNS here)."""
     return check_url(name, url, label=label, example=example, refuse_host=_always_refused_at_save).url
 
@@ -358,7 +358,7 @@ def _always_refused_at_save(host: str) -> str | None:
 
 
 def check_base_url(url: str | None) -> str:
-    """M-15: OpenAI-compatible models always have a base URL."""
+    """OpenAI-compatible models always have a base URL."""
     if is_blank(url):
         raise InvalidRequest("base_url is required for OpenAI-compatible models "
                              "(so requests never go to an unintended endpoint)", field="base_url")
@@ -366,7 +366,7 @@ def check_base_url(url: str | None) -> str:
 
 
 def check_endpoint_url(url: str | None) -> str:
-    """P-3: a full https:// URL, not a bare Hub repo path."""
+    """A full https:// URL, not a bare Hub repo path."""
     if is_blank(url):
         raise InvalidRequest("endpoint_url (Inference Endpoint URL) is required for HuggingFace",
                              field="endpoint_url")

@@ -1,5 +1,5 @@
 """Custom models: reading, adding, testing, probing, editing and deleting them, and building the
-call target of a stored model (SPEC M-1 … M-17, C-1 … C-6, T-1 … T-9).
+call target of a stored model.
 
 This is the one place where the product rules of custom models are decided. Every function takes
 a :class:`~byok_nb.services.context.Context` (the store, the secret box, the provider hub and the
@@ -246,7 +246,7 @@ def _call_inputs(ctx: Context, model: Any, overrides: dict[str, Any]
                  ) -> tuple[dict[str, Any], str | None, str | None, str | None, UnreadableSecret | None]:
     """What a provider call for ``model`` needs: (field values, plaintext secret, slug, row id,
     the UnreadableSecret when the stored secret cannot be decrypted). ``model`` is a saved
-    model's slug (``overrides`` patch it; a blank credential keeps the stored one, T-5) or a
+    model's slug (``overrides`` patch it; a blank credential keeps the stored one) or a
     draft (ModelDraft, dict or keywords in ``overrides``)."""
     if isinstance(model, str):
         row = _active_row(ctx, model)
@@ -368,7 +368,7 @@ def _validated_draft(ctx: Context, d: ModelDraft, *, need_slug: bool = True
     return values, secret, reuse and {"reused_from": reuse["slug"]}
 
 def _typed_price_source(values: dict[str, Any], given: str | None = None) -> str | None:
-    """P-8: the recorded source of the prices — the one a caller names (prices it filled from
+    """The recorded source of the prices — the one a caller names (prices it filled from
     a lookup), else "user" for typed prices; None when the model is unpriced."""
     typed = [values["input_cost_per_token"], values["output_cost_per_token"]]
     if all(c is None for c in typed):
@@ -381,7 +381,7 @@ def _typed_price_source(values: dict[str, Any], given: str | None = None) -> str
     return given.strip()
 
 def _check_credentials(values: dict[str, Any], *, has_secret: bool) -> None:
-    """C-1 presence rules and URL forms for the final field values of a model."""
+    """Credential presence rules and URL forms for the final field values of a model."""
     provider, auth_method = values["provider"], values["auth_method"]
     _, required = rules.credential_fields(provider, auth_method)
     secret_field = rules.secret_field_of(provider, auth_method)
@@ -406,7 +406,7 @@ def _refuse_platform_slug(ctx: Context, slug: str) -> None:
         raise Conflict(f"slug {slug!r} is a platform model id; choose another Model Slug")
 
 def _reuse_source(ctx: Context, d: ModelDraft, provider: str, auth_method: str | None) -> dict[str, Any]:
-    """C-6: the secret (and access key id / base URL) of another active model of this org."""
+    """The secret (and access key id / base URL) of another active model of this org."""
 
     source_slug = d.reuse_credentials_from
     cm = schema.custom_models
@@ -590,7 +590,7 @@ def _decrypt(ctx: Context, row: Any) -> str:
     return ctx.box.open_row(row)
 
 def _stored_secret(ctx: Context, row: Any) -> str | None:
-    """The decrypted secret of a stored row; None when it has none. UnreadableSecret (C-4) when
+    """The decrypted secret of a stored row; None when it has none. UnreadableSecret when
     it cannot be read: tampered, under another key, or cleared by adopt-key."""
     if stored_secret_state(row) == "none":
         return None
@@ -600,7 +600,7 @@ def _rebound_secret(ctx: Context, row: Any, update: dict[str, Any], conn: "Conne
     """The stored secret, when an edit changes a column its associated data covers (base URL,
     endpoint, region, auth method, access key id, provider model id), so it can be encrypted
     again for the new values in the same transaction; None when nothing needs that. A secret
-    this key cannot read is left as it was: it stays unreadable (C-4, re-enter it), and an edit
+    this key cannot read is left as it was: it stays unreadable (re-enter it), and an edit
     that puts the columns back makes it readable again."""
 
     if row["secret_ciphertext"] is None:
@@ -615,7 +615,7 @@ def _rebound_secret(ctx: Context, row: Any, update: dict[str, Any], conn: "Conne
         return None
 
 def _save_new(ctx: Context, values: dict[str, Any], secret: str | None, reuse_note: dict | None) -> CustomModel:
-    """Insert, or reactivate an inactive record with the same slug (M-12), atomically."""
+    """Insert, or reactivate an inactive record with the same slug, atomically."""
 
     cm = schema.custom_models
     slug = values["slug"]
@@ -715,9 +715,9 @@ def _target_from_values(ctx: Context, values: dict[str, Any], secret: str | None
                   aws_secret_access_key=wrapped if secret_field == "aws_secret_access_key" else None)
 
 def call_target(ctx: Context, slug: str) -> "tuple[Any, Target]":
-    """The stored row and a call target with decrypted credentials, for generation (W-9).
+    """The stored row and a call target with decrypted credentials, for generation.
 
-    Private on purpose (C-3): no public name returns plaintext credentials. The one caller
+    Private on purpose: no public name returns plaintext credentials. The one caller
     builds the target inside the call that sends it and drops it when the call returns."""
     row = _active_row(ctx, slug)
     values = {name: row[name] for name in ("provider", "auth_method", "provider_model_id", "base_url",
@@ -727,7 +727,7 @@ def call_target(ctx: Context, slug: str) -> "tuple[Any, Target]":
 
 def _run_test(ctx: Context, target: "Target", values: dict[str, Any], *, audit_slug: str | None,
               model_id: str | None = None) -> ConnectionTest:
-    """T-1 … T-4: probe the provider, then suggest prices for still-empty cost fields."""
+    """Probe the provider, then suggest prices for still-empty cost fields."""
     try:
         adapter = ctx.providers.adapter(target)
         outcome = probe(adapter, model_id=values["provider_model_id"], max_tokens=values["max_tokens"],

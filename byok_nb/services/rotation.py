@@ -1,4 +1,4 @@
-"""C-5: re-encrypt every stored secret under a new master key, in one transaction.
+"""Re-encrypt every stored secret under a new master key, in one transaction.
 
 The rotation reads and checks every secret first and writes only when all of them decrypted, so
 a secret the current key cannot read aborts it with nothing changed. The writes and the commit are

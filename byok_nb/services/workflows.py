@@ -1,11 +1,11 @@
-"""Workflows, their LLM fields, the model picker and model assignments (SPEC W-1 … W-8).
+"""Workflows, their LLM fields, the model picker and model assignments.
 
 A workflow belongs to a project and has named LLM fields. A field declares what it needs of its
-model (W-1) and holds one model reference: a platform id or a custom slug, stored as that string,
-never a row id (W-4), so deleting and re-adding a model keeps workflows pointing at it and
-``Session.delete_model`` can count the active workflows that reference a slug (W-6).
+model and holds one model reference: a platform id or a custom slug, stored as that string,
+never a row id, so deleting and re-adding a model keeps workflows pointing at it and
+``Session.delete_model`` can count the active workflows that reference a slug.
 
-Who may do what (M-1, decided here):
+Who may do what (decided here):
 
 * **read** (``picker``, ``get_workflow``, ``list_workflows``, ``generate``): every member of the org;
 * **edit** (``create_workflow``, ``assign_model``, ``seed_assignments_csv``): org admins, and the
@@ -186,7 +186,7 @@ def why_hidden(field: LLMField, model: ModelInfo) -> str | None:
 
 
 def check_model_for_field(field: LLMField, model: ModelInfo | None, ref: str, org: str) -> ModelInfo:
-    """W-5: the model a field may be assigned, or the error saying why not."""
+    """The model a field may be assigned, or the error saying why not."""
     if model is None:
         raise NotFound(f"no model {ref!r} in org {org!r}: it is neither a platform model id nor the slug "
                        f"of a custom model")
@@ -369,7 +369,7 @@ def resolve_field(ctx: Context, conn: "Connection", workflow: Any, field: Any
 def create_workflow(ctx: Context, name: str, project: str, fields: Iterable[Any] = ()) -> Workflow:
     """Create a workflow in ``project`` with LLM fields (LLMField objects or dicts).
 
-    A field's ``model``, when given, is checked like :func:`assign_model` (W-5). Org admins and the
+    A field's ``model``, when given, is checked like :func:`assign_model`. Org admins and the
     project's admins and contributors may create workflows; a duplicate name in the project is
     ``Conflict``.
     """
@@ -443,7 +443,7 @@ def assign_model(ctx: Context, workflow: Any, field: str, ref: str) -> Workflow:
 
     The model must be active and have every capability the field needs, else ``InvalidRequest``
     naming the missing flag(s); an unknown reference is ``NotFound``. The reference string itself
-    is stored (W-4). Returns the updated workflow.
+    is stored. Returns the updated workflow.
     """
     roles = _roles(ctx)
     if not isinstance(ref, str) or not ref.strip():
@@ -465,7 +465,7 @@ def picker(ctx: Context, workflow: Any, field: str, include_hidden: bool = False
     """The models a field may use, grouped ``{"Platform": [...], "Custom": [...]}``.
 
     Only active models whose flags meet the field's needs are listed, labelled by display name (or
-    the slug when that is blank, M-6). ``include_hidden=True`` adds the models that do not qualify,
+    the slug when that is blank). ``include_hidden=True`` adds the models that do not qualify,
     each with ``why_hidden`` (e.g. ``needs Supports tool use (the field has tool bindings)``), so a
     UI can explain an empty picker. Open to every member of the org.
     """

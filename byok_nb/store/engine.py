@@ -1,4 +1,4 @@
-"""Engine set-up: SQLite pragmas for several processes on one file, PostgreSQL as is (E-2)."""
+"""Engine set-up: SQLite pragmas for several processes on one file, PostgreSQL as is."""
 from __future__ import annotations
 
 import contextlib
@@ -161,7 +161,7 @@ def _sqlite_file(engine: Engine) -> str | None:
 
 
 def _unavailable(exc: OperationalError, engine: Engine) -> StoreUnavailable:
-    """The driver's operational failure as a RegistryError (SPEC §1: nothing else escapes). Its
+    """The driver's operational failure as a RegistryError (nothing else escapes). Its
     text is the driver's first line only: never the SQL or its parameters (ciphertexts)."""
     detail = _detail(exc)
     if engine.dialect.name == "sqlite" and ("locked" in detail or "busy" in detail):

@@ -1,4 +1,4 @@
-"""Which master key the store's secrets are under, and who may write them (SPEC C-4, C-5).
+"""Which master key the store's secrets are under, and who may write them.
 
 The store records the id of its current master key (``schema_info.master_key_id``). That one
 fact decides:

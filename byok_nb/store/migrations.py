@@ -89,9 +89,9 @@ def _record_key_custody(conn: Connection) -> None:
 
 
 STEPS: tuple[Step, ...] = (
-    Step(2, "usage_log and usage_rollup: one row per generate call and its rollup (A-1, A-2, W-9)",
+    Step(2, "usage_log and usage_rollup: one row per generate call and its rollup",
          _create_tables("usage_log", "usage_rollup")),
-    Step(3, "master key id recorded in the store; secrets bound to where they are sent (C-4)",
+    Step(3, "master key id recorded in the store; secrets bound to where they are sent",
          _record_key_custody),
     Step(4, "api_tokens: the gateway's bearer tokens, stored as hashes", _create_tables("api_tokens")),
 )

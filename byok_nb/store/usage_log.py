@@ -1,4 +1,4 @@
-"""Writing usage rows: validation (fast: F-2 asks 20,000 rows/s), the ``usage_log`` insert and the
+"""Writing usage rows: validation (fast: 20,000 rows/s or more), the ``usage_log`` insert and the
 ``usage_rollup`` increment, in one transaction.
 
 The store layer's half of analytics: the services record calls through :func:`record_rows`, and the
@@ -58,7 +58,7 @@ def record_rows(engine: "Engine", rows: Iterable[Mapping[str, Any]], *, fixed: t
 
 
 class RowPreparer:
-    """Validates and normalizes raw rows quickly (F-2: >= 20,000 rows/s), caching repeated values."""
+    """Validates and normalizes raw rows quickly (>= 20,000 rows/s), caching repeated values."""
 
     def __init__(self, engine: "Engine", *, fixed: tuple[str, int] | None, default_user: str) -> None:
         self.engine = engine

@@ -15,7 +15,7 @@ Both can play a model that lacks capabilities (``unsupported={"json", "tools", "
 body, or silently ignoring the request where that is what the server does (see
 :data:`CAPABILITY_ERRORS`) — and one that has them: ``tool_call`` answers tool requests with a
 tool call, ``reasoning_reply`` returns reasoning text (and a reasoning-token count) beside the
-answer when reasoning is asked for. U-9's "Probe capabilities" is tested against these.
+answer when reasoning is asked for. "Probe capabilities" is tested against these.
 
 Each fake is a ``ThreadingHTTPServer`` on ``127.0.0.1`` (port 0), speaking HTTP/1.1 keep-alive
 with Nagle's algorithm off (else every reply waits ~40 ms for a delayed ACK). Use as a context

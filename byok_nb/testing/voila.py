@@ -1,4 +1,4 @@
-"""Voila and headless Chromium for the browser tests and the F-5 benchmark.
+"""Voila and headless Chromium for the browser tests and the page-load benchmark.
 
 >>> with VoilaServer(app_notebook(), env=env, log_path=tmp / "voila.log") as server:   # doctest: +SKIP
 ...     page.goto(server.url)

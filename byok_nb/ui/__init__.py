@@ -1,14 +1,14 @@
-"""Notebook widgets and the Voila admin app (SPEC §8, U-1 … U-7).
+"""Notebook widgets and the Voila admin app.
 
 Entry points (stable; the Voila notebooks and browser tests import these)::
     from byok_nb.ui import AdminApp, AddModelDialog, ModelsPage, DetailPage, PickerWidget, AnalyticsView
     AdminApp(session)                       # Models / detail / Workflows / Analytics with navigation
-    AddModelDialog(session, on_saved=None)  # the Add Custom Model dialog (U-1)
-    ModelsPage(session, on_open=None)       # the Models table with the type filter (U-2)
-    DetailPage(session, slug)               # masked secret, Edit / Test / Delete (U-3)
-    PickerWidget(session, workflow, field)  # grouped Platform / Custom picker (U-4)
-    WorkflowsPage(session)                  # workflows, their LLM fields, picker and Assign (U-4)
-    AnalyticsView(session)                  # cost tables, charts, estimate (U-5)
+    AddModelDialog(session, on_saved=None)  # the Add Custom Model dialog
+    ModelsPage(session, on_open=None)       # the Models table with the type filter
+    DetailPage(session, slug)               # masked secret, Edit / Test / Delete
+    PickerWidget(session, workflow, field)  # grouped Platform / Custom picker
+    WorkflowsPage(session)                  # workflows, their LLM fields, picker and Assign
+    AnalyticsView(session)                  # cost tables, charts, estimate
 
     from byok_nb.ui.forms import AddModelForm, EditModelForm   # the pure-Python form models
 
@@ -53,22 +53,22 @@ messages                           every status line's text is a span with role 
                                    ``byok-error-<field>`` the field's error (role ``alert``)
 ``byok-remove-api-key``            Edit mode, OpenAI-compatible with a stored key: "Remove stored key"
 ``byok-test-connection``           Test Connection button
-``byok-save-model``                Save Model button (disabled until a test passes, T-6)
+``byok-save-model``                Save Model button (disabled until a test passes)
 ``byok-cancel``                    Cancel of the dialog
 ``byok-test-message``              "Connection test passed." or the exact error; "Testing… N s"
                                    (``byok-testing-text``) while a test runs
 ``byok-changed-since-test``        "Changed since the last test — Test Connection again to check"
 ``byok-test-hint``                 a hint under a failed test (e.g. turn JSON mode off)
 ``byok-pricing-warning``           yellow "Cost tracking requires per-token pricing"
-``byok-warnings``                  yellow M-8 / M-10 warnings
+``byok-warnings``                  yellow warnings (a per-1M-token price, an unknown reasoning parameter)
 ``byok-detail``                    detail page; ``byok-detail-status`` its status line,
                                    ``byok-back`` back to Models, ``byok-detail-info`` the facts
-``byok-secret-masked``             "<secret label>: ****abcd" (C-3)
+``byok-secret-masked``             "<secret label>: ****abcd"
 ``byok-access-key-id``             Bedrock IAM Access Key ID, in full
-``byok-endpoint-note``             HuggingFace legacy-URL note (P-3)
+``byok-endpoint-note``             HuggingFace legacy-URL note
 ``byok-edit`` / ``byok-test`` /    Edit, Test, Delete (org admins only)
 ``byok-delete``
-``byok-probe-capabilities``        Probe capabilities (U-9, org admins only); its output in
+``byok-probe-capabilities``        Probe capabilities (org admins only); its output in
                                    ``byok-probe-result``: ``byok-probe-message``,
                                    ``byok-probe-table`` (inner ``<table
                                    class="byok-probe-table-html">``, rows ``tr.byok-probe-differs``
@@ -93,7 +93,7 @@ messages                           every status line's text is a span with role 
                                    ``byok-estimate-input-tokens``, ``byok-estimate-output-tokens``,
                                    ``byok-estimate``, ``byok-estimate-result``,
                                    ``byok-what-if-table``, ``byok-analytics-status``
-``byok-error-text``                the span of any U-7 error message
+``byok-error-text``                the span of any error message
 =================================  ==============================================================
 """
 from __future__ import annotations

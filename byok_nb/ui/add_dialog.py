@@ -1,9 +1,9 @@
-"""The Add Custom Model dialog (U-1): thin ipywidgets bound to :class:`~byok_nb.ui.forms.AddModelForm`.
+"""The Add Custom Model dialog: thin ipywidgets bound to :class:`~byok_nb.ui.forms.AddModelForm`.
 
-The widgets only build children and ``link`` them to the form model; visibility, gating (T-6),
+The widgets only build children and ``link`` them to the form model; visibility, gating,
 slug derivation and warnings are decided in ``forms.py``.
 
-Secrets (C-7): API keys and secret access keys are typed into ``widgets.Password`` inputs that are
+Secrets: API keys and secret access keys are typed into ``widgets.Password`` inputs that are
 *not* linked to the form: what is typed is copied into the form as it is typed (so emptying the
 box drops the key), and when Test Connection or Save Model is clicked the Password's value is
 cleared at once, so saving the notebook's widget state never writes it; the input then shows
@@ -11,7 +11,7 @@ cleared at once, so saving the notebook's widget state never writes it; the inpu
 
 Every input is named by its label (ipywidgets renders ``description`` as a ``<label for=...>``);
 each field has an error line under it (role ``alert``) and messages carry role ``status`` or
-``alert`` (U-10).
+``alert``.
 
 Test Connection runs off the kernel's main thread inside a kernel, so the dialog shows
 "Testing… N s" while the provider answers and a second click is ignored rather than queued.
@@ -62,7 +62,7 @@ def css_class(field: str) -> str:
 
 
 class SecretInput(widgets.Password):
-    """A Password input whose typed value is never sent back to the frontends (C-3, C-7).
+    """A Password input whose typed value is never sent back to the frontends.
 
     ipywidgets 8 answers every value a frontend sends with an ``echo_update`` message carrying
     that value on the kernel's iopub channel, which every client of the kernel receives (other
@@ -80,7 +80,7 @@ def _hidden(widget: widgets.Widget, hidden: bool) -> None:
 class ModelFormView(widgets.VBox):
     """One widget per form field, linked to an add or edit form model.
 
-    ``read_only`` fields (provider and slug in Edit mode, M-13) are shown disabled and only follow
+    ``read_only`` fields (provider and slug in Edit mode) are shown disabled and only follow
     the model (``dlink``).
     """
 
@@ -252,7 +252,7 @@ class ModelFormView(widgets.VBox):
 
     # -- secrets (C-7) ---------------------------------------------------------------------------
     def submit_secrets(self) -> None:
-        """Hand typed secrets to the form and clear the Password widgets right away (C-7)."""
+        """Hand typed secrets to the form and clear the Password widgets right away."""
         for name in SECRET_FIELDS:
             w = self.fields[name]
             if w.value:
@@ -319,7 +319,7 @@ class TestRunner:
     """Runs a form's Test off the kernel's main thread (in a kernel) and ticks ``test_elapsed``.
 
     Outside a kernel (plain Python, the unit tests) it runs in line, so the outcome is there when
-    the click handler returns. ``message`` receives an unexpected error's short text (U-7)."""
+    the click handler returns. ``message`` receives an unexpected error's short text."""
 
     __test__ = False   # not a pytest class
 

@@ -1,4 +1,4 @@
-"""Analytics (U-5, A-2 … A-4): cost tables, charts and a cost estimate / what-if helper.
+"""Analytics: cost tables, charts and a cost estimate / what-if helper.
 
 Numbers come from ``session.cost_report`` / ``estimate_cost`` and :func:`byok_nb.services.analytics.what_if`;
 charts from :mod:`byok_nb.ui.charts`, shown as PNG ``<img>`` with alternative text in an HTML widget
@@ -21,7 +21,7 @@ REPORT_BY = [("Model", "model"), ("Day", "day"), ("Provider", "provider"), ("Wor
              ("Project", "project")]
 MAX_TABLE_ROWS = 500
 PRICING_WARNING = "Cost tracking requires per-token pricing"
-# The app's own column headers, with units (A-1/A-2 pin the DataFrame's column names, not these).
+# The app's own column headers, with units (the returned DataFrames keep their documented column names).
 COLUMN_TITLES = {
     "day": "Day (UTC)", "model": "Model", "model_type": "Type", "provider": "Provider",
     "project": "Project", "workflow": "Workflow", "field": "LLM field", "calls": "Calls",
@@ -174,7 +174,7 @@ class AnalyticsView(widgets.VBox):
 
     @guarded("estimate_result", where="Estimate")
     def estimate(self) -> None:
-        """A-3: the cost of one call of the chosen model at the typed token counts."""
+        """The cost of one call of the chosen model at the typed token counts."""
         n_in, n_out = self.input_tokens.value, self.output_tokens.value
         if not self.model.value:
             self.estimate_result.value = ""
@@ -186,7 +186,7 @@ class AnalyticsView(widgets.VBox):
 
     @guarded("what_if", where="What-if")
     def compare(self) -> None:
-        """A-3: the same token volume on every model of the org, cheapest first."""
+        """The same token volume on every model of the org, cheapest first."""
         self.what_if.value = ""
         n_in, n_out = self.input_tokens.value, self.output_tokens.value
         frame = self.session.what_if(n_in, n_out)

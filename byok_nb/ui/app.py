@@ -1,10 +1,10 @@
-"""The admin app (U-2 … U-6, U-10): Models, detail pages, Workflows and Analytics behind a small
+"""The admin app: Models, detail pages, Workflows and Analytics behind a small
 navigation bar, under a short product header with the signed-in user.
 The Voila notebook only displays it::
     from byok_nb.ui.launch import open_admin_app
     open_admin_app()          # AdminApp(app_session()), or one clear message when that fails
 
-Pages are built when first shown (the Models table is what has to appear fast, F-5). A visitor who
+Pages are built when first shown (the Models table is what has to appear fast). A visitor who
 is not a member of the org sees one message and no pages: every page would only refuse them.
 """
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Analytics charts (SPEC A-4): cost per day per model, tokens per model.
+"""Analytics charts: cost per day per model, tokens per model.
 
 Each function returns a :class:`matplotlib.figure.Figure` built without pyplot — no global figure
 state, no GUI backend, safe under Agg in Voila kernels and in threads. A notebook shows the figure
 when it is the cell's value; a widget view can put :func:`figure_png` bytes in an ``Image``.
-matplotlib is imported on first use (F-4 keeps ``import byok_nb`` light).
+matplotlib is imported on first use (so ``import byok_nb`` stays light).
 
 >>> from byok_nb import charts
 >>> charts.cost_per_day_chart(s)          # doctest: +SKIP

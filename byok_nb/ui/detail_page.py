@@ -1,11 +1,11 @@
-"""A custom model's detail page (U-3, U-6, U-9): masked secret, full Access Key ID, endpoint note,
+"""A custom model's detail page: masked secret, full Access Key ID, endpoint note,
 and for org admins Edit / Test / Probe capabilities / Delete.
 
 Edit mode is :class:`~byok_nb.ui.forms.EditModelForm` behind the same field widgets as the Add
-dialog: provider and slug read-only (M-13), secret inputs empty with "Leave blank to keep
-existing" when a secret is stored (M-14; an OpenAI-compatible model's optional key can be removed
-with "Remove stored key"), Save never gated on a test (T-7). Delete asks first, showing how many active
-workflows reference the slug (M-11, W-6). "Probe capabilities" (U-9) shows what the provider
+dialog: provider and slug read-only, secret inputs empty with "Leave blank to keep
+existing" when a secret is stored (an OpenAI-compatible model's optional key can be removed
+with "Remove stored key"), Save never gated on a test. Delete asks first, showing how many active
+workflows reference the slug. "Probe capabilities" shows what the provider
 accepted — capability, current flag, suggestion, evidence — and never changes a flag: "Apply
 suggestions" only fills the suggestions into the Edit form, for the admin to review and Save.
 """
@@ -46,8 +46,8 @@ APPLIED_MESSAGE = ("Suggestions filled into the Edit form. Review them and press
 
 
 def probe_table_html(result: Any) -> str:
-    """U-9's table: capability, current flag, suggested value and the evidence, one row a flag.
-    Rows whose suggestion differs from the flag have the class ``byok-probe-differs``."""
+    """The "Probe capabilities" table: capability, current flag, suggested value and evidence, one
+    row a flag. Rows whose suggestion differs from the flag have the class ``byok-probe-differs``."""
     def on_off(value: bool | None) -> str:
         return "— (inconclusive)" if value is None else ("On" if value else "Off")
 
@@ -182,7 +182,7 @@ class DetailPage(widgets.VBox):
                 self._test_link = widgets.dlink((self.form, "testing"), (self.test_button, "disabled"))
 
     def render(self, model: Any) -> None:
-        """Show a masked view: label, facts, masked secret (C-3), Access Key ID in full."""
+        """Show a masked view: label, facts, masked secret, Access Key ID in full."""
         self.model = model
         self.title.value = f"<h2>{html.escape(model.label)}</h2>"
         self.info.value = model_info_html(model)
@@ -297,7 +297,7 @@ class DetailPage(widgets.VBox):
 
     @guarded("message", where="Apply suggestions")
     def _on_apply_suggestions(self, _button: Any = None) -> None:
-        """Open Edit (if closed) with the suggested flags filled in; never saves (M-9)."""
+        """Open Edit (if closed) with the suggested flags filled in; never saves."""
         if self.form is None or self.probe_result is None:
             return
         if not self.edit_area.children:

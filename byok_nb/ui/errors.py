@@ -1,4 +1,4 @@
-"""U-7: widget callbacks never show a raw traceback.
+"""Widget callbacks never show a raw traceback.
 
 Every button handler and observer of the widgets goes through :func:`run_guarded` (or the
 :func:`guarded` decorator). A failure becomes one short line in a message widget:
@@ -59,7 +59,7 @@ def styled(text: str, style: str = ERROR_STYLE, css_class: str = "byok-message-t
     """``text`` escaped and wrapped in a styled span for an HTML widget.
 
     The span carries an ARIA live role so assistive technology (and tests) find the message:
-    ``alert`` for errors, ``status`` for everything else (U-10); ``role`` overrides it."""
+    ``alert`` for errors, ``status`` for everything else; ``role`` overrides it."""
     if not text:
         return ""
     role = role or ("alert" if style == ERROR_STYLE else "status")

@@ -1,8 +1,8 @@
 """Pure-Python form models behind the Add Custom Model dialog and the detail page's Edit mode.
 
 No ipywidgets here (traitlets is not ipywidgets): the widgets in ``add_dialog.py`` and
-``detail_page.py`` only build children and ``link`` them to these traits, so every rule of U-1,
-T-6 and T-7 is testable in plain pytest, without a kernel or a browser.
+``detail_page.py`` only build children and ``link`` them to these traits, so every rule of the
+dialog, its Test Connection gate and Edit mode is testable in plain pytest, without a kernel or a browser.
 
 The forms *ask* the session and :mod:`byok_nb.services.model_rules`; they decide nothing the registry
 decides (slug collisions, credential rules, reuse checks all come back as ``RegistryError``).
@@ -172,14 +172,14 @@ def text_problem(label: str, text: str) -> str | None:
 def credential_layout(provider: str, auth_method: str | None) -> tuple[str, ...]:
     """The credential inputs shown for a provider (and Bedrock auth method), in display order.
 
-    The set is :func:`byok_nb.services.model_rules.credential_fields` (C-1); only the order is the UI's.
+    The set is :func:`byok_nb.services.model_rules.credential_fields`; only the order is the UI's.
     """
     allowed, _ = rules.credential_fields(provider, auth_method if provider == "bedrock" else None)
     return tuple(name for name in FIELD_ORDER if name in allowed)
 
 
 def reused_fields(provider: str, auth_method: str | None) -> tuple[str, ...]:
-    """C-6: what ``reuse_credentials_from`` copies — the secret, plus Bedrock IAM's access key id
+    """What ``reuse_credentials_from`` copies — the secret, plus Bedrock IAM's access key id
     and OpenAI-compatible's base URL. These inputs are disabled while a source is chosen."""
     out = [rules.secret_field_of(provider, auth_method)]
     if provider == "bedrock" and auth_method == "iam":
@@ -193,7 +193,7 @@ class Secret(TraitType):
     """A secret held by a form: set it with a ``str``, read a ``SecretStr`` (None when blank).
 
     The form is the only place a typed secret rests between Test Connection and Save Model; the
-    Password widget that delivered it is cleared right away (C-7), and the form clears it after a
+    Password widget that delivered it is cleared right away, and the form clears it after a
     successful save.
     """
 
@@ -295,7 +295,7 @@ class _ModelForm(HasTraits):
         return [s.get_secret_value() for s in (self.api_key, self.aws_secret_access_key) if s is not None]
 
     def clear_secrets(self) -> None:
-        """C-7: forget every secret the form holds."""
+        """Forget every secret the form holds."""
         self.api_key = None
         self.aws_secret_access_key = None
 
@@ -378,7 +378,7 @@ class _ModelForm(HasTraits):
 
     def show_error(self, exc: RegistryError) -> str:
         """An error of the registry in the product page's words, also next to its field. A
-        provider's own error is shown exactly as it came (T-3)."""
+        provider's own error is shown exactly as it came."""
         if isinstance(exc, ProviderError):
             return exc.message
         message = self.humanize(exc.message)
@@ -542,7 +542,7 @@ class _ModelForm(HasTraits):
 
     def price_source(self) -> str | None:
         """The lookup source of the cost fields when they still hold what the last passing Test
-        Connection put there (P-8); None when they were typed or edited since (saved as "user")."""
+        Connection put there; None when they were typed or edited since (saved as "user")."""
         if self._priced_by_test is None or self._priced_by_test[0] != self._cost_texts():
             return None
         return self._priced_by_test[1]
@@ -570,13 +570,13 @@ class _ModelForm(HasTraits):
 
 
 class AddModelForm(_ModelForm):
-    """State and rules of the Add Custom Model dialog (U-1, T-6).
+    """State and rules of the Add Custom Model dialog.
 
     ``session`` is anything with ``reuse_sources(provider, auth_method)``,
     ``test_connection(draft)`` and ``add_model(draft, test=False)`` — a :class:`byok_nb.Session`
     or a small fake in tests.
 
-    Gating (T-6): ``can_save`` is False until :meth:`test` succeeds. Changing ``provider``,
+    Gating: ``can_save`` is False until :meth:`test` succeeds. Changing ``provider``,
     ``max_tokens`` or any ``supports_*`` toggle clears the success; edits to credentials,
     ``provider_model_id``, ``reasoning_parameter`` or the costs do not (re-test yourself).
     """
@@ -599,7 +599,7 @@ class AddModelForm(_ModelForm):
     # -- slug, checked live (M-3, M-4, M-5) ------------------------------------------------------
     def taken_slugs(self, refresh: bool = False) -> dict[str, str]:
         """slug -> "platform" / "custom": platform model ids and the org's active custom slugs,
-        for the live clash check (the registry still decides, M-5). Empty when unavailable."""
+        for the live clash check (the registry still decides). Empty when unavailable."""
         if self._taken is None or refresh:
             taken: dict[str, str] = {}
             try:
@@ -650,7 +650,7 @@ class AddModelForm(_ModelForm):
         return bool(self.reuse_options)
 
     def _refresh_reuse(self) -> None:
-        """C-6: the reuse dropdown lists sources only for this provider (and Bedrock method)."""
+        """The reuse dropdown lists sources only for this provider (and Bedrock method)."""
         try:
             sources = list(self._session.reuse_sources(self.provider, self.effective_auth_method))
         except RegistryError:
@@ -678,7 +678,7 @@ class AddModelForm(_ModelForm):
     # -- observers -------------------------------------------------------------------------------
     @observe("provider", "max_tokens", *CAPABILITY_FLAGS)
     def _on_test_relevant(self, change: dict[str, Any]) -> None:
-        """T-6: these change what the test proved, so its success no longer holds — and the
+        """These change what the test proved, so its success no longer holds — and the
         message that said it passed goes with it."""
         self.test_passed = False
         self._clear_test_outcome()
@@ -707,7 +707,7 @@ class AddModelForm(_ModelForm):
 
     @observe(*UNGATED_FIELDS)
     def _on_ungated(self, change: dict[str, Any]) -> None:
-        """T-6 keeps Save enabled for these, so say that the passing test no longer covers them."""
+        """Changing these keeps Save enabled, so say that the passing test no longer covers them."""
         self._refresh_stale()
         if change["name"] in self.field_errors and change["name"] != "slug":
             # The admin is fixing it: the old complaint goes until the next check.
@@ -726,7 +726,7 @@ class AddModelForm(_ModelForm):
 
     @observe("display_name")
     def _on_display_name(self, change: dict[str, Any]) -> None:
-        """U-1: the slug follows the display name (M-3) until the user edits the slug."""
+        """The slug follows the display name until the user edits the slug."""
         if self.slug_edited:
             self._refresh_slug_error()
             return
@@ -764,7 +764,7 @@ class AddModelForm(_ModelForm):
     def draft(self) -> Any:
         """The ModelDraft the form describes: only the current provider's (and method's) visible
         credentials, minus the ones a chosen reuse source supplies. Blank optional fields are
-        omitted; a blank slug means "derive it" (M-2)."""
+        omitted; a blank slug means "derive it"."""
         data: dict[str, Any] = {
             "provider": self.provider,
             "provider_model_id": self.provider_model_id.strip() or None,
@@ -813,9 +813,9 @@ class AddModelForm(_ModelForm):
     def save(self) -> CustomModel:
         """Save Model: ``session.add_model(draft, test=False)``.
 
-        ``test=False`` because the dialog's own Test Connection already ran and passed (T-6 gates
-        this call); running it again would double the provider calls and the audit entries. On
-        success the form forgets its secrets (C-7) and can no longer save (the model exists).
+        ``test=False`` because the dialog's own Test Connection already ran and passed (Save is
+        gated on it); running it again would double the provider calls and the audit entries. On
+        success the form forgets its secrets and can no longer save (the model exists).
         Raises InvalidRequest when the test has not passed, and any RegistryError of the add.
         """
         if not self.can_save:
@@ -841,12 +841,12 @@ class AddModelForm(_ModelForm):
 
 
 class EditModelForm(_ModelForm):
-    """State of the detail page's Edit mode (U-3, T-5, T-7, M-13 … M-16).
+    """State of the detail page's Edit mode.
 
-    Loads the masked view ``session.get_model(slug)``; ``provider`` and ``slug`` are read-only
-    (M-13); secret inputs start empty ("Leave blank to keep existing"). :meth:`changes` is the
+    Loads the masked view ``session.get_model(slug)``; ``provider`` and ``slug`` are read-only;
+    secret inputs start empty ("Leave blank to keep existing"). :meth:`changes` is the
     PATCH: only fields that differ from the stored model, blank secrets omitted. Save is never
-    gated on a test (T-7): ``can_save`` is True whenever no save is running.
+    gated on a test: ``can_save`` is True whenever no save is running.
     """
 
     provider = Enum(PROVIDERS, default_value="fireworks", read_only=True)
@@ -889,8 +889,8 @@ class EditModelForm(_ModelForm):
         self._refresh_warnings()
 
     def stores_secret(self, field: str) -> bool:
-        """Whether ``field``'s input stands for a stored secret that a blank keeps (M-14): the
-        model has one, and it belongs to the auth method shown (not after an M-16 switch)."""
+        """Whether ``field``'s input stands for a stored secret that a blank keeps: the
+        model has one, and it belongs to the auth method shown (not after a switch of Bedrock auth method)."""
         view = self.model
         if view is None or not view.secret_masked:
             return False
@@ -935,7 +935,7 @@ class EditModelForm(_ModelForm):
 
     @observe(*EDIT_TESTED_FIELDS)
     def _on_edited(self, change: dict[str, Any]) -> None:
-        """T-7 gates nothing, so a passing Test that no longer covers the form says so."""
+        """Edit mode gates nothing on a test, so a passing Test that no longer covers the form says so."""
         self._refresh_stale()
 
     @observe("saving")
@@ -943,7 +943,7 @@ class EditModelForm(_ModelForm):
         self.can_save = not self.saving   # T-7: never gated on a test
 
     def changes(self) -> dict[str, Any]:
-        """The PATCH for ``update_model``: changed fields only; blank secrets omitted (M-14)."""
+        """The PATCH for ``update_model``: changed fields only; blank secrets omitted."""
         out: dict[str, Any] = {}
         for name in ("provider_model_id", "display_name", "max_tokens", "reasoning_parameter",
                      *CAPABILITY_FLAGS):
@@ -974,11 +974,11 @@ class EditModelForm(_ModelForm):
 
     def test(self) -> ConnectionTest:
         """Test: ``session.test_connection(slug, **changes())`` — the saved values with the edited
-        ones on top; a blank credential uses the stored one (T-5). Never gates Save (T-7)."""
+        ones on top; a blank credential uses the stored one. Never gates Save."""
         return self._run_test()
 
     def save(self) -> CustomModel:
-        """Save: ``session.update_model(slug, **changes())``; then reload and forget secrets (C-7)."""
+        """Save: ``session.update_model(slug, **changes())``; then reload and forget secrets."""
         self.field_errors = {}
         self.show_problems()
         patch = self.changes()

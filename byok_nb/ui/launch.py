@@ -49,7 +49,7 @@ def bootstrap(registry: "Registry", org: str, user: str) -> bool:
 
 def app_session(registry: "Registry | None" = None, *, org: str | None = None,
                 user: str | None = None) -> "Session":
-    """The session the admin app acts in: the embedded default registry (E-2), the org of
+    """The session the admin app acts in: the embedded default registry, the org of
     ``BYOK_NB_ORG`` and the user of :func:`current_user`, bootstrapped on first run.
 
     >>> from byok_nb.ui.launch import app_session

@@ -1,11 +1,11 @@
-"""The Models page (U-2, U-6, U-10): platform and custom models in one table with a type filter.
+"""The Models page: platform and custom models in one table with a type filter.
 
 The table is a :class:`~byok_nb.ui.row_table.RowTable`: each custom model is a table row that opens
 its detail page on click and on Enter (the seed: "click a custom model row"). Custom models come
 first, so an admin sees the org's own models without scrolling past the platform list. Long names
 are cut with an ellipsis; the full name is the cell's hover title.
 
-Org admins see ``Add Custom Model``; everyone else sees the same page without it (U-6).
+Org admins see ``Add Custom Model``; everyone else sees the same page without it.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def table_rows(records: Any) -> list[dict[str, Any]]:
 
 
 def saved_message(model: Any) -> str:
-    """What the page says after Add: a re-added deleted slug (M-12) says it was reactivated —
+    """What the page says after Add: a re-added deleted slug says it was reactivated —
     its record is the old one (created earlier), every field overwritten by this dialog."""
     created, updated = getattr(model, "created_at", None), getattr(model, "updated_at", None)
     if created is not None and updated is not None and created < updated:
@@ -87,7 +87,7 @@ def saved_message(model: Any) -> str:
 
 
 class ModelsPage(widgets.VBox):
-    """Models (U-2).
+    """The Models page.
 
     >>> ModelsPage(session)                                                         # doctest: +SKIP
 

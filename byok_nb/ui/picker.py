@@ -1,4 +1,4 @@
-"""The workflow model picker (U-4, W-2): models a field may use, grouped Platform / Custom, and the
+"""The workflow model picker: models a field may use, grouped Platform / Custom, and the
 ones it may not use with the reason (``why_hidden``), so an empty group explains itself.
 
 Which models qualify is decided by ``session.picker(workflow, field, include_hidden=True)``

@@ -1,4 +1,4 @@
-"""A table whose rows open something: click a row, or focus it with Tab and press Enter (U-2, U-10).
+"""A table whose rows open something: click a row, or focus it with Tab and press Enter.
 
 ipywidgets has no widget for this: an ``HTML`` table cannot call back into the kernel, and a
 ``Button`` is a button, not a table row (the seed says "click a custom model row"). This is a

@@ -1,4 +1,4 @@
-"""The Workflows page (U-4, W-1, W-2, W-5): a project's workflows, their LLM fields with what each
+"""The Workflows page: a project's workflows, their LLM fields with what each
 needs and the model it uses, and — for the field picked — the model picker with its Platform and
 Custom groups, the models it hides and why, and Assign.
 
@@ -25,7 +25,7 @@ PICK_HINT = "Choose a field (click its row, or press Enter on it) to pick its mo
 
 
 def needs_text(field: Any) -> str:
-    """What an LLM field needs of its model, in the toggles' words (W-1)."""
+    """What an LLM field needs of its model, in the toggles' words."""
     needs = field_needs(field)
     return "; ".join(f"{CAPABILITY_LABELS[flag]} ({why})" for flag, why in needs) or "no special capability"
 
@@ -123,7 +123,7 @@ class WorkflowsPage(widgets.VBox):
         self.picker_area.children = [self.picker]
 
     def _on_assigned(self, _workflow: Any) -> None:
-        """After Assign: the fields table shows the new model (re-read, W-4 stores the slug)."""
+        """After Assign: the fields table shows the new model (re-read; the workflow stores the slug)."""
         picker = self.picker
         self.refresh()
         if picker is not None and self.picker is not None:
