@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: app test system-deps wheel-env bench clean
+.PHONY: app test typecheck system-deps wheel-env bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,16 @@ system-deps:
 wheel-env: $(STAMP)
 	$(PY) tests/install/wheelkit.py
 
-test: $(STAMP) system-deps wheel-env
+# mypy --strict over the public modules: the list and the settings are [tool.mypy] in pyproject.toml.
+# First, being quick: a type error stops `make test` before the slower set-up steps.
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+test: $(STAMP) typecheck system-deps wheel-env
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info

@@ -45,13 +45,20 @@ _LAZY = {
     "open_registry": ".registry",
 }
 
-__all__ = sorted([
-    "Conflict", "Forbidden", "InvalidRequest", "NotFound", "ProviderError", "RegistryError", "StoreUnavailable",
-    "Unauthorized", "__version__", *_LAZY,
-])
+# A literal list (sorted), so that type checkers read it: with ``--strict`` (no implicit
+# re-export) only names listed here may be imported from ``byok_nb``.
+__all__ = [
+    "CapabilityProbe", "Completion", "Conflict", "ConnectionTest", "CustomModel", "DeleteResult",
+    "Forbidden", "InvalidRequest", "LLMField", "ModelDraft", "NotFound", "Org", "PickerEntry",
+    "PickerResult", "PlatformModel", "Project", "ProviderError", "Registry", "RegistryError",
+    "RegistryWarning", "Session", "StoreUnavailable", "Unauthorized", "Workflow", "__version__",
+    "generate_master_key", "open_registry",
+]
 
-
-__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
+# Hidden from type checkers: a module-level __getattr__ would make every misspelt name
+# (``byok_nb.opne_registry``) type-check as Any; they see the imports below instead.
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,5 +77,6 @@ if TYPE_CHECKING:  # pragma: no cover
         Project,
         Workflow,
     )
+    from .core.errors import RegistryWarning
     from .core.secrets import generate_master_key
-    from .registry import Registry, RegistryWarning, Session, open_registry
+    from .registry import Registry, Session, open_registry

@@ -8,9 +8,11 @@ store, the secret box, the provider hub and the acting user explicitly (a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .core.clean_errors import clean_failures
 from .core.domain import (
@@ -28,6 +30,17 @@ from .core.domain import (
     Workflow,
 )
 from .core.errors import InvalidRequest, NotFound, RegistryWarning
+from .core.inputs import (
+    CsvSource,
+    DraftInput,
+    FieldSpec,
+    GenerateOptions,
+    Messages,
+    ModelInput,
+    ReportBy,
+    TimeBound,
+    WorkflowRef,
+)
 from .core.secrets import SecretBox, create_key_file, find_master_key, read_key_file
 from .providers.egress import egress_mode_from_env
 from .services import (
@@ -43,9 +56,14 @@ from .services import (
 from .services import model_rules as rules
 from .services.context import Actor, Backend, Context
 from .store import ensure_schema, key_custody, make_engine, read_tx
+from .store.usage_spool import UsageSpool
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from sqlalchemy.engine import Engine
+
+    from .providers.hub import ProviderHub
+    from .providers.base import Target
 
 __all__ = ["Registry", "RegistryWarning", "Session", "byok_home", "default_database_url", "open_registry"]
 
@@ -117,7 +135,7 @@ class Registry:
         self._embedded_default = embedded_default
 
     @property
-    def _engine(self) -> Any:
+    def _engine(self) -> "Engine":
         return self._backend.engine
 
     @property
@@ -131,12 +149,12 @@ class Registry:
         return self._backend.egress
 
     @property
-    def usage_spool(self) -> Any:
+    def usage_spool(self) -> UsageSpool:
         """Where usage rows wait when the store could not take them after a provider answered."""
         return self._backend.spool
 
     @property
-    def _provider_hub(self) -> Any:
+    def _provider_hub(self) -> "ProviderHub":
         # Private: the hub caches provider clients (a Bedrock client holds its credentials).
         return self._backend.providers
 
@@ -146,7 +164,8 @@ class Registry:
     def __enter__(self) -> "Registry":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -267,7 +286,7 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(org={self.org!r}, user={self.user!r})"
 
-    def _call_target(self, slug: str) -> Any:
+    def _call_target(self, slug: str) -> "tuple[Any, Target]":
         # Private on purpose: no public name returns plaintext credentials.
         return models.call_target(self._ctx, slug)
 
@@ -339,7 +358,7 @@ class Session:
         return models.audit_log(self._ctx)
 
     @clean_failures
-    def add_model(self, draft: Any = None, /, *, test: bool = True, **fields: Any) -> CustomModel:
+    def add_model(self, draft: DraftInput | None = None, /, *, test: bool = True, **fields: Any) -> CustomModel:
         """Register a custom model; with ``test=True`` (default) Test Connection runs first and a
         failure raises ProviderError without saving anything. Takes a ModelDraft, a dict or keyword
         fields; the slug is derived from the display name when not given.
@@ -350,7 +369,7 @@ class Session:
         return models.add_model(self._ctx, draft, test=test, **fields)
 
     @clean_failures
-    def test_connection(self, draft: Any = None, /, **overrides: Any) -> ConnectionTest:
+    def test_connection(self, draft: ModelInput | None = None, /, **overrides: Any) -> ConnectionTest:
         """Run Test Connection: one tiny request to the provider. Takes a draft (ModelDraft, dict or
         keywords) or, given a slug, a saved model with optional overrides (blank credentials = the
         stored ones). Returns a :class:`ConnectionTest` (``ok``, ``message``, latency, tokens and
@@ -362,7 +381,7 @@ class Session:
         return models.test_connection(self._ctx, draft, **overrides)
 
     @clean_failures
-    def probe_capabilities(self, model: Any = None, /, **overrides: Any) -> CapabilityProbe:
+    def probe_capabilities(self, model: ModelInput | None = None, /, **overrides: Any) -> CapabilityProbe:
         """Try JSON mode, tool use, vision and reasoning with tiny requests and *suggest* capability
         flags with the evidence. Takes what ``test_connection`` takes: a slug (with optional edit
         overrides; blank credentials = stored ones), a ModelDraft, a dict or keywords.
@@ -410,7 +429,7 @@ class Session:
         """
         return workflows.list_workflows(self._ctx, project)
 
-    def get_workflow(self, workflow: Any) -> Workflow:
+    def get_workflow(self, workflow: WorkflowRef) -> Workflow:
         """One workflow with its fields, named by its name (unique in the org), "project/name",
         its id or a :class:`Workflow`.
 
@@ -418,7 +437,7 @@ class Session:
         """
         return workflows.get_workflow(self._ctx, workflow)
 
-    def create_workflow(self, name: str, project: str, fields: Any = ()) -> Workflow:
+    def create_workflow(self, name: str, project: str, fields: Iterable[FieldSpec] = ()) -> Workflow:
         """Create a workflow in ``project`` with named LLM fields, each saying what it needs of its
         model (tools, image inputs, structured output, reasoning) and optionally its model.
 
@@ -426,7 +445,7 @@ class Session:
         """
         return workflows.create_workflow(self._ctx, name, project, fields)
 
-    def assign_model(self, workflow: str, field: str, slug: str) -> Workflow:
+    def assign_model(self, workflow: WorkflowRef, field: str, slug: str) -> Workflow:
         """Point a workflow's field at a model (platform id or custom slug); InvalidRequest names the
         capability the model lacks for that field.
 
@@ -434,7 +453,7 @@ class Session:
         """
         return workflows.assign_model(self._ctx, workflow, field, slug)
 
-    def picker(self, workflow: str, field: str, include_hidden: bool = False) -> PickerResult:
+    def picker(self, workflow: WorkflowRef, field: str, include_hidden: bool = False) -> PickerResult:
         """The models a field may use, as ``{"Platform": [...], "Custom": [...]}`` of entries with
         ``label``, ``ref`` and ``why_hidden``; ``include_hidden=True`` adds the models that do not
         qualify, each with the reason. ``.to_frame()`` gives a DataFrame.
@@ -443,7 +462,7 @@ class Session:
         """
         return workflows.picker(self._ctx, workflow, field, include_hidden=include_hidden)
 
-    def seed_assignments_csv(self, path_or_file: Any) -> int:
+    def seed_assignments_csv(self, path_or_file: CsvSource) -> int:
         """Assign models to workflow fields from a CSV with columns ``workflow, field, model``
         (optional ``project``): every row is checked first, then all are applied or none; the
         error lists each bad row by its line. Returns the number of assignments.
@@ -454,7 +473,8 @@ class Session:
         return workflows.seed_assignments_csv(self._ctx, path_or_file)
 
     @clean_failures
-    def generate(self, workflow: str, field: str, messages: Any, **options: Any) -> Completion:
+    def generate(self, workflow: WorkflowRef, field: str, messages: Messages,
+                 **options: Unpack[GenerateOptions]) -> Completion:
         """Call the model assigned to a workflow field with a prompt string or OpenAI-style message
         dicts, applying the field's tools, structured output, images and reasoning. Returns a
         :class:`Completion` (``text``, ``json``, ``tool_calls``, tokens, latency); every call,
@@ -464,7 +484,7 @@ class Session:
         """
         return generation.generate(self._ctx, workflow, field, messages, **options)
 
-    def usage(self, since: Any = None, until: Any = None) -> "pd.DataFrame":
+    def usage(self, since: TimeBound | None = None, until: TimeBound | None = None) -> "pd.DataFrame":
         """The org's calls, one row each, oldest first: ``ts``, ``org``, ``project``, ``workflow``,
         ``field``, ``model``, ``model_type``, ``provider``, ``input_tokens``, ``output_tokens``,
         ``latency_ms``, ``ok``, ``cost_usd`` (NaN when the model had no price, 0 when free).
@@ -474,7 +494,7 @@ class Session:
         """
         return analytics.usage(self._ctx, since=since, until=until)
 
-    def cost_report(self, by: str = "model") -> "pd.DataFrame":
+    def cost_report(self, by: ReportBy = "model") -> "pd.DataFrame":
         """Cost grouped by ``model``, ``provider``, ``workflow``, ``field``, ``project`` or ``day``
         (or a list of them): ``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` (float),
         ``untracked_calls`` (calls of unpriced models), ``failed_calls`` and ``cost_usd_exact``
@@ -493,7 +513,7 @@ class Session:
         """
         return analytics.estimate_cost(self._ctx, ref, input_tokens, output_tokens)
 
-    def what_if(self, input_tokens: int, output_tokens: int, workflow: str | None = None,
+    def what_if(self, input_tokens: int, output_tokens: int, workflow: WorkflowRef | None = None,
                 field: str | None = None) -> "pd.DataFrame":
         """What a token volume would cost on each of the org's models (or only those one workflow
         field may use), cheapest first, unpriced last.

@@ -42,3 +42,9 @@ def test_e3_ci_entry_point_calls_make_test():
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert "make test" in commands
+
+
+def test_make_test_type_checks_the_public_modules_before_pytest():
+    steps = _dry_run("test")
+    assert "/nonexistent/venv/bin/python -m mypy" in steps
+    assert steps.index("-m mypy") < steps.index("-m pytest")   # a type error stops make test

@@ -422,7 +422,7 @@ class Completion(BaseModel):
     model: str
 
     @property
-    def json(self) -> Any:  # type: ignore[override]
+    def json(self) -> Any:
         return self.json_
 
     def __repr__(self) -> str:

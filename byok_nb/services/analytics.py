@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from ..core.errors import InvalidRequest, NotFound
+from ..core.inputs import ReportBy
 from ..store import read_tx, schema
 from ..store.usage_log import UNKNOWN_TOKENS, RowPreparer, check_tokens, record_rows
 from . import workflows
@@ -180,7 +181,7 @@ def _dimensions(by: Any) -> tuple[str, ...]:
     return tuple(dims)
 
 
-def cost_report(ctx: Context, by: str | list[str] = "model") -> "pd.DataFrame":
+def cost_report(ctx: Context, by: ReportBy = "model") -> "pd.DataFrame":
     """Cost per ``model``, ``provider``, ``workflow``, ``project`` or ``day`` (or ``field``, or a
     list of these, e.g. ``["day", "model"]``).
 

@@ -52,6 +52,7 @@ def test_e1_the_wheel_carries_the_catalogue_and_the_app_notebook(installed):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(re.fullmatch(r"byok_nb/catalog/[^/]+\.json", n) for n in names), names
     assert "byok_nb/notebooks/admin_app.ipynb" in names
+    assert "byok_nb/py.typed" in names     # PEP 561: a user's type checker reads our annotations
     metadata = next(zipfile.ZipFile(wheel).read(n).decode() for n in names if n.endswith("/METADATA"))
     assert "License-Expression: MIT" in metadata
     assert re.search(r"Requires-Dist: ipykernel.*extra == \"app\"", metadata)

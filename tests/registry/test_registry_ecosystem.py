@@ -169,6 +169,12 @@ def test_e2_all_is_sorted_and_resolves():
         byok_nb.no_such_name  # noqa: B018
 
 
+def test_e2_all_lists_every_lazily_served_name():
+    # __all__ is a literal (type checkers read it); a name served lazily but missing from it
+    # would be invisible to a user's mypy --strict.
+    assert set(byok_nb._LAZY) <= set(byok_nb.__all__)
+
+
 def test_e2_error_hierarchy_status_codes():
     expected = {"InvalidRequest": 422, "Forbidden": 403, "NotFound": 404, "Conflict": 409, "ProviderError": 502}
     for name, status in expected.items():
