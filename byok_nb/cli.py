@@ -1,4 +1,4 @@
-"""The ``byok-nb`` command: serve | demo | scan | rotate-key | adopt-key | platform sync | member | token."""
+"""The ``byok-nb`` command: serve | demo | gateway | scan | rotate-key | adopt-key | platform sync | member | token."""
 from __future__ import annotations
 
 import argparse
@@ -281,6 +281,26 @@ def _when(value) -> str:
     return "never" if value is None else value.isoformat(timespec="seconds")
 
 
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    """The OpenAI-compatible gateway over the configured registry (docs/gateway.md)."""
+    from .registry import default_database_url, open_registry
+    from .server.gateway import serve_gateway
+
+    url = args.database_url or default_database_url()
+    missing = _missing_sqlite_file(url)
+    if missing:   # a gateway over a new, empty registry would only ever answer 401
+        print(f"error: no registry database at {missing}", file=sys.stderr)
+        return 2
+    registry = open_registry(url)
+    print(f"byok-nb gateway on http://{args.host}:{args.port}/v1 (Ctrl-C to stop)", file=sys.stderr,
+          flush=True)
+    try:
+        serve_gateway(args.host, args.port, registry=registry, log_level=args.log_level)
+    finally:
+        registry.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="byok-nb", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -366,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--database-url", default=None,
                          help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
         cmd.set_defaults(func=_cmd_token)
+    gateway = sub.add_parser("gateway", help="serve an OpenAI-compatible API (/v1/models, /v1/chat/completions) "
+                                             "over the registry's models, for API tokens")
+    gateway.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (default 127.0.0.1; anything else is reachable by other machines)")
+    gateway.add_argument("--port", type=int, default=8870)
+    gateway.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    gateway.add_argument("--database-url", default=None, help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
+    gateway.set_defaults(func=_cmd_gateway)
 
     platform = sub.add_parser("platform", help="platform model catalogue")
     platform_sub = platform.add_subparsers(dest="platform_command", required=True)

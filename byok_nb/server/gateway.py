@@ -1,0 +1,287 @@
+"""``byok-nb gateway``: an OpenAI-compatible HTTP endpoint over the configured registry.
+
+``GET /v1/models`` lists the models the token's user may use; ``POST /v1/chat/completions`` calls
+one (``stream: true`` as server-sent events ending ``data: [DONE]``). Callers send
+``Authorization: Bearer byok_...``, an API token made by an org admin; the token acts as its user,
+and it and the user's membership are checked on every request (no cache: a revoked token or a
+removed member is refused on the very next request). The caller never holds a provider key.
+
+A thin layer: the call itself — translation per provider, retries, recording, scrubbing — is
+:func:`byok_nb.services.chat.achat`, the same code ``Session.chat`` runs; only its usage rows go
+to a batching :class:`~byok_nb.server.usage_writer.UsageWriter` instead of one write per request.
+
+A plain ASGI application served by uvicorn (uvloop, httptools): a framework's routing and request
+objects would add to every request's cost and buy nothing for two routes.
+
+Programmatic use (benchmarks, tests)::
+
+    app = create_app(registry)                       # an ASGI app; app.close() flushes usage
+    serve_gateway("127.0.0.1", 8870)                 # blocks; the CLI's entry point
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import InvalidRequest, RegistryError, Unauthorized
+from ..services import models as model_service
+from ..services.context import Actor, Backend, Context
+from . import openai_wire as wire
+from .gateway_errors import error_answer
+from .usage_writer import UsageWriter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..registry import Registry
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "GatewayApp", "create_app", "serve_gateway"]
+
+log = logging.getLogger("byok_nb.gateway")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8870
+MAX_BODY = 32 * 2**20        # bytes: a request with images inline stays well under this
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no")]
+_DONE = b"data: [DONE]\n\n"
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _default_chat() -> Any:
+    from ..services.chat import achat   # the shared call (landing beside this module)
+
+    return achat
+
+
+def _default_authenticate() -> Any:
+    from ..services.api_tokens import authenticate
+
+    return authenticate
+
+
+class GatewayApp:
+    """The ASGI application. ``chat`` and ``authenticate`` default to the shared service
+    functions (tests may pass stand-ins with the same signatures)."""
+
+    def __init__(self, backend: Backend, *, writer: UsageWriter | None = None,
+                 chat: Callable[..., Any] | None = None,
+                 authenticate: Callable[..., Any] | None = None) -> None:
+        self.backend = backend
+        self.writer = writer or UsageWriter(backend.engine, backend.spool)
+        self._chat = chat or _default_chat()
+        self._authenticate = authenticate or _default_authenticate()
+        self.started = int(time.time())
+
+    def close(self) -> None:
+        """Write every queued usage row (call on shutdown; the lifespan shutdown does)."""
+        self.writer.close()
+
+    # -- ASGI -------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, self.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        try:
+            if path == "/v1/chat/completions":
+                if method != "POST":
+                    return await _answer(send, 405, _error("use POST", "invalid_request_error", "method_not_allowed"))
+                ctx = self._context(scope)
+                call = wire.parse_chat_request(await _body(receive))
+                if call.stream:
+                    return await self._stream(ctx, call, receive, send)
+                return await self._complete(ctx, call, send)
+            if path in ("/v1/models", "/v1/models/"):
+                if method != "GET":
+                    return await _answer(send, 405, _error("use GET", "invalid_request_error", "method_not_allowed"))
+                return await self._models(self._context(scope), send)
+            if path.startswith("/v1/models/") and method == "GET":
+                return await self._model(self._context(scope), path[len("/v1/models/"):], send)
+            if path == "/health":
+                return await _answer(send, 200, {"status": "ok"})
+            await _answer(send, 404, _error(f"no route {path}; the gateway serves /v1/models and "
+                                            f"/v1/chat/completions", "invalid_request_error", "not_found"))
+        except Exception as exc:   # every failure leaves in OpenAI's shape (gateway_errors)
+            status, body, headers = error_answer(exc)
+            await _answer(send, status, body, headers)
+
+    # -- auth -------------------------------------------------------------------------------------
+    def _context(self, scope: Scope) -> Context:
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer":
+                    token = rest.strip()
+                break
+        if token is None:
+            raise Unauthorized("the API token is missing or unknown; send Authorization: Bearer <token>")
+        # Checked against the store on every request (token, revocation, expiry, membership).
+        identity = self._authenticate(self.backend.engine, token)
+        return Context(self.backend, Actor(org=identity.org, org_id=identity.org_id, user=identity.user))
+
+    # -- routes -----------------------------------------------------------------------------------
+    async def _models(self, ctx: Context, send: Send) -> None:
+        rows = model_service.model_rows(ctx)
+        await _answer(send, 200, wire.model_list_payload(rows, self.started))
+
+    async def _model(self, ctx: Context, ref: str, send: Send) -> None:
+        rows = [r for r in model_service.model_rows(ctx) if r["ref"] == ref]
+        listed = wire.model_list_payload(rows, self.started)["data"]
+        if not listed:
+            from ..core.errors import NotFound
+
+            raise NotFound(f"the model {ref!r} does not exist or is not available to this token")
+        await _answer(send, 200, listed[0])
+
+    async def _complete(self, ctx: Context, call: wire.ChatCall, send: Send) -> None:
+        completion = await self._chat(ctx, call.model, call.messages,
+                                      record=self.writer.recorder(ctx.org, ctx.user), **call.params)
+        await _answer(send, 200, wire.completion_payload(completion, call.model))
+
+    async def _stream(self, ctx: Context, call: wire.ChatCall, receive: Receive, send: Send) -> None:
+        stream = await self._chat(ctx, call.model, call.messages, stream=True,
+                                  record=self.writer.recorder(ctx.org, ctx.user), **call.params)
+        chunks = stream.__aiter__()
+        try:
+            # The first chunk is awaited before the headers go out, so a failure before the
+            # provider answers is still a proper status (401 -> 502, 429, 400 ...), not a 200.
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                first = None
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            await self._relay(call, first, chunks, receive, send)
+        finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()   # records what was used when the client went away early
+
+    async def _relay(self, call: wire.ChatCall, first: Any, chunks: Any, receive: Receive, send: Send) -> None:
+        cid, created = wire.completion_id(), int(time.time())
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
+        usage = None
+        finish = None
+        emitted_first = False
+        try:
+            chunk = first
+            while chunk is not None and not gone.is_set():
+                chunk_usage = wire.chunk_usage(getattr(chunk, "usage", None))
+                if chunk_usage is not None:
+                    usage = chunk_usage
+                finish = getattr(chunk, "finish_reason", None) or finish
+                payload = wire.chunk_payload(chunk, cid=cid, model=call.model, created=created,
+                                             first=not emitted_first)
+                if payload is not None:
+                    emitted_first = True
+                    await send({"type": "http.response.body", "body": b"data: " + wire.dumps(payload) + b"\n\n",
+                                "more_body": True})
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    chunk = None
+            if gone.is_set():
+                return
+            if finish is None:
+                tail = wire.final_chunk(cid=cid, model=call.model, created=created, finish="stop")
+                await send({"type": "http.response.body", "body": b"data: " + wire.dumps(tail) + b"\n\n",
+                            "more_body": True})
+            if call.include_usage:
+                last = wire.usage_chunk(usage, cid=cid, model=call.model, created=created)
+                await send({"type": "http.response.body", "body": b"data: " + wire.dumps(last) + b"\n\n",
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+        except Exception as exc:
+            # The status line has gone: the error travels as an event in OpenAI's shape, then ends.
+            if isinstance(exc, RegistryError) or not gone.is_set():
+                _, body, _ = error_answer(exc)
+                try:
+                    await send({"type": "http.response.body", "body": b"data: " + wire.dumps(body) + b"\n\n",
+                                "more_body": False})
+                except Exception:   # the client is gone as well
+                    pass
+        finally:
+            watcher.cancel()
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+async def _body(receive: Receive) -> bytes:
+    parts = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("the client went away before sending the request body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise InvalidRequest(f"the request body is larger than {MAX_BODY // 2**20} MiB",
+                                 status_code=413)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _error(message: str, type_: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
+
+
+async def _answer(send: Send, status: int, body: dict[str, Any],
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = wire.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": _JSON + (headers or []) + [(b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(registry: "Registry | None" = None, **options: Any) -> GatewayApp:
+    """The gateway as an ASGI app over ``registry`` (default: ``open_registry()`` with the
+    environment's URL and master key). Call ``app.close()`` when done to flush usage."""
+    if registry is None:
+        from ..registry import open_registry
+
+        registry = open_registry()
+    return GatewayApp(registry._backend, **options)
+
+
+def serve_gateway(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, registry: "Registry | None" = None,
+                  log_level: str = "warning", **options: Any) -> None:
+    """Serve the gateway until interrupted (Ctrl-C / SIGTERM flush usage, then return)."""
+    import uvicorn   # the server dependency: only when serving
+
+    app = create_app(registry, **options)
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+                            log_level=log_level, access_log=False, server_header=False,
+                            date_header=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        app.close()   # idempotent: the lifespan shutdown normally did it already
