@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequest, RegistryError, Unauthorized
 from ..services import models as model_service
+from ..services.api_tokens import authenticate as authenticate_token
 from ..services.context import Actor, Backend, Context
 from . import openai_wire as wire
 from .gateway_errors import error_answer
@@ -53,15 +54,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def _default_chat() -> Any:
-    from ..services.chat import achat   # the shared call (landing beside this module)
+    from ..services.chat import achat  # the shared call (landing beside this module)
 
     return achat
-
-
-def _default_authenticate() -> Any:
-    from ..services.api_tokens import authenticate
-
-    return authenticate
 
 
 class GatewayApp:
@@ -74,7 +69,7 @@ class GatewayApp:
         self.backend = backend
         self.writer = writer or UsageWriter(backend.engine, backend.spool)
         self._chat = chat or _default_chat()
-        self._authenticate = authenticate or _default_authenticate()
+        self._authenticate = authenticate or authenticate_token
         self.started = int(time.time())
 
     def close(self) -> None:
@@ -120,7 +115,7 @@ class GatewayApp:
                 return await _answer(send, 200, {"status": "ok"})
             await _answer(send, 404, _error(f"no route {path}; the gateway serves /v1/models and "
                                             f"/v1/chat/completions", "invalid_request_error", "not_found"))
-        except Exception as exc:   # every failure leaves in OpenAI's shape (gateway_errors)
+        except Exception as exc:  # noqa: BLE001 — every failure leaves in OpenAI's shape (gateway_errors)
             status, body, headers = error_answer(exc)
             await _answer(send, status, body, headers)
 
@@ -155,12 +150,12 @@ class GatewayApp:
 
     async def _complete(self, ctx: Context, call: wire.ChatCall, send: Send) -> None:
         completion = await self._chat(ctx, call.model, call.messages,
-                                      record=self.writer.recorder(ctx.org, ctx.user), **call.params)
+                                      record=self.writer.record, **call.params)
         await _answer(send, 200, wire.completion_payload(completion, call.model))
 
     async def _stream(self, ctx: Context, call: wire.ChatCall, receive: Receive, send: Send) -> None:
         stream = await self._chat(ctx, call.model, call.messages, stream=True,
-                                  record=self.writer.recorder(ctx.org, ctx.user), **call.params)
+                                  record=self.writer.record, **call.params)
         chunks = stream.__aiter__()
         try:
             # The first chunk is awaited before the headers go out, so a failure before the
@@ -211,14 +206,14 @@ class GatewayApp:
                 await send({"type": "http.response.body", "body": b"data: " + wire.dumps(last) + b"\n\n",
                             "more_body": True})
             await send({"type": "http.response.body", "body": _DONE, "more_body": False})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 — any failure mid-stream becomes an error event
             # The status line has gone: the error travels as an event in OpenAI's shape, then ends.
             if isinstance(exc, RegistryError) or not gone.is_set():
                 _, body, _ = error_answer(exc)
                 try:
                     await send({"type": "http.response.body", "body": b"data: " + wire.dumps(body) + b"\n\n",
                                 "more_body": False})
-                except Exception:   # the client is gone as well
+                except Exception:  # noqa: BLE001,S110 — the client is gone as well
                     pass
         finally:
             watcher.cancel()
@@ -261,7 +256,7 @@ async def _answer(send: Send, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(registry: "Registry | None" = None, **options: Any) -> GatewayApp:
+def create_app(registry: Registry | None = None, **options: Any) -> GatewayApp:
     """The gateway as an ASGI app over ``registry`` (default: ``open_registry()`` with the
     environment's URL and master key). Call ``app.close()`` when done to flush usage."""
     if registry is None:
@@ -271,10 +266,14 @@ def create_app(registry: "Registry | None" = None, **options: Any) -> GatewayApp
     return GatewayApp(registry._backend, **options)
 
 
-def serve_gateway(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, registry: "Registry | None" = None,
+def serve_gateway(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, registry: Registry | None = None,
                   log_level: str = "warning", **options: Any) -> None:
     """Serve the gateway until interrupted (Ctrl-C / SIGTERM flush usage, then return)."""
-    import uvicorn   # the server dependency: only when serving
+    try:
+        import uvicorn  # the server dependency: only when serving
+    except ImportError:
+        raise RegistryError("the gateway needs its server: pip install 'byok_nb[gateway]'",
+                            status_code=500) from None
 
     app = create_app(registry, **options)
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",

@@ -14,6 +14,7 @@ clean shutdown (``kill -9``, power loss) — the calls of the last moments, norm
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -26,6 +27,7 @@ from ..store.usage_log import record_rows
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Engine
 
+    from ..services.context import Context
     from ..store.usage_spool import UsageSpool
 
 __all__ = ["UsageWriter"]
@@ -38,11 +40,10 @@ _STOP = object()
 class UsageWriter:
     """Batches usage rows onto the store from one background thread.
 
-    ``record(row, org=..., user=...)`` is what the gateway hands to the shared call as its
-    ``record=`` (bound to the request's org and user with :meth:`recorder`).
+    :meth:`record` is what the gateway hands to the shared call as its ``record=``.
     """
 
-    def __init__(self, engine: "Engine", spool: "UsageSpool", *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Engine, spool: UsageSpool, *, max_batch: int = MAX_BATCH) -> None:
         self._engine = engine
         self._spool = spool
         self._max_batch = max_batch
@@ -56,22 +57,17 @@ class UsageWriter:
         self._thread.start()
 
     # -- the request side (event loop): never blocks ---------------------------------------------
-    def record(self, row: Mapping[str, Any], *, org: str, user: str) -> None:
-        """Queue one usage row (as the store takes it) of a call made by ``user`` in ``org``."""
+    def record(self, ctx: Context, row: Mapping[str, Any]) -> None:
+        """Queue one usage row (as the store takes it, ``ts`` set) of a call made in ``ctx``: the
+        shared call's recorder signature (byok_nb.services.call_usage)."""
         entry = dict(row)
-        entry["org"] = org
-        entry.setdefault("user", user)
+        entry["org"] = ctx.org
+        entry.setdefault("user", ctx.user)
         with self._gate:
             if not self._closed:
                 self._queue.put(entry)
                 return
         self._write([entry])   # after shutdown: write it here rather than lose it
-
-    def recorder(self, org: str, user: str) -> Any:
-        """``record`` bound to one request's org and user: the ``record=`` of the shared call."""
-        def record(row: Mapping[str, Any]) -> None:
-            self.record(row, org=org, user=user)
-        return record
 
     def pending(self) -> int:
         """Rows queued and not yet taken by the writer (approximate)."""
@@ -115,7 +111,7 @@ class UsageWriter:
         except RegistryError as exc:   # the store is busy or gone: the spool keeps the rows
             self._keep(batch, exc)
             return
-        except Exception as exc:   # a driver error not mapped to StoreUnavailable: keep, never drop
+        except Exception as exc:  # noqa: BLE001 — a driver error not mapped to StoreUnavailable: keep, never drop
             self._keep(batch, RegistryError(type(exc).__name__, status_code=503))
             return
         self.written += len(batch)
@@ -125,6 +121,9 @@ class UsageWriter:
     def _keep(self, batch: list[dict[str, Any]], reason: RegistryError) -> None:
         for row in batch:
             fields = {k: v for k, v in row.items() if k not in ("org", "user")}
+            ts = fields.get("ts")
+            if isinstance(ts, dt.datetime):   # the spool is JSON lines
+                fields["ts"] = ts.isoformat()
             try:
                 self._spool.keep(fields, org=row["org"], user=row.get("user") or "", reason=reason)
                 self.spooled += 1
