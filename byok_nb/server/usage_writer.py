@@ -1,7 +1,7 @@
 """The gateway's usage writer: calls' usage rows are written in batches by one background thread.
 
 A synchronous database write per request on the event loop would cap the gateway at the store's
-commit rate and stall every other request while it waits (F-7). Instead :meth:`UsageWriter.record`
+commit rate and stall every other request while it waits. Instead :meth:`UsageWriter.record`
 only puts the row on a queue (microseconds, never blocks); a daemon thread takes whatever has
 gathered, writes it in one transaction with :func:`byok_nb.store.usage_log.record_rows`, and when
 the store refuses (busy past its timeout, unreachable, read-only) appends the rows to the durable
