@@ -175,7 +175,8 @@ class ProviderHub:
                                    secrets=target.secrets(), default_model=target.provider_model_id)
 
     def _bedrock_adapter(self, target: Target) -> Adapter:
-        from .bedrock import BedrockAdapter, endpoint_override
+        from .bedrock import endpoint_override
+        from .bedrock_adapter import BedrockAdapter
 
         endpoint_url = endpoint_override()
         return BedrockAdapter(target, endpoint_url=endpoint_url, policy=self.policy, timeout=self.timeout,

@@ -716,7 +716,7 @@ def test_c3_a_failed_generate_leaves_no_key_in_the_exception_chain_or_frames(fam
     import traceback
 
     rendered = "".join(traceback.format_exception(caught.value))
-    assert "generation.py" in rendered and ("openai_compat.py" in rendered or "bedrock.py" in rendered)
+    assert "generation.py" in rendered and ("openai_compat.py" in rendered or "bedrock_adapter.py" in rendered)
 
     with pytest.raises(ProviderError) as caught:
         acme.add_model(dict(fields, slug="again"))            # Test Connection first (T-9)
