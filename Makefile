@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: app test typecheck system-deps wheel-env bench clean
+.PHONY: app test typecheck system-deps bench-deps wheel-env litellm-env litellm-proxy-env bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ app: $(STAMP)
 system-deps:
 	bash scripts/system_deps.sh
 
+# nginx and wrk: only the gateway benchmarks need them (static upstream, load generator in C).
+bench-deps:
+	bash scripts/system_deps.sh --bench
+
 # The installed-wheel tests need a fresh virtualenv with the dependencies; it is made here, before
 # pytest, so that the suite itself reaches no network (tests/install/wheelkit.py).
 wheel-env: $(STAMP)
@@ -31,10 +35,19 @@ wheel-env: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-test: $(STAMP) typecheck system-deps wheel-env
+# LiteLLM pinned to one version in a venv of its own (tests/gateway/litellmkit.py): the gateway
+# tests run a real LiteLLM client from it, offline; the benchmarks run the LiteLLM proxy from the
+# second one (its extra is much larger, so the tests do not pay for it).
+litellm-env: $(STAMP)
+	$(PY) tests/gateway/litellmkit.py
+
+litellm-proxy-env: $(STAMP)
+	$(PY) tests/gateway/litellmkit.py --proxy
+
+test: $(STAMP) typecheck system-deps wheel-env litellm-env
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps litellm-proxy-env
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

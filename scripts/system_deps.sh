@@ -2,10 +2,19 @@
 # What the test suite needs from the machine beyond Python packages: Debian's Chromium (browser
 # tests), npm's axe-core (the browser suite's accessibility check) and a PostgreSQL server on
 # 127.0.0.1:5432 (the registry suite runs on it too).
+# With --bench (make bench-deps) also nginx and wrk, which only the gateway benchmarks need (a static
+# upstream and a load generator in C), so that `make test` does not install them.
 # Idempotent; installs with apt-get only when something is missing and we may (root).
 set -euo pipefail
 
+bench=0
+[ "${1:-}" = "--bench" ] && bench=1
+
 need=()
+if [ "$bench" = 1 ]; then
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /etc/postgresql/*/main >/dev/null 2>&1 || need+=(postgresql)
@@ -14,7 +23,9 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "system_deps: installing ${need[*]}"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # RUNLEVEL=1: Debian's maintainer scripts then do not start nginx on port 80 (the benchmarks
+    # start their own on a free loopback port).
+    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
     echo "system_deps: missing ${need[*]} and not root; the tests that need them will say they are skipped" >&2
   fi
