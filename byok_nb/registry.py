@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Unpack, overload
 
 from .core.clean_errors import clean_failures
 from .core.domain import (
@@ -34,6 +34,7 @@ from .core.inputs import (
     CsvSource,
     DraftInput,
     FieldSpec,
+    ChatParams,
     GenerateOptions,
     Messages,
     ModelInput,
@@ -54,6 +55,10 @@ from .services import (
     workflows,
 )
 from .services import model_rules as rules
+from .services import chat as direct_calls
+from .services.chat_stream import AsyncChatStream, ChatStream
+from .services import chat as direct_calls
+from .services.chat_stream import AsyncChatStream, ChatStream
 from .services.context import Actor, Backend, Context
 from .store import ensure_schema, key_custody, make_engine, read_tx
 from .store.usage_spool import UsageSpool
@@ -484,10 +489,68 @@ class Session:
         """
         return generation.generate(self._ctx, workflow, field, messages, **options)
 
+    @overload
+    def chat(self, model: str, messages: Messages, *, stream: Literal[False] = False, max_retries: int = 2,
+             timeout: float | None = None, **params: Unpack[ChatParams]) -> Completion: ...
+
+    @overload
+    def chat(self, model: str, messages: Messages, *, stream: Literal[True], max_retries: int = 2,
+             timeout: float | None = None, **params: Unpack[ChatParams]) -> ChatStream: ...
+
+    @clean_failures
+    def chat(self, model: str, messages: Messages, *, stream: bool = False, max_retries: int = 2,
+             timeout: float | None = None, **params: Unpack[ChatParams]) -> "Completion | ChatStream":
+        """Call a model directly: ``model`` is a custom model's slug or a platform model's id (the
+        ``ref`` of ``list_models``), ``messages`` a prompt string or OpenAI-style message dicts.
+
+        ``params`` are the OpenAI chat parameters — ``temperature``, ``top_p``, ``max_tokens``
+        (default and upper limit: the model's Max Tokens), ``stop``, ``seed``, ``response_format``
+        (``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {...}}``),
+        ``tools``, ``tool_choice`` and ``reasoning`` (``{"max_tokens": N}`` or ``{"effort":
+        "low" | "medium" | "high"}``) — translated for the model's provider; one the provider or
+        the model cannot take is refused with ``InvalidRequest`` naming it.
+
+        Connection failures, 429 and 5xx answers are retried up to ``max_retries`` times, honouring
+        ``Retry-After``, all within ``timeout`` seconds (default: the registry's timeout). Returns a
+        :class:`Completion` (``text``, ``json``, ``tool_calls``, tokens, ``cost_usd``,
+        ``latency_ms``, ``request_id``, ``reasoning``, ``attempts``); with ``stream=True`` a
+        :class:`ChatStream` of chunks (``.delta``, ``.tool_calls``, and ``.usage`` on the last).
+        Every call is recorded for ``usage`` and ``cost_report`` as this session's user.
+
+        >>> s.chat("ft-llama", "Which team owns this ticket?", temperature=0).text   # doctest: +SKIP
+        >>> for chunk in s.chat("openai/gpt-4o", "Tell me a story", stream=True):   # doctest: +SKIP
+        ...     print(chunk.delta, end="")
+        """
+        return direct_calls.chat(self._ctx, model, messages, stream=stream, max_retries=max_retries,
+                                 timeout=timeout, **params)
+
+    @overload
+    async def achat(self, model: str, messages: Messages, *, stream: Literal[False] = False,
+                    max_retries: int = 2, timeout: float | None = None,
+                    **params: Unpack[ChatParams]) -> Completion: ...
+
+    @overload
+    async def achat(self, model: str, messages: Messages, *, stream: Literal[True], max_retries: int = 2,
+                    timeout: float | None = None, **params: Unpack[ChatParams]) -> AsyncChatStream: ...
+
+    @clean_failures
+    async def achat(self, model: str, messages: Messages, *, stream: bool = False, max_retries: int = 2,
+                    timeout: float | None = None,
+                    **params: Unpack[ChatParams]) -> "Completion | AsyncChatStream":
+        """:meth:`chat` without blocking the event loop: ``await s.achat(...)`` returns a
+        :class:`Completion`, or with ``stream=True`` an :class:`AsyncChatStream` to ``async for``.
+        Many calls can run at once (``asyncio.gather``).
+
+        >>> await asyncio.gather(*(s.achat("ft-llama", q) for q in questions))   # doctest: +SKIP
+        """
+        return await direct_calls.achat(self._ctx, model, messages, stream=stream,
+                                        max_retries=max_retries, timeout=timeout, **params)
+
     def usage(self, since: TimeBound | None = None, until: TimeBound | None = None) -> "pd.DataFrame":
-        """The org's calls, one row each, oldest first: ``ts``, ``org``, ``project``, ``workflow``,
-        ``field``, ``model``, ``model_type``, ``provider``, ``input_tokens``, ``output_tokens``,
-        ``latency_ms``, ``ok``, ``cost_usd`` (NaN when the model had no price, 0 when free).
+        """The org's calls, one row each, oldest first: ``ts``, ``org``, ``user`` (who called),
+        ``project``, ``workflow``, ``field`` (empty for direct ``chat`` calls), ``model``,
+        ``model_type``, ``provider``, ``input_tokens``, ``output_tokens``, ``latency_ms``, ``ok``,
+        ``attempts`` (retries included), ``cost_usd`` (NaN when the model had no price, 0 when free).
         ``since`` / ``until`` (datetime, ISO text or epoch seconds) keep ``since <= ts < until``.
 
         >>> s.usage(since="2026-11-01")[["model", "cost_usd"]].groupby("model").sum()   # doctest: +SKIP
@@ -495,8 +558,8 @@ class Session:
         return analytics.usage(self._ctx, since=since, until=until)
 
     def cost_report(self, by: ReportBy = "model") -> "pd.DataFrame":
-        """Cost grouped by ``model``, ``provider``, ``workflow``, ``field``, ``project`` or ``day``
-        (or a list of them): ``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` (float),
+        """Cost grouped by ``model``, ``provider``, ``workflow``, ``field``, ``project``, ``day`` or
+        ``user`` (or a list of them): ``calls``, ``input_tokens``, ``output_tokens``, ``cost_usd`` (float),
         ``untracked_calls`` (calls of unpriced models), ``failed_calls`` and ``cost_usd_exact``
         (the same cost as an exact Decimal).
 

@@ -14,6 +14,7 @@ scrubbed where it was made, so nothing the caller needs is lost.
 from __future__ import annotations
 
 import functools
+import inspect
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,7 +23,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def clean_failures(fn: F) -> F:
-    """Decorate a call that handles plaintext secrets (see module doc)."""
+    """Decorate a call that handles plaintext secrets (see module doc); a coroutine function
+    stays one."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def acall(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except BaseException as exc:
+                args = kwargs = None   # type: ignore[assignment]
+                forget_secrets(exc)
+                raise
+
+        return acall  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:

@@ -420,6 +420,12 @@ class Completion(BaseModel):
     output_tokens: int | None = None
     latency_ms: float | None = None
     model: str
+    # The call's cost at the model's per-token prices; None when the model is unpriced or the
+    # provider did not report usable token counts (never 0 for "unknown": 0 means free).
+    cost_usd: Decimal | None = None
+    request_id: str | None = None      # the provider's id for the call, for its support desk
+    reasoning: str | None = None       # the model's reasoning text, when the provider returns it
+    attempts: int = 1                  # provider calls made, retries included
 
     @property
     def json(self) -> Any:
@@ -428,7 +434,8 @@ class Completion(BaseModel):
     def __repr__(self) -> str:
         return display.short_repr("Completion", model=self.model, text=self.text,
                                   tool_calls=len(self.tool_calls) or None, input_tokens=self.input_tokens,
-                                  output_tokens=self.output_tokens, latency_ms=self.latency_ms)
+                                  output_tokens=self.output_tokens, latency_ms=self.latency_ms,
+                                  cost_usd=self.cost_usd)
 
     __str__ = __repr__
 
@@ -441,6 +448,7 @@ class Completion(BaseModel):
             ("Tool calls", display.pre("\n".join(calls)) if calls else None),
             ("Tokens", display.tokens(self.input_tokens, self.output_tokens)),
             ("Latency", display.ms(self.latency_ms)),
+            ("Cost", display.format_cost(self.cost_usd) if self.cost_usd is not None else None),
         ]
         return display.card(self.model, rows)
 

@@ -46,3 +46,17 @@ class GenerateOptions(TypedDict, total=False):
     images: Image | Sequence[Image] | None
     tool_choice: str | dict[str, Any] | None
     max_tokens: int | None
+
+
+class ChatParams(TypedDict, total=False):
+    """The OpenAI chat parameters of ``chat`` / ``achat`` (None means not given)."""
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    stop: str | list[str] | None
+    seed: int | None
+    response_format: dict[str, Any] | None       # {"type": "json_object"} or {"type": "json_schema", ...}
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | dict[str, Any] | None
+    reasoning: dict[str, Any] | None             # {"max_tokens": N} or {"effort": "low" | "medium" | "high"}

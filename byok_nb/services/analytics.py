@@ -47,8 +47,8 @@ __all__ = [
     "what_if",
 ]
 
-USAGE_COLUMNS = ["ts", "org", "project", "workflow", "field", "model", "model_type", "provider",
-                 "input_tokens", "output_tokens", "latency_ms", "ok", "cost_usd", "usage_unknown"]
+USAGE_COLUMNS = ["ts", "org", "user", "project", "workflow", "field", "model", "model_type", "provider",
+                 "input_tokens", "output_tokens", "latency_ms", "ok", "attempts", "cost_usd", "usage_unknown"]
 # A report dimension and the rollup columns it groups by (a workflow name is unique per project).
 REPORT_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "model": ("model", "model_type", "provider"),
@@ -57,7 +57,10 @@ REPORT_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "field": ("project", "workflow", "field"),
     "project": ("project",),
     "day": ("day",),
+    "user": ("user",),
 }
+# Report columns stored under another name in the rollup.
+_ROLLUP_NAMES = {"user": "user_name"}
 REPORT_VALUES = ["calls", "input_tokens", "output_tokens", "cost_usd", "untracked_calls", "failed_calls",
                  "cost_usd_exact"]
 # -- recording -------------------------------------------------------------------------------------
@@ -110,8 +113,10 @@ def record_usage_batch(session_or_registry: Any, rows: Iterable[Mapping[str, Any
 def usage(ctx: Context, *, since: Any = None, until: Any = None) -> "pd.DataFrame":
     """The org's usage log, one row a call, oldest first.
 
-    Columns: ``ts`` (UTC), ``org``, ``project``, ``workflow``, ``field``, ``model``, ``model_type``,
-    ``provider``, ``input_tokens``, ``output_tokens`` (Int64), ``latency_ms``, ``ok``, ``cost_usd``
+    Columns: ``ts`` (UTC), ``org``, ``user`` (who called; None for imported rows without one),
+    ``project``, ``workflow``, ``field`` (None for direct calls), ``model``, ``model_type``,
+    ``provider``, ``input_tokens``, ``output_tokens`` (Int64), ``latency_ms``, ``ok``, ``attempts``
+    (provider calls made, retries included), ``cost_usd``
     (float USD at the prices recorded with the call; NaN when the model had no price, 0 only when
     it is free) and ``usage_unknown`` (True when the provider reported token counts that cannot be
     real: the call counts, its token columns are missing and its cost is NaN).
@@ -127,8 +132,8 @@ def usage(ctx: Context, *, since: Any = None, until: Any = None) -> "pd.DataFram
     require_member(ctx)
     u = schema.usage_log
     query = select(
-        u.c.ts_us, u.c.project, u.c.workflow, u.c.field, u.c.model, u.c.model_type, u.c.provider,
-        u.c.input_tokens, u.c.output_tokens, u.c.latency_ms, u.c.ok, u.c.input_cost_per_token,
+        u.c.ts_us, u.c.user_name, u.c.project, u.c.workflow, u.c.field, u.c.model, u.c.model_type, u.c.provider,
+        u.c.input_tokens, u.c.output_tokens, u.c.latency_ms, u.c.ok, u.c.attempts, u.c.input_cost_per_token,
         u.c.output_cost_per_token).where(u.c.org_id == ctx.org_id)
     bounds = RowPreparer(ctx.engine, fixed=None, default_user="")
     if since is not None:
@@ -137,13 +142,14 @@ def usage(ctx: Context, *, since: Any = None, until: Any = None) -> "pd.DataFram
         query = query.where(u.c.ts_us < bounds._ts(until, "usage", "until"))
     with read_tx(ctx.engine) as conn:
         rows = conn.execute(query.order_by(u.c.ts_us, u.c.id)).all()
-    raw = pd.DataFrame(rows, columns=["ts_us", "project", "workflow", "field", "model", "model_type", "provider",
-                                      "input_tokens", "output_tokens", "latency_ms", "ok", "pin", "pout"])
+    raw = pd.DataFrame(rows, columns=["ts_us", "user", "project", "workflow", "field", "model", "model_type",
+                                      "provider", "input_tokens", "output_tokens", "latency_ms", "ok",
+                                      "attempts", "pin", "pout"])
     frame = pd.DataFrame({
         "ts": pd.to_datetime(raw["ts_us"].astype("int64"), unit="us", utc=True),
         "org": pd.Series([ctx.org] * len(raw), dtype=object),
     })
-    for name in ("project", "workflow", "field"):
+    for name in ("user", "project", "workflow", "field"):
         frame[name] = raw[name].astype(object).where(raw[name] != "", None)
     for name in ("model", "model_type", "provider"):
         frame[name] = raw[name].astype(object)
@@ -152,6 +158,7 @@ def usage(ctx: Context, *, since: Any = None, until: Any = None) -> "pd.DataFram
     frame["output_tokens"] = counts(raw["output_tokens"]).mask(unknown)
     frame["latency_ms"] = raw["latency_ms"].astype("float64")
     frame["ok"] = raw["ok"].astype(bool)
+    frame["attempts"] = counts(raw["attempts"])
     pin = _price_floats(raw["pin"])
     pout = _price_floats(raw["pout"])
     tokens_in = frame["input_tokens"].to_numpy(dtype="float64", na_value=np.nan)
@@ -182,8 +189,8 @@ def _dimensions(by: Any) -> tuple[str, ...]:
 
 
 def cost_report(ctx: Context, by: ReportBy = "model") -> "pd.DataFrame":
-    """Cost per ``model``, ``provider``, ``workflow``, ``project`` or ``day`` (or ``field``, or a
-    list of these, e.g. ``["day", "model"]``).
+    """Cost per ``model``, ``provider``, ``workflow``, ``project``, ``day`` or ``user`` (the calling
+    user; or ``field``, or a list of these, e.g. ``["day", "model"]``).
 
     One row a group with its key column(s) and ``calls``, ``input_tokens``, ``output_tokens`` (Int64),
     ``cost_usd`` (float; the cost of the priced calls, NaN when none was priced),
@@ -200,7 +207,7 @@ def cost_report(ctx: Context, by: ReportBy = "model") -> "pd.DataFrame":
     require_member(ctx)
     dims = _dimensions(by)
     r = schema.usage_rollup
-    keys = [r.c[d] for d in dims] + [r.c.input_cost_per_token, r.c.output_cost_per_token]
+    keys = [r.c[_ROLLUP_NAMES.get(d, d)] for d in dims] + [r.c.input_cost_per_token, r.c.output_cost_per_token]
     query = (select(*keys, func.sum(r.c.calls), func.sum(r.c.failed_calls), func.sum(r.c.input_tokens),
                     func.sum(r.c.output_tokens))
              .where(r.c.org_id == ctx.org_id).group_by(*keys))
@@ -248,7 +255,7 @@ def _finish_report(out: "pd.DataFrame", dims: tuple[str, ...]) -> "pd.DataFrame"
     for d in dims:
         if d == "day":
             out[d] = pd.to_datetime(out[d], format="%Y-%m-%d")
-        elif d in ("project", "workflow", "field"):
+        elif d in ("project", "workflow", "field", "user"):
             out[d] = out[d].astype(object).where(out[d] != "", None)
     if "day" in dims:
         out = out.sort_values(list(dims), kind="stable")

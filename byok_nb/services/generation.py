@@ -7,12 +7,13 @@ field's structured output (native ``json_schema`` — the model must support JSO
 bindings, images (the model must support vision) and its reasoning setting, translated by
 :func:`~byok_nb.providers.reasoning.canonical_reasoning`.
 
-Every call that reaches the point of calling a provider records exactly one usage row, whether it
-succeeds or fails (a provider error, a transport error, an egress refusal, undecryptable
-credentials); the error is then re-raised. When the store cannot take the row once the provider
-has answered (busy past its timeout, unreachable), the completion is still returned and the row
-goes to the durable local usage spool (byok_nb.store.usage_spool), recorded on the next successful
-write or open, with a warning logged. Calls refused before that — an unknown workflow or
+The call itself — credentials, retries of transient failures within the registry timeout, the one
+usage row (with the calling user), the cost — is :mod:`.calls`', shared with ``chat`` and the
+gateway. Every call that reaches the point of calling a provider records exactly one usage row,
+whether it succeeds or fails (a provider error, a transport error, an egress refusal,
+undecryptable credentials); the error is then re-raised. When the store cannot take the row once
+the provider has answered, the completion is still returned and the row goes to the durable local
+usage spool (see :mod:`.call_usage`). Calls refused before that — an unknown workflow or
 field, a deleted model, bad options — record nothing: no model was called.
 
 >>> s.generate("triage", "classify", "Which team owns this ticket?")            # doctest: +SKIP
@@ -20,26 +21,21 @@ Completion(text='search', ...)
 """
 from __future__ import annotations
 
-import datetime as dt
-import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.domain import Completion
-from ..core.errors import Conflict, InvalidRequest, NotFound, StoreUnavailable
-from ..core.secrets import UnreadableSecret
-from ..providers.base import ChatRequest, Target
+from ..core.errors import Conflict, InvalidRequest
+from ..providers.base import ChatRequest
 from ..providers.messages import has_images, normalize_messages
 from ..providers.reasoning import canonical_reasoning
+from ..providers.retry import RetryPolicy
 from ..store import read_tx
-from ..store.usage_log import record_rows as record
-from . import models, workflows
+from . import workflows
 from .access import require_member
+from .calls import Call, deleted_model_message, run
 from .context import Context
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .workflows import ModelInfo
 
 __all__ = ["GENERATE_OPTIONS", "generate"]
 
@@ -47,12 +43,6 @@ GENERATE_OPTIONS = ("images", "tool_choice", "max_tokens")
 # structured_output=True (no schema given) asks for any JSON object.
 ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
 JSON_INSTRUCTION = "Respond with a single JSON object and nothing else."
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
-
-
-def deleted_model_message(ref: str, field: str) -> str:
-    """The message for a field whose model is deleted or unknown."""
-    return f"model '{ref}' is deleted; assign another model to field '{field}'"
 
 
 def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: Any) -> Completion:
@@ -95,66 +85,14 @@ def generate(ctx: Context, workflow: Any, field: str, messages: Any, **options: 
             msgs = [{"role": "system", "content": JSON_INSTRUCTION}, *msgs]
     reasoning = canonical_reasoning(model.supports_reasoning, model.reasoning_parameter, model.max_tokens,
                                     f.reasoning_budget, f.reasoning_effort)
-    row = {"project": wf.project, "workflow": wf.name, "field": f.name, "model": ref,
-           "model_type": model.type, "provider": model.provider,
-           "input_cost_per_token": model.input_cost_per_token,
-           "output_cost_per_token": model.output_cost_per_token}
-    started = time.perf_counter()
-    try:
-        request = _request(ctx, model, msgs, max_tokens, schema, f, opts, reasoning)
-        result = request[0].chat(request[1])
-    except BaseException as exc:
-        _record(ctx, row, ok=False, latency_ms=(time.perf_counter() - started) * 1000, error=exc)
-        if isinstance(exc, NotFound) and model.type == "custom":
-            # Deleted between the look-up and the call.
-            raise Conflict(deleted_model_message(ref, f.name)) from None
-        if isinstance(exc, UnreadableSecret):   # C-4: name the model whose credentials are bad
-            raise UnreadableSecret(f"model '{ref}': {exc.message}") from None
-        raise
-    latency_ms = result.latency_ms or (time.perf_counter() - started) * 1000
-    _record(ctx, row, ok=True, latency_ms=latency_ms, input_tokens=result.input_tokens,
-            output_tokens=result.output_tokens, usage_unknown=result.usage_unknown)
-    return Completion(text=result.text, json=_parse_json(result.text) if schema is not None else None,
-                      tool_calls=list(result.tool_calls), input_tokens=result.input_tokens,
-                      output_tokens=result.output_tokens, latency_ms=latency_ms, model=ref)
-
-
-def _request(ctx: Context, model: "ModelInfo", msgs: list[dict[str, Any]], max_tokens: int,
-             schema: dict[str, Any] | None, f: Any, opts: dict[str, Any], reasoning: dict | None):
-    """(adapter, ChatRequest) for the call; decrypts credentials (an unreadable
-    secret raises here)."""
-    if model.type == "custom":
-        _, target = models.call_target(ctx, model.ref)
-    else:
-        target = Target(provider="openrouter", provider_model_id=model.ref)
-    adapter = ctx.providers.adapter(target)
-    request = ChatRequest(model=target.provider_model_id, messages=msgs, max_tokens=max_tokens,
-                          json_schema=schema, json_schema_name=f.name, tools=[dict(t) for t in f.tools],
-                          tool_choice=opts.get("tool_choice"), reasoning=reasoning)
-    return adapter, request
-
-
-def _record(ctx: Context, row: dict[str, Any], *, ok: bool, latency_ms: float,
-            input_tokens: int | None = None, output_tokens: int | None = None,
-            usage_unknown: bool = False, error: BaseException | None = None) -> None:
-    # Counts were validated by ChatResult: implausible ones arrive as usage_unknown, not as numbers.
-    full = dict(row, ok=ok, latency_ms=latency_ms, input_tokens=input_tokens or 0,
-                output_tokens=output_tokens or 0, usage_unknown=usage_unknown)
-    if error is not None:
-        # The class and status only: provider text may quote the request, never store it.
-        status = getattr(error, "status_code", None)
-        full["error"] = f"{type(error).__name__}{f' {status}' if status else ''}"
-    called_at = dt.datetime.now(dt.timezone.utc)
-    spool = ctx.spool
-    try:
-        record(ctx.engine, [full], fixed=(ctx.org, ctx.org_id), default_user=ctx.user)
-    except StoreUnavailable as exc:
-        # The provider has answered (and charged): keep the row durably and record it later
-        # rather than lose it or fail a call whose answer is here (byok_nb.store.usage_spool).
-        spool.keep(dict(full, ts=called_at.isoformat()), org=ctx.org, user=ctx.user, reason=exc)
-        return
-    if spool.pending():   # the store takes writes again: catch up
-        spool.replay_quietly()
+    call = Call(ctx=ctx, model=model, policy=RetryPolicy(), deadline=time.monotonic() + ctx.backend.timeout,
+                request=ChatRequest(model="", messages=msgs, max_tokens=max_tokens, json_schema=schema,
+                                    json_schema_name=f.name, tools=[dict(t) for t in f.tools],
+                                    tool_choice=opts.get("tool_choice"), reasoning=reasoning),
+                parse_json=schema is not None,
+                names={"project": wf.project, "workflow": wf.name, "field": f.name},
+                workflow_field=f.name)
+    return run(call)
 
 
 def _check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -199,17 +137,3 @@ def _with_images(messages: Any, images: list[Any] | None) -> Any:
             msgs[i] = {**m, "content": content + parts}
             return msgs
     return msgs + [{"role": "user", "content": parts}]
-
-
-def _parse_json(text: str) -> Any:
-    """The reply parsed as JSON (a fenced ```json block is unwrapped), or None when it is not JSON."""
-    candidate = text or ""
-    fenced = _FENCE.match(candidate)
-    if fenced:
-        candidate = fenced.group(1)
-    from ..providers.transport import loads_bounded
-
-    try:
-        return loads_bounded(candidate)   # a reply nested too deeply counts as not JSON
-    except ValueError:
-        return None

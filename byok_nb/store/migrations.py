@@ -22,7 +22,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, case, func, inspect, select
 
 from ..core.errors import Conflict
 from . import schema
@@ -88,12 +88,47 @@ def _record_key_custody(conn: Connection) -> None:
         set_info(conn, KEY_ID_ROW, key_id)
 
 
+def _usage_user_and_attempts(conn: Connection) -> None:
+    """Version 5: each usage row counts its provider attempts (retries), and the rollup is keyed
+    by the calling user too, so costs can be reported per user.
+
+    A unique key cannot be changed in place on SQLite, so the rollup is rebuilt from the log it
+    summarizes (every log row was added to it in the same transaction): each day's totals are
+    unchanged and now split by user."""
+    log_columns = {c["name"] for c in inspect(conn).get_columns("usage_log")}
+    if "attempts" not in log_columns:
+        # Rows logged before retries existed were one attempt each.
+        conn.exec_driver_sql("ALTER TABLE usage_log ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1")
+    if "user_name" in {c["name"] for c in inspect(conn).get_columns("usage_rollup")}:
+        return
+    rollup = schema.usage_rollup
+    rollup.drop(conn)
+    rollup.create(conn)
+    u = schema.usage_log
+    # As store.usage_log writes the rollup: a call with unknown token counts (-1) adds no tokens
+    # and is filed as unpriced; "" is the rollup's "no price".
+    unknown = u.c.input_tokens == -1
+    keys = [u.c.org_id, u.c.day, u.c.user_name, u.c.project, u.c.workflow, u.c.field, u.c.model,
+            u.c.model_type, u.c.provider,
+            case((unknown, ""), else_=func.coalesce(u.c.input_cost_per_token, "")),
+            case((unknown, ""), else_=func.coalesce(u.c.output_cost_per_token, ""))]
+    totals = select(*keys, func.count(), func.sum(case((u.c.ok, 0), else_=1)),
+                    func.sum(case((unknown, 0), else_=u.c.input_tokens)),
+                    func.sum(case((unknown, 0), else_=u.c.output_tokens))).group_by(*keys)
+    conn.execute(rollup.insert().from_select(
+        ["org_id", "day", "user_name", "project", "workflow", "field", "model", "model_type", "provider",
+         "input_cost_per_token", "output_cost_per_token", "calls", "failed_calls", "input_tokens",
+         "output_tokens"], totals))
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "usage_log and usage_rollup: one row per generate call and its rollup",
          _create_tables("usage_log", "usage_rollup")),
     Step(3, "master key id recorded in the store; secrets bound to where they are sent",
          _record_key_custody),
     Step(4, "api_tokens: the gateway's bearer tokens, stored as hashes", _create_tables("api_tokens")),
+    Step(5, "usage: attempts per call; the rollup keyed by the calling user (cost by user)",
+         _usage_user_and_attempts),
 )
 
 SCHEMA_VERSION: int = STEPS[-1].version if STEPS else 1

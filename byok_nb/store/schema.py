@@ -162,6 +162,8 @@ usage_log = Table(
     Column("input_cost_per_token", String(64)),
     Column("output_cost_per_token", String(64)),
     Column("error", String(128)),                        # error class and status only, never text
+    # Provider calls made for this call, retries included (0: refused before any was made).
+    Column("attempts", Integer, nullable=False, server_default="1"),
 )
 Index("ix_usage_log_org_ts", usage_log.c.org_id, usage_log.c.ts_us)
 
@@ -174,6 +176,7 @@ usage_rollup = Table(
     Column("id", _BigIntPK, primary_key=True, autoincrement=True),
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
     Column("day", String(10), nullable=False),
+    Column("user_name", String(256), nullable=False, server_default=""),   # the calling user
     Column("project", String(128), nullable=False),
     Column("workflow", String(256), nullable=False),
     Column("field", String(256), nullable=False),
@@ -186,8 +189,8 @@ usage_rollup = Table(
     Column("failed_calls", BigInteger, nullable=False),
     Column("input_tokens", BigInteger, nullable=False),
     Column("output_tokens", BigInteger, nullable=False),
-    UniqueConstraint("org_id", "day", "project", "workflow", "field", "model", "model_type",
-                     "provider", "input_cost_per_token", "output_cost_per_token",
+    UniqueConstraint("org_id", "day", "user_name", "project", "workflow", "field", "model",
+                     "model_type", "provider", "input_cost_per_token", "output_cost_per_token",
                      name="uq_usage_rollup_key"),
 )
 

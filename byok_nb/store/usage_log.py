@@ -5,7 +5,8 @@ The store layer's half of analytics: the services record calls through :func:`re
 usage spool replays rows a busy store could not take through the same function.
 
 Storage layout. Every call is one row of ``usage_log`` and, in the same transaction, one increment
-of ``usage_rollup`` keyed by (org, day, project, workflow, field, model, type, provider, prices),
+of ``usage_rollup`` keyed by (org, day, user, project, workflow, field, model, type, provider,
+prices),
 so reports read a few rows per group rather than every call.
 """
 from __future__ import annotations
@@ -37,6 +38,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # it and files it as unpriced, so it counts among the calls whose cost is unknown (A-2).
 UNKNOWN_TOKENS = -1
 MAX_TOKENS_PER_CALL = 10**9   # as byok_nb.providers.base: more in one call is not a real count
+MAX_ATTEMPTS = 1000           # provider calls for one logged call, retries included
 _TEXT_LIMITS = {"project": 128, "workflow": 256, "field": 256, "model": 512, "provider": 32, "user": 256}
 
 
@@ -105,6 +107,9 @@ class RowPreparer:
         unknown = raw.get("usage_unknown", False)
         if type(unknown) is not bool:
             raise InvalidRequest(f"{where}: usage_unknown must be True or False")
+        attempts = raw.get("attempts", 1)
+        if type(attempts) is not int or not 0 <= attempts <= MAX_ATTEMPTS:
+            raise InvalidRequest(f"{where}: attempts must be a whole number from 0 to {MAX_ATTEMPTS}")
         out = {
             "org_id": org_id, "ts_us": ts_us, "day": day,
             "user_name": self._text(raw.get("user", self.default_user), "user", where),
@@ -116,7 +121,7 @@ class RowPreparer:
             "provider": self._text(raw.get("provider"), "provider", where) or None,
             "input_tokens": UNKNOWN_TOKENS if unknown else self._tokens(raw.get("input_tokens"), "input_tokens", where),
             "output_tokens": UNKNOWN_TOKENS if unknown else self._tokens(raw.get("output_tokens"), "output_tokens", where),
-            "latency_ms": latency, "ok": ok,
+            "latency_ms": latency, "ok": ok, "attempts": attempts,
             "error": None if error is None else str(error)[:128],
             "_priced_given": "input_cost_per_token" in raw or "output_cost_per_token" in raw,
         }
@@ -244,11 +249,11 @@ def _model_meta(conn: "Connection", org_id: int, ref: str) -> tuple[str, str, st
     return None
 
 
-_ROLLUP_KEY = ("org_id", "day", "project", "workflow", "field", "model", "model_type", "provider",
-               "input_cost_per_token", "output_cost_per_token")
+_ROLLUP_KEY = ("org_id", "day", "user_name", "project", "workflow", "field", "model", "model_type",
+               "provider", "input_cost_per_token", "output_cost_per_token")
 _LOG_COLUMNS = ("org_id", "ts_us", "day", "user_name", "project", "workflow", "field", "model", "model_type",
                 "provider", "input_tokens", "output_tokens", "latency_ms", "ok", "input_cost_per_token",
-                "output_cost_per_token", "error")
+                "output_cost_per_token", "error", "attempts")
 
 _SQLITE_LOG_INSERT = (f"INSERT INTO usage_log ({', '.join(_LOG_COLUMNS)}) "
                       f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})")
@@ -261,8 +266,8 @@ def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
     for row in rows:
         log_params.append(tuple([row[c] for c in _LOG_COLUMNS]))
         unknown = row["input_tokens"] == UNKNOWN_TOKENS
-        key = (row["org_id"], row["day"], row["project"], row["workflow"], row["field"], row["model"],
-               row["model_type"], row["provider"], "" if unknown else row["input_cost_per_token"] or "",
+        key = (row["org_id"], row["day"], row["user_name"], row["project"], row["workflow"], row["field"],
+               row["model"], row["model_type"], row["provider"], "" if unknown else row["input_cost_per_token"] or "",
                "" if unknown else row["output_cost_per_token"] or "")
         t = totals.get(key)
         if t is None:

@@ -36,8 +36,8 @@ def used(world):
 def test_a1_usage_columns_and_types(used):
     u = used.admin.usage()
     assert list(u.columns) == USAGE_COLUMNS == [
-        "ts", "org", "project", "workflow", "field", "model", "model_type", "provider", "input_tokens",
-        "output_tokens", "latency_ms", "ok", "cost_usd", "usage_unknown"]
+        "ts", "org", "user", "project", "workflow", "field", "model", "model_type", "provider",
+        "input_tokens", "output_tokens", "latency_ms", "ok", "attempts", "cost_usd", "usage_unknown"]
     assert len(u) == 6
     assert str(u["ts"].dt.tz) == "UTC"
     assert u["input_tokens"].dtype == "Int64" and u["output_tokens"].dtype == "Int64"   # nullable counts

@@ -8,7 +8,9 @@ attributes of any object returned. Decrypted credentials exist only inside the c
 them (``Session._call_target`` is private, used by generation)."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import io
 import warnings
 from collections.abc import Mapping
@@ -100,7 +102,12 @@ def outcome(call, *args, **kwargs) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return call(*args, **kwargs)
+            result = call(*args, **kwargs)
+            if inspect.iscoroutine(result):   # an async method: its result, not the coroutine
+                result = asyncio.run(result)
+            if hasattr(result, "__next__") and hasattr(result, "close"):   # a stream: its chunks
+                result = [result, *result]
+            return result
         except Exception as exc:
             return exc
 
@@ -145,6 +152,10 @@ def session_calls(world) -> dict[str, list[tuple[tuple, dict]]]:
         "seed_assignments_csv": [((io.StringIO("workflow,field,model\nwf,f-plain,plain\n"),), {})],
         "generate": [(("wf", f"f-{slug}", "hello"), {})
                      for slug in ("ft-llama", "tog-effort", "plain", "iam", "br-key", "platform")],
+        "chat": [((slug, "hello"), {}) for slug in ("ft-llama", "tog-effort", "plain", "iam", "br-key",
+                                                     "openai/gpt-4o")]
+                + [(("iam", "hello"), {"stream": True}), (("ft-llama", "hello"), {"stream": True})],
+        "achat": [((slug, "hello"), {}) for slug in ("ft-llama", "iam", "br-key")],
         "usage": [((), {})],
         "cost_report": [((), {}), ((), {"by": "workflow"})],
         "estimate_cost": [(("ft-llama", 10, 10), {})],
