@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from gatewaykit import RunningGateway
+
+from .gatewaykit import RunningGateway
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ from typing import Any
 
 import openai
 import pytest
-from gatewaykit import get, post
 from sqlalchemy import select
 
 from byok_nb.core.domain import Completion
 from byok_nb.core.errors import Forbidden, InvalidRequest, NotFound, ProviderError
 from byok_nb.providers.retry import deadline_exceeded
 from byok_nb.store import read_tx, schema
+
+from .gatewaykit import get, post
 
 pytestmark = pytest.mark.sqlite_only
 
