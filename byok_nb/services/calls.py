@@ -11,24 +11,34 @@ answer would cost more than the rest of the call).
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..core.domain import Completion
 from ..core.errors import Conflict, NotFound
 from ..core.secrets import UnreadableSecret
 from ..providers.base import ChatRequest, ChatResult, Target
-from ..providers.retry import RetryPolicy, acall_with_retries, call_with_retries
+from ..providers.retry import (
+    RetryPolicy,
+    acall_with_retries,
+    call_with_retries,
+    deadline_exceeded,
+)
 from ..providers.transport import loads_bounded
 from . import models
 from .call_usage import Recorder, call_cost, record_usage, usage_row
 from .context import Context
 from .workflows import ModelInfo
 
-__all__ = ["Call", "arun", "bind", "completed", "deleted_model_message", "failed", "parse_json", "run"]
+__all__ = ["Call", "arun", "bind", "completed", "deleted_model_message", "failed", "parse_json", "run",
+           "within"]
+
+T = TypeVar("T")
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
@@ -137,7 +147,7 @@ async def arun(call: Call) -> Completion:
         async def attempt() -> ChatResult:
             nonlocal attempts
             attempts += 1
-            return await adapter.achat(request)
+            return await within(adapter.achat(request), call.deadline)
 
         result, _ = await acall_with_retries(attempt, call.policy, call.deadline)
     except BaseException as exc:
@@ -146,6 +156,18 @@ async def arun(call: Call) -> Completion:
             raise
         raise error from None
     return completed(call, result, attempts, started)
+
+
+async def within(awaitable: Awaitable[T], deadline: float | None) -> T:
+    """``await awaitable``, cancelled at ``deadline`` (a ``time.monotonic()`` value): on the async
+    path the deadline bounds each attempt too, not only the waits between them (the sync path
+    can only stop between attempts; each attempt there is bounded by the registry timeout)."""
+    if deadline is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        raise deadline_exceeded() from None
 
 
 def parse_json(text: str) -> Any:

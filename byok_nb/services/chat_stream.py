@@ -25,7 +25,7 @@ from ..core.clean_errors import forget_secrets
 from ..providers.base import StreamChunk, plausible_token_count
 from ..providers.retry import acall_with_retries, call_with_retries
 from .call_usage import usage_row
-from .calls import Call, bind, failed
+from .calls import Call, bind, failed, within
 
 __all__ = ["AsyncChatStream", "ChatChunk", "ChatStream", "ChatUsage", "aopen_stream", "open_stream"]
 
@@ -324,7 +324,7 @@ async def aopen_stream(call: Call) -> AsyncChatStream:
             attempts += 1
             inner = adapter.astream(request)
             try:
-                return inner, await inner.__anext__()
+                return inner, await within(inner.__anext__(), call.deadline)
             except StopAsyncIteration:
                 return inner, _END
             except BaseException:

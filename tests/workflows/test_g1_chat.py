@@ -25,6 +25,7 @@ from byok_nb.testing.fake_providers import openai_error, rate_limited
 
 from .conftest import COMPAT_KEY, FIREWORKS_KEY, OPENROUTER_KEY, TOOL
 
+BEDROCK_KEY = "ABSKZmFrZS1iZWRyb2NrLWFwaS1rZXk="   # the key the Bedrock fake accepts
 REPLY = "The search team owns this ticket."
 
 
@@ -133,7 +134,7 @@ def test_g1_unknown_model_is_not_found_and_outsiders_are_forbidden(chatty):
 
 
 def test_g1_provider_refusal_comes_from_the_adapter(chatty):
-    chatty.admin.add_model(provider="bedrock", auth_method="api_key", api_key="bedrock-api-key-000001",
+    chatty.admin.add_model(provider="bedrock", auth_method="api_key", api_key=BEDROCK_KEY,
                            aws_region="us-east-1", provider_model_id="anthropic.claude-3-haiku-20240307-v1:0",
                            slug="haiku", max_tokens=1024, test=False)
     with pytest.raises(InvalidRequest) as info:
@@ -327,3 +328,36 @@ def test_g1_no_key_in_completion_stream_or_errors(chatty):
         chatty.contributor.chat("plain", "hi")
     text += str(info.value) + repr(info.value)
     assert COMPAT_KEY not in text
+
+
+def test_g3_retry_after_past_the_deadline_is_not_waited_for(chatty):
+    chatty.fakes.fireworks.errors = [rate_limited("7")]   # longer than the whole call may take
+    with pytest.raises(ProviderError) as info:
+        chatty.contributor.chat("ft-llama", "hi", timeout=2)
+    assert info.value.status_code == 429 and info.value.retry_after == 7
+    assert len(chatty.fakes.fireworks.requests) == 1
+    assert _rows(chatty.admin).iloc[0]["attempts"] == 1
+
+
+def test_g3_async_deadline_bounds_a_slow_attempt(chatty):
+    chatty.fakes.fireworks.delay = 3
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(chatty.contributor.achat("ft-llama", "hi", timeout=0.5))
+    assert info.value.status_code == 504 and "deadline" in info.value.message
+    row = _rows(chatty.admin).iloc[0]
+    assert not bool(row["ok"]) and row["attempts"] == 1
+
+
+def test_g1_bedrock_model_chats_and_streams(chatty):
+    chatty.admin.add_model(provider="bedrock", auth_method="api_key", api_key=BEDROCK_KEY,
+                           aws_region="us-east-1", provider_model_id="anthropic.claude-3-haiku-20240307-v1:0",
+                           slug="haiku", max_tokens=1024, input_cost_per_token="0.00000025",
+                           output_cost_per_token="0.00000125", test=False)
+    done = chatty.contributor.chat("haiku", "hi", temperature=0.1, stop=["END"])
+    assert done.text and done.cost_usd is not None and done.cost_usd > 0
+    config = chatty.fakes.bedrock.last.json["inferenceConfig"]
+    assert config["temperature"] == 0.1 and config["stopSequences"] == ["END"] and config["maxTokens"] == 1024
+    chunks = list(chatty.contributor.chat("haiku", "hi", stream=True))
+    assert "".join(c.delta for c in chunks) == done.text and chunks[-1].usage is not None
+    rows = _rows(chatty.admin)
+    assert len(rows) == 2 and not rows["usage_unknown"].any()
