@@ -31,10 +31,10 @@ from .core.domain import (
 )
 from .core.errors import InvalidRequest, NotFound, RegistryWarning
 from .core.inputs import (
+    ChatParams,
     CsvSource,
     DraftInput,
     FieldSpec,
-    ChatParams,
     GenerateOptions,
     Messages,
     ModelInput,
@@ -54,10 +54,8 @@ from .services import (
     rotation,
     workflows,
 )
+from .services import chat as direct_calls
 from .services import model_rules as rules
-from .services import chat as direct_calls
-from .services.chat_stream import AsyncChatStream, ChatStream
-from .services import chat as direct_calls
 from .services.chat_stream import AsyncChatStream, ChatStream
 from .services.context import Actor, Backend, Context
 from .store import ensure_schema, key_custody, make_engine, read_tx
@@ -67,8 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from sqlalchemy.engine import Engine
 
-    from .providers.hub import ProviderHub
     from .providers.base import Target
+    from .providers.hub import ProviderHub
 
 __all__ = ["Registry", "RegistryWarning", "Session", "byok_home", "default_database_url", "open_registry"]
 

@@ -48,6 +48,19 @@ def notebook(reg: Registry) -> None:
     s.generate("triage", "summary", "hi", max_token=5)  # type: ignore[call-arg]  # misspelt option
     s.usage(since=[2026])  # type: ignore[arg-type]  # not a time
     byok_nb.opne_registry()  # type: ignore[attr-defined]  # misspelt: no module __getattr__ hides it
+    # Direct calls: the return type follows ``stream``.
+    assert_type(s.chat("openai/gpt-4o", "hi", temperature=0.2), Completion)
+    for chunk in s.chat("openai/gpt-4o", "hi", stream=True):
+        assert_type(chunk.delta, str)
+    s.chat("openai/gpt-4o", "hi", temprature=0.2)  # type: ignore[call-overload]  # misspelt parameter
+    assert_type(s.create_api_token("ana", "ci"), str)
+    assert_type(s.revoke_api_token("ci"), bool)
+
+
+async def in_a_notebook_cell(s: Session) -> None:
+    assert_type(await s.achat("openai/gpt-4o", [{"role": "user", "content": "hi"}]), Completion)
+    async for chunk in await s.achat("openai/gpt-4o", "hi", stream=True):
+        assert_type(chunk.delta, str)
 
 
 def first_run() -> None:
