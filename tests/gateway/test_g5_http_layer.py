@@ -4,6 +4,7 @@ mapping, auth checked on every request, and usage rows handed to the batching wr
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +29,7 @@ class FakeCall:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.yielded = 0
 
     async def __call__(self, ctx, model, messages, *, stream=False, max_retries=2, timeout=None,
                        record=None, **params):
@@ -58,6 +60,11 @@ class FakeCall:
 
         async def chunks():
             try:
+                if model == "long":
+                    for i in range(1000):
+                        self.yielded = i + 1
+                        yield SimpleNamespace(delta=f"{i} ", tool_calls=None, usage=None, finish_reason=None)
+                        await asyncio.sleep(0.01)
                 for word in ("hel", "lo"):
                     yield SimpleNamespace(delta=word, tool_calls=None, usage=None, finish_reason=None)
                 yield SimpleNamespace(delta="", tool_calls=None, finish_reason="stop",
@@ -217,3 +224,20 @@ def test_g5_revoked_token_and_removed_member_are_refused_at_once(gw, tokens, acm
     assert r.status_code == 401 and "no longer a member" in r.json()["error"]["message"]
     assert get(gw, "/v1/models", tokens.member).status_code == 401
     assert len(fake_call.calls) == 2
+
+
+def test_g5_client_going_away_mid_stream_closes_the_call_and_records_it(gw, tokens, acme, fake_call):
+    import httpx
+
+    with httpx.stream("POST", gw.base_url + "/chat/completions",
+                      headers={"Authorization": f"Bearer {tokens.member}"},
+                      json={"model": "long", "messages": [{"role": "user", "content": "x"}], "stream": True}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break   # one chunk, then hang up
+    deadline = time.monotonic() + 10
+    while not logged_users(acme.registry) and time.monotonic() < deadline:
+        gw.app.writer.close()   # flush whatever was recorded so far
+        time.sleep(0.05)
+    assert logged_users(acme.registry) == [("long", "cy")]
+    assert fake_call.yielded < 1000   # the provider stream was closed, not read to its end
