@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import InvalidRequest, RegistryError, Unauthorized
 from ..services import models as model_service
 from ..services.api_tokens import authenticate as authenticate_token
+from ..services.chat import achat
 from ..services.context import Actor, Backend, Context
 from . import openai_wire as wire
 from .gateway_errors import error_answer
@@ -53,12 +54,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def _default_chat() -> Any:
-    from ..services.chat import achat  # the shared call (landing beside this module)
-
-    return achat
-
-
 class GatewayApp:
     """The ASGI application. ``chat`` and ``authenticate`` default to the shared service
     functions (tests may pass stand-ins with the same signatures)."""
@@ -68,7 +63,7 @@ class GatewayApp:
                  authenticate: Callable[..., Any] | None = None) -> None:
         self.backend = backend
         self.writer = writer or UsageWriter(backend.engine, backend.spool)
-        self._chat = chat or _default_chat()
+        self._chat = chat or achat
         self._authenticate = authenticate or authenticate_token
         self.started = int(time.time())
 
@@ -90,12 +85,15 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # This loop's pooled provider connections end with it (the hub reopens on demand).
+                await self.backend.providers.aclose()
                 await asyncio.get_running_loop().run_in_executor(None, self.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
+        started = time.monotonic()
         try:
             if path == "/v1/chat/completions":
                 if method != "POST":
@@ -116,8 +114,12 @@ class GatewayApp:
             await _answer(send, 404, _error(f"no route {path}; the gateway serves /v1/models and "
                                             f"/v1/chat/completions", "invalid_request_error", "not_found"))
         except Exception as exc:  # noqa: BLE001 — every failure leaves in OpenAI's shape (gateway_errors)
-            status, body, headers = error_answer(exc)
+            status, body, headers = error_answer(exc, deadline_passed=self._past_deadline(started))
             await _answer(send, status, body, headers)
+
+    def _past_deadline(self, started: float) -> bool:
+        # The shared call's deadline starts just after ``started``: within 5% of the time limit.
+        return time.monotonic() - started >= self.backend.timeout * 0.95
 
     # -- auth -------------------------------------------------------------------------------------
     def _context(self, scope: Scope) -> Context:

@@ -36,9 +36,12 @@ def _body(message: str, type_: str, code: str | None, param: str | None = None,
     return {"error": error}
 
 
-def error_answer(exc: BaseException) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
-    """(status, JSON body, extra headers) for ``exc``. Every message is scrubbed once more here:
-    the last line of defence before bytes leave the process."""
+def error_answer(exc: BaseException, *, deadline_passed: bool = False
+                 ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+    """(status, JSON body, extra headers) for ``exc``. ``deadline_passed``: the call failed once
+    its time limit was up (a provider that never answered: the transport's timeout is a 502
+    without a status, but for the client it is the deadline). Every message is scrubbed once more
+    here: the last line of defence before bytes leave the process."""
     if isinstance(exc, Unauthorized):
         return 401, _body(exc.message, "invalid_request_error", "invalid_api_key"), []
     if isinstance(exc, Forbidden):
@@ -49,7 +52,7 @@ def error_answer(exc: BaseException) -> tuple[int, dict[str, Any], list[tuple[by
         return 400, _body(exc.message, "invalid_request_error", "invalid_request",
                           getattr(exc, "field", None)), []
     if isinstance(exc, ProviderError):
-        return _provider_answer(exc)
+        return _provider_answer(exc, deadline_passed)
     if isinstance(exc, StoreUnavailable):
         return 503, _body(exc.message, "service_unavailable", "store_unavailable"), []
     if isinstance(exc, Conflict):
@@ -64,7 +67,8 @@ def error_answer(exc: BaseException) -> tuple[int, dict[str, Any], list[tuple[by
     return 500, _body("the gateway failed to handle the request", "server_error", "internal_error"), []
 
 
-def _provider_answer(exc: ProviderError) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
+def _provider_answer(exc: ProviderError, deadline_passed: bool
+                     ) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]]:
     status = exc.status_code
     upstream = {"status": status, "provider": exc.provider, "message": scrub(exc.provider_message or "")}
     if status == 429:
@@ -72,6 +76,6 @@ def _provider_answer(exc: ProviderError) -> tuple[int, dict[str, Any], list[tupl
         if exc.retry_after is not None:
             headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
         return 429, _body(exc.message, "rate_limit_error", "rate_limit_exceeded", upstream=upstream), headers
-    if status == 504 and not exc.transient:   # our deadline (or the provider timed out on us)
+    if (status == 504 and not exc.transient) or (deadline_passed and exc.transient and status in (502, 504)):
         return 504, _body(exc.message, "timeout", "timeout", upstream=upstream), []
     return 502, _body(exc.message, "upstream_error", "upstream_error", upstream=upstream), []
