@@ -23,6 +23,7 @@ from ..core.domain import Completion
 from ..core.errors import Conflict, NotFound
 from ..core.secrets import UnreadableSecret
 from ..providers.base import ChatRequest, ChatResult, Target
+from ..providers.inline_reasoning import split_think
 from ..providers.retry import (
     RetryPolicy,
     acall_with_retries,
@@ -62,6 +63,13 @@ class Call:
     parse_json: bool = False          # fill Completion.json from the answer
     names: dict[str, Any] = field(default_factory=dict)   # project / workflow / field of the row
     workflow_field: str | None = None  # set by generate: a model deleted mid-call is a Conflict there
+
+    @property
+    def splits_think(self) -> bool:
+        """Whether a leading ``<think>`` block of the answer is moved to its reasoning here: the
+        model reasons (its flag is on) but this call set no reasoning, so the adapter, which
+        moves it for calls that ask for reasoning, leaves it in the text."""
+        return self.model.supports_reasoning and not self.request.reasoning
 
     def base_row(self) -> dict[str, Any]:
         m = self.model
@@ -107,6 +115,11 @@ def completed(call: Call, result: ChatResult, attempts: int, started: float) -> 
                                     input_tokens=result.input_tokens, output_tokens=result.output_tokens,
                                     usage_unknown=result.usage_unknown))
     m = call.model
+    if call.splits_think:
+        thought, text = split_think(result.text)
+        if thought or text != result.text:
+            result = result.replace(text=text, reasoning_text="\n\n".join(
+                part for part in (result.reasoning_text, thought) if part))
     return Completion(text=result.text, json=parse_json(result.text) if call.parse_json else None,
                       tool_calls=list(result.tool_calls), input_tokens=result.input_tokens,
                       output_tokens=result.output_tokens, latency_ms=latency_ms, model=m.ref,

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..core.clean_errors import forget_secrets
 from ..providers.base import StreamChunk, plausible_token_count
+from ..providers.inline_reasoning import ThinkSplitter
 from ..providers.retry import acall_with_retries, call_with_retries
 from .call_usage import usage_row
 from .calls import Call, bind, failed, within
@@ -73,6 +74,7 @@ class _Tally:
         self.request_id: str | None = None
         self.recorded = False
         self._lock = threading.Lock()
+        self._think = ThinkSplitter() if call.splits_think else None
 
     def see(self, chunk: StreamChunk) -> None:
         if chunk.request_id and self.request_id is None:
@@ -112,8 +114,15 @@ class _Tally:
         return failed(self.call, exc, self.attempts, self.started, usage_unknown=True)
 
     def chunk(self, raw: StreamChunk, last: bool) -> ChatChunk:
-        return ChatChunk(delta=raw.delta or "", tool_calls=raw.tool_calls or None,
-                         usage=self.usage if last else None, reasoning=raw.reasoning or "",
+        delta, reasoning = raw.delta or "", raw.reasoning or ""
+        if self._think is not None:   # an inline <think> block goes to .reasoning, as in chat()
+            thought, delta = self._think.feed(delta)
+            if last:
+                more_thought, more_text = self._think.close()
+                thought, delta = thought + more_thought, delta + more_text
+            reasoning += thought
+        return ChatChunk(delta=delta, tool_calls=raw.tool_calls or None,
+                         usage=self.usage if last else None, reasoning=reasoning,
                          finish_reason=raw.finish_reason)
 
 

@@ -361,3 +361,14 @@ def test_g1_bedrock_model_chats_and_streams(chatty):
     assert "".join(c.delta for c in chunks) == done.text and chunks[-1].usage is not None
     rows = _rows(chatty.admin)
     assert len(rows) == 2 and not rows["usage_unknown"].any()
+
+
+def test_g1_inline_think_moves_to_reasoning_when_the_model_reasons(chatty):
+    chatty.fakes.fireworks.reply = "<think>Tickets about search go to search.</think>The search team."
+    done = chatty.contributor.chat("ft-llama", "who?")
+    assert (done.text, done.reasoning) == ("The search team.", "Tickets about search go to search.")
+    chunks = list(chatty.contributor.chat("ft-llama", "who?", stream=True))
+    assert "".join(c.delta for c in chunks) == "The search team."
+    assert "".join(c.reasoning for c in chunks).strip() == "Tickets about search go to search."
+    chatty.fakes.compat.reply = "<think>not reasoning: the model has no such flag</think>ok"
+    assert chatty.contributor.chat("plain", "who?").text.startswith("<think>")
