@@ -1,0 +1,122 @@
+"""F-7: sustained throughput of the gateway with every call's usage recorded, and the LiteLLM
+proxy's in the same run.
+
+    .venv/bin/python benchmarks/bench_gateway_throughput.py                     # 30 s per run
+    .venv/bin/python benchmarks/bench_gateway_throughput.py --duration 10 --backends sqlite --no-litellm
+
+Needs: ``make bench-deps litellm-proxy-env`` (nginx, wrk, the LiteLLM proxy venv) and, for
+PostgreSQL, the server scripts/system_deps.sh starts. The upstream is nginx answering a static
+OpenAI reply with usage (never the bottleneck: ~100,000 req/s here). The load generator is wrk
+(C): ``wrk -t2 -c64 -d30s --latency`` and ``-c8``, POSTing a chat completion with a token.
+
+After each backend's runs the gateway is stopped cleanly (SIGTERM) and the usage rows are counted
+in the database: they must equal the number of requests nginx logged (each one a provider call
+the gateway made), so no row was lost. The LiteLLM proxy runs with no database (no spend logs:
+its figures are for the hop alone, without recording anything).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gateway_kit as kit  # noqa: E402
+
+import byok_nb  # noqa: E402
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+"""
+
+
+def wrk(url: str, token: str | None, model: str, connections: int, duration: int, work: Path) -> dict:
+    script = work / f"post-{connections}.lua"
+    body = json.dumps({"model": model, "messages": kit.MESSAGES})
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    script.write_text(WRK_LUA.format(body=json.dumps(body), auth=auth))
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+           url + "/chat/completions"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120).stdout
+    result = {"command": " ".join(cmd[:5]) + " --latency", "raw": out}
+    if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
+        result["rps"] = float(m.group(1))
+    if m := re.search(r"(\d+) requests in", out):
+        result["requests"] = int(m.group(1))
+    result["non2xx"] = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    result["errors"] = m.group(0) if (m := re.search(r"Socket errors:.*", out)) else ""
+    for pct in ("50", "99"):
+        if m := re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+            value = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+            result[f"p{pct}_ms"] = value
+    return result
+
+
+def show(label: str, r: dict) -> None:
+    print(f"{label:34} {r.get('rps', float('nan')):9.0f} req/s  p50 {r.get('p50_ms', float('nan')):7.2f} ms"
+          f"  p99 {r.get('p99_ms', float('nan')):7.2f} ms  non-2xx {r['non2xx']}  {r['errors']}", flush=True)
+
+
+def run_gateway(backend: str, upstream: str, access: Path, work: Path, args) -> None:
+    home = work / f"gw-{backend}"
+    home.mkdir()
+    with ExitStack() as stack:
+        url = (f"sqlite:///{home / 'registry.db'}" if backend == "sqlite"
+               else stack.enter_context(kit.postgres_database()))
+        key = byok_nb.generate_master_key()
+        reg, _, token = kit.make_registry(url, key, home, upstream)
+        reg.close()
+        before_rows, before_calls = kit.count_usage_rows(url), kit.access_lines(access)
+        with kit.gateway(url, key, home, token) as (base, proc):
+            results = {c: wrk(base + "/v1", token, kit.SLUG, c, args.duration, work) for c in args.connections}
+        time.sleep(1.5)          # nginx flushes its access log buffer every second
+        rows = kit.count_usage_rows(url) - before_rows
+        calls = kit.access_lines(access) - before_calls
+        answered = sum(r.get("requests", 0) - r["non2xx"] for r in results.values())
+        for c, r in results.items():
+            show(f"gateway {backend}, {c} connections", r)
+        verdict = "none lost" if rows == calls else f"{calls - rows} LOST"
+        print(f"  usage rows {rows}, provider calls (nginx log) {calls}, answered 2xx (wrk) {answered}: {verdict}")
+
+
+def run_litellm(upstream: str, work: Path, args) -> None:
+    home = work / "litellm"
+    home.mkdir()
+    with kit.litellm_proxy(upstream, home) as base:
+        for c in args.connections:
+            show(f"LiteLLM proxy (no DB), {c} connections", wrk(base + "/v1", None, kit.SLUG, c, args.duration, work))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=30, help="seconds per wrk run (default 30)")
+    ap.add_argument("--connections", type=int, nargs="+", default=[64, 8])
+    ap.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    ap.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: run `make bench-deps` (scripts/system_deps.sh --bench)")
+    with tempfile.TemporaryDirectory(prefix="byok_bench_f7_") as tmp:
+        work = Path(tmp)
+        with kit.nginx_upstream(work) as (upstream, access):
+            baseline = wrk(upstream, kit.PROVIDER_KEY, kit.UPSTREAM_MODEL, 64, min(5, args.duration), work)
+            show("nginx alone (the upstream), 64 conn", baseline)
+            for backend in args.backends:
+                run_gateway(backend, upstream, access, work, args)
+            if not args.no_litellm:
+                run_litellm(upstream, work, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
