@@ -94,7 +94,7 @@ def run_litellm(upstream: str, work: Path, args) -> None:
     home.mkdir()
     with kit.litellm_proxy(upstream, home) as base:
         for c in args.connections:
-            show(f"LiteLLM proxy (no DB), {c} connections", wrk(base + "/v1", None, kit.SLUG, c, args.duration, work))
+            show(f"LiteLLM proxy (no DB), {c} connections", wrk(base + "/v1", kit.LITELLM_MASTER_KEY, kit.SLUG, c, args.duration, work))
 
 
 def main() -> int:

@@ -30,6 +30,7 @@ import litellmkit  # noqa: E402  (the pinned LiteLLM venv; lives with the tests 
 import byok_nb  # noqa: E402
 
 PROVIDER_KEY = "sk-bench-upstream-key-000123"
+LITELLM_MASTER_KEY = "sk-bench-litellm-master-000456"   # the proxy refuses to start without one
 SLUG = "bench-chat"
 UPSTREAM_MODEL = "bench-model"
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
@@ -145,8 +146,8 @@ def gateway(url: str, key: str, home: Path, token: str, *extra: str) -> Iterator
 @contextmanager
 def litellm_proxy(upstream_base_url: str, home: Path) -> Iterator[str]:
     """The LiteLLM proxy, one worker, the upstream as model ``openai/bench-model`` under the name
-    ``bench-chat``. No database (no ``database_url``: LiteLLM then keeps no spend logs), no master
-    key (no auth), no callbacks."""
+    ``bench-chat``. No database (no ``database_url``: LiteLLM then keeps no spend logs), no
+    callbacks; a master key (it refuses to start without one), which clients send as their token."""
     if not litellmkit.is_ready(proxy=True):
         raise SystemExit(f"no LiteLLM proxy venv at {litellmkit.venv_path(proxy=True)}: run "
                          f"`make litellm-proxy-env` (python tests/gateway/litellmkit.py --proxy)")
@@ -155,7 +156,8 @@ def litellm_proxy(upstream_base_url: str, home: Path) -> Iterator[str]:
         "model_list": [{"model_name": SLUG, "litellm_params": {
             "model": f"openai/{UPSTREAM_MODEL}", "api_base": upstream_base_url, "api_key": PROVIDER_KEY}}],
         "litellm_settings": {"telemetry": False, "drop_params": True, "num_retries": 0},
-        "general_settings": {"disable_spend_logs": True, "disable_error_logs": True},
+        "general_settings": {"master_key": LITELLM_MASTER_KEY, "disable_spend_logs": True,
+                             "disable_error_logs": True},
     }))
     port = free_port()
     log = home / f"litellm-{port}.log"
