@@ -43,7 +43,11 @@ def error_answer(exc: BaseException, *, deadline_passed: bool = False
     without a status, but for the client it is the deadline). Every message is scrubbed once more
     here: the last line of defence before bytes leave the process."""
     if isinstance(exc, Unauthorized):
-        return 401, _body(exc.message, "invalid_request_error", "invalid_api_key"), []
+        # OpenAI's own wording for a bad key: LiteLLM maps an "invalid_request_error" to its
+        # BadRequestError unless the message says "Incorrect API key provided" (checked against
+        # LiteLLM 1.106), so without it a LiteLLM caller would not see an authentication error.
+        return 401, _body(f"Incorrect API key provided: {exc.message}", "invalid_request_error",
+                          "invalid_api_key"), []
     if isinstance(exc, Forbidden):
         return 403, _body(exc.message, "permission_error", "forbidden"), []
     if isinstance(exc, NotFound):
