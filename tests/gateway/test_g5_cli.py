@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 import byok_nb
+from byok_nb.testing.fake_providers import FakeOpenAIProvider
 
 pytestmark = pytest.mark.sqlite_only
+KEY = "sk-cli-gateway-0123456789abcdef"
 
 
 def _free_port() -> int:
@@ -38,10 +40,14 @@ def _wait_up(url: str, proc: subprocess.Popen) -> None:
 
 def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_path, master_key):
     url = f"sqlite:///{tmp_path / 'registry.db'}"
+    fake = FakeOpenAIProvider("openai", api_key=KEY).start()
     with byok_nb.open_registry(url, master_key=master_key) as reg:
         reg.create_org("acme")
         reg.add_member("acme", "ana", role="org_admin")
-        token = reg.session("acme", "ana").create_api_token("ana", "cli")
+        admin = reg.session("acme", "ana")
+        admin.add_model(provider="openai_compatible", base_url=fake.base_url, api_key=KEY,
+                        provider_model_id="m", display_name="Echo", slug="echo", max_tokens=64, test=False)
+        token = admin.create_api_token("ana", "cli")
     port = _free_port()
     env = dict(os.environ, BYOK_NB_DATABASE_URL=url, BYOK_NB_MASTER_KEY=master_key)
     proc = subprocess.Popen([sys.executable, "-m", "byok_nb.cli", "gateway", "--port", str(port)],
@@ -52,10 +58,18 @@ def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_pat
         listed = httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {token}"})
         assert listed.status_code == 200 and listed.json()["object"] == "list"
         assert httpx.get(base + "/v1/models").status_code == 401
+        for _ in range(3):
+            answered = httpx.post(base + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
+                                  json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+            assert answered.status_code == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)   # at once: the rows may still be queued
         out, err = proc.communicate(timeout=30)
+        fake.stop()
     # uvicorn re-raises the signal it caught once it has shut down (lifespan shutdown included).
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert f"127.0.0.1:{port}" in err
-    assert master_key not in out + err and token not in out + err
+    assert master_key not in out + err and token not in out + err and KEY not in out + err
+    with byok_nb.open_registry(url, master_key=master_key) as reg:   # the clean stop wrote every row
+        usage = reg.session("acme", "ana").usage()
+    assert list(usage["user"]) == ["ana"] * 3
