@@ -171,3 +171,19 @@ def test_g5_deadline_is_504(world, tokens, fakes, start_gateway, registry_url, m
         assert r.json()["error"]["code"] == "timeout"
         assert time.monotonic() - started < 3
         gw.stop()
+
+
+def test_g5_model_list_is_what_the_user_may_use_and_retrieve_works(gw, tokens, world):
+    client = openai.OpenAI(base_url=gw.base_url, api_key=tokens.member, max_retries=0)
+    listed = {m.id: m for m in client.models.list()}
+    refs = set(world.contributor.list_models()["ref"])
+    assert set(listed) == refs   # platform ids and the org's active custom slugs
+    platform = next(ref for ref in refs if "/" in ref)
+    assert client.models.retrieve(platform).id == platform   # an id with a slash in it
+    assert client.models.retrieve("echo").owned_by == "openai_compatible"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+    world.admin.delete_model("wrong-key")
+    assert "wrong-key" not in {m.id for m in client.models.list()}
+    r = httpx.post(gw.base_url + "/models", headers={"Authorization": f"Bearer {tokens.member}"})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
