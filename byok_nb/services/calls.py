@@ -139,7 +139,8 @@ def run(call: Call) -> Completion:
         def attempt() -> ChatResult:
             nonlocal attempts
             attempts += 1
-            return adapter.chat(request)
+            answer: ChatResult = adapter.chat(request)
+            return answer
 
         result, _ = call_with_retries(attempt, call.policy, call.deadline)
     except BaseException as exc:
@@ -160,7 +161,8 @@ async def arun(call: Call) -> Completion:
         async def attempt() -> ChatResult:
             nonlocal attempts
             attempts += 1
-            return await within(adapter.achat(request), call.deadline)
+            answer: ChatResult = await within(adapter.achat(request), call.deadline)
+            return answer
 
         result, _ = await acall_with_retries(attempt, call.policy, call.deadline)
     except BaseException as exc:

@@ -127,8 +127,9 @@ def _request(info: ModelInfo, msgs: list[dict[str, Any]], given: dict[str, Any])
                              field="tools")
     fmt = given.get("response_format")
     if _asks_json(fmt) and not info.supports_json_mode:
+        kind = fmt.get("type") if isinstance(fmt, Mapping) else None
         raise InvalidRequest(f"model '{ref}' has no JSON mode (supports_json_mode is off); response_format "
-                             f"{fmt['type']} needs it", field="response_format")
+                             f"{kind} needs it", field="response_format")
     reasoning = None
     if "reasoning" in given:
         budget, effort = _check_reasoning(given["reasoning"])

@@ -47,7 +47,7 @@ class ChatUsage:
     def __getitem__(self, name: str) -> int:   # usage["input_tokens"], as from a dict
         if name not in ("input_tokens", "output_tokens", "total_tokens"):
             raise KeyError(name)
-        return getattr(self, name)
+        return int(getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,8 @@ class _Tally:
             return
         usage = self.usage
         row = usage_row(self.call.base_row(), ok=True, latency_ms=(time.perf_counter() - self.started) * 1000,
-                        attempts=self.attempts, input_tokens=usage and usage.input_tokens,
-                        output_tokens=usage and usage.output_tokens, usage_unknown=usage is None)
+                        attempts=self.attempts, input_tokens=usage.input_tokens if usage else None,
+                        output_tokens=usage.output_tokens if usage else None, usage_unknown=usage is None)
         self.call.record(self.call.ctx, row)
 
     def fail(self, exc: BaseException) -> BaseException:
@@ -199,6 +199,7 @@ class ChatStream(_StreamBase, Iterator[ChatChunk]):
         except StopIteration:
             raise StopIteration from None
         current = self._ahead
+        following: Any
         try:
             following = next(self._inner)
             self._tally.see(following)
@@ -252,6 +253,7 @@ class AsyncChatStream(_StreamBase, AsyncIterator[ChatChunk]):
         except StopIteration:
             raise StopAsyncIteration from None
         current = self._ahead
+        following: Any
         try:
             following = await self._inner.__anext__()
             self._tally.see(following)
