@@ -4,6 +4,8 @@ mapping on real provider failures, and no provider key in any response, header o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
 import secrets
 import time
@@ -14,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 import byok_nb
+from byok_nb.services import api_tokens
 from byok_nb.store import read_tx, schema
 from byok_nb.testing.fake_providers import FakeOpenAIProvider, rate_limited
 
@@ -187,3 +190,50 @@ def test_g5_model_list_is_what_the_user_may_use_and_retrieve_works(gw, tokens, w
     assert "wrong-key" not in {m.id for m in client.models.list()}
     r = httpx.post(gw.base_url + "/models", headers={"Authorization": f"Bearer {tokens.member}"})
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_g5_provider_failing_mid_stream_ends_the_stream_with_an_error_event(gw, tokens, world, fakes, logs):
+    good, _ = fakes
+    good.stream_error = (500, f"upstream worker crashed (key {GOOD_KEY})")   # a provider quoting a key
+    good.stream_error_after = 2
+    with httpx.stream("POST", gw.base_url + "/chat/completions",
+                      headers={"Authorization": f"Bearer {tokens.member}"},
+                      json={"model": "echo", "messages": HI, "stream": True}) as r:
+        assert r.status_code == 200   # the status line went out with the first chunk
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] != "data: [DONE]"
+    error = json.loads(events[-1][len("data: "):])["error"]
+    assert error["code"] == "upstream_error" and "crashed" in error["message"]
+    client = openai.OpenAI(base_url=gw.base_url, api_key=tokens.member, max_retries=0)
+    with pytest.raises(openai.APIError):
+        for _ in client.chat.completions.create(model="echo", messages=HI, stream=True):
+            pass
+    gw.app.writer.close()
+    rows = usage_rows(world.registry)
+    assert [r["ok"] for r in rows] == [False, False]   # the failed streams are recorded
+    _no_key_in("\n".join(events), logs.text, "\n".join(str(row) for row in rows))
+
+
+def test_g5_revoked_token_expired_token_and_removed_member_refused_on_the_next_request(gw, tokens, world,
+                                                                                      monkeypatch):
+    client = openai.OpenAI(base_url=gw.base_url, api_key=tokens.member, max_retries=0)
+    day_token = world.admin.create_api_token("ana", "one-day", expires_in_days=1)
+    day_client = openai.OpenAI(base_url=gw.base_url, api_key=day_token, max_retries=0)
+    assert day_client.models.list().data
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
+    monkeypatch.setattr(api_tokens, "_now", lambda: later)   # the gateway runs in this process
+    with pytest.raises(openai.AuthenticationError) as expired:
+        day_client.models.list()
+    assert "expired" in expired.value.body["message"]
+    monkeypatch.undo()
+    admin_client = openai.OpenAI(base_url=gw.base_url, api_key=tokens.admin, max_retries=0)
+    assert client.chat.completions.create(model="echo", messages=HI).choices
+    assert admin_client.chat.completions.create(model="echo", messages=HI).choices
+    world.admin.revoke_api_token("ana-ci")
+    with pytest.raises(openai.AuthenticationError):
+        admin_client.chat.completions.create(model="echo", messages=HI)
+    world.registry.remove_member("acme", "cy", project="search")
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="echo", messages=HI)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
