@@ -771,3 +771,57 @@ def test_c3_c7_u2_u3_voila_page_and_kernel_widgets_hold_no_secret(world, tmp_pat
         seen.text("Voila log", "server log", server.log_text())
     seen.files("files on disk", [p for p in home.rglob("*") if p.is_file()])
     assert_no_leaks(seen, LeakSearch(c.secrets(), c.master_keys()))
+
+
+# ==================================================================================================
+# The OpenAI-compatible gateway: every kind of model, every echo, sync and streamed
+# ==================================================================================================
+def test_c3_g5_gateway_responses_headers_and_logs_hold_no_secret(world, debug_logs, tmp_path, capfd):
+    """Every model kind through ``/v1/chat/completions`` (plain and ``stream: true``) and
+    ``/v1/models``, including a provider that echoes the key back in every way it can: no status
+    line, header, body, event, log line, printed text or stored byte carries a secret."""
+    import httpx
+    from gateway.gatewaykit import RunningGateway
+
+    c = world.c
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    seed_registry(url, world)
+    seen = Evidence()
+    # A short time limit: a 429's Retry-After is not waited past it, so the echo modes stay quick.
+    with byok_nb.open_registry(url, master_key=c.master_key, timeout=2.0) as registry:
+        admin = registry.session(org="acme", user="ana")
+        admin.add_model(slug="echo", test=False, provider="openai_compatible", api_key=c.echo,
+                        base_url=world.echo.base_url, provider_model_id="echo-model", display_name="Echo")
+        token = admin.create_api_token("cy", "leak-check")
+        gw = RunningGateway(registry).start()
+        headers = {"Authorization": f"Bearer {token}"}
+        statuses = []
+        try:
+            with httpx.Client(base_url=gw.base_url, headers=headers, timeout=30) as client:
+                def exchange(label: str, model: str) -> None:
+                    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+                    for stream in (False, True):
+                        r = client.post("/chat/completions", json=dict(body, stream=stream))
+                        statuses.append(r.status_code)
+                        seen.text("gateway responses", f"{label} stream={stream} body", r.text)
+                        seen.text("gateway responses", f"{label} stream={stream} headers",
+                                  "\n".join(f"{k}: {v}" for k, v in r.headers.items()))
+
+                seen.text("gateway responses", "/v1/models", client.get("/models").text)
+                for slug in ("fw", "tg", "hf", "lite", "vllm", "br-iam", "br-key", "br-switch", "gone"):
+                    exchange(slug, slug)
+                for mode in EchoProvider.MODES:
+                    world.echo.mode = mode
+                    exchange(f"echo: {mode}", "echo")
+        finally:
+            gw.stop()   # flushes the usage rows
+    assert 200 in statuses and {502, 404} <= set(statuses), statuses
+    sent = {r.headers.get("authorization") for r in world.echo.requests}
+    assert "Bearer " + c.echo in sent, "the echo flows did not run"
+    assert "[REDACTED]" in seen.joined("gateway responses")   # the echoes came back, scrubbed
+    seen.text("logs (DEBUG)", "every logger", debug_logs.text())
+    out, err = capfd.readouterr()
+    seen.text("stdout/stderr", "stdout", out)
+    seen.text("stdout/stderr", "stderr", err)
+    seen.files("files on disk", [p for p in tmp_path.rglob("*") if p.is_file()])
+    assert_no_leaks(seen, LeakSearch(c.secrets(), c.master_keys()))
