@@ -291,11 +291,19 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     if missing:   # a gateway over a new, empty registry would only ever answer 401
         print(f"error: no registry database at {missing}", file=sys.stderr)
         return 2
-    registry = open_registry(url)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    registry = open_registry(url)   # here too with several workers: a bad key or URL fails at once
     print(f"byok-nb gateway on http://{args.host}:{args.port}/v1 (Ctrl-C to stop)", file=sys.stderr,
           flush=True)
     try:
-        serve_gateway(args.host, args.port, registry=registry, log_level=args.log_level)
+        if args.workers > 1:
+            registry.close()
+            os.environ["BYOK_NB_DATABASE_URL"] = url   # what each worker opens
+            serve_gateway(args.host, args.port, log_level=args.log_level, workers=args.workers)
+        else:
+            serve_gateway(args.host, args.port, registry=registry, log_level=args.log_level)
     finally:
         registry.close()
     return 0
@@ -391,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--host", default="127.0.0.1",
                          help="address to listen on (default 127.0.0.1; anything else is reachable by other machines)")
     gateway.add_argument("--port", type=int, default=8870)
+    gateway.add_argument("--workers", type=int, default=1,
+                         help="processes serving the port (default 1; up to one per core raises throughput)")
     gateway.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     gateway.add_argument("--database-url", default=None, help="default: BYOK_NB_DATABASE_URL, else the embedded registry")
     gateway.set_defaults(func=_cmd_gateway)

@@ -38,7 +38,7 @@ from .usage_writer import UsageWriter
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry import Registry
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "GatewayApp", "create_app", "serve_gateway"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "GatewayApp", "app_from_env", "create_app", "serve_gateway"]
 
 log = logging.getLogger("byok_nb.gateway")
 DEFAULT_HOST = "127.0.0.1"
@@ -268,19 +268,36 @@ def create_app(registry: Registry | None = None, **options: Any) -> GatewayApp:
     return GatewayApp(registry._backend, **options)
 
 
+def app_from_env() -> GatewayApp:
+    """The app factory each worker process calls (``--workers``): the registry the environment
+    configures, as ``open_registry()`` opens it."""
+    return create_app()
+
+
 def serve_gateway(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, registry: Registry | None = None,
-                  log_level: str = "warning", **options: Any) -> None:
-    """Serve the gateway until interrupted (Ctrl-C / SIGTERM flush usage, then return)."""
+                  log_level: str = "warning", workers: int = 1, **options: Any) -> None:
+    """Serve the gateway until interrupted (Ctrl-C / SIGTERM flush usage, then return).
+
+    ``workers`` > 1 runs that many processes on the port (one interpreter lock each: on a
+    multi-core machine throughput grows with them); each opens the registry from the environment
+    (``BYOK_NB_DATABASE_URL``, the master key as ``open_registry()`` finds it) and batches its own
+    usage rows, so ``registry`` and ``options`` apply only to a single worker."""
     try:
         import uvicorn  # the server dependency: only when serving
     except ImportError:
         raise RegistryError("the gateway needs its server: pip install 'byok_nb[gateway]'",
                             status_code=500) from None
 
+    settings = dict(host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
+                    log_level=log_level, access_log=False, server_header=False, date_header=False)
+    if workers > 1:
+        if registry is not None or options:
+            raise InvalidRequest("with several workers each opens the registry from the environment: "
+                                 "pass no registry or options")
+        uvicorn.run("byok_nb.server.gateway:app_from_env", factory=True, workers=workers, **settings)
+        return
     app = create_app(registry, **options)
-    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-                            log_level=log_level, access_log=False, server_header=False,
-                            date_header=False)
+    config = uvicorn.Config(app, **settings)
     server = uvicorn.Server(config)
     try:
         server.run()

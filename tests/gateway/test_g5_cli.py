@@ -38,7 +38,8 @@ def _wait_up(url: str, proc: subprocess.Popen) -> None:
     raise AssertionError("the gateway did not start")
 
 
-def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_path, master_key):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_path, master_key, workers):
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     fake = FakeOpenAIProvider("openai", api_key=KEY).start()
     with byok_nb.open_registry(url, master_key=master_key) as reg:
@@ -50,7 +51,8 @@ def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_pat
         token = admin.create_api_token("ana", "cli")
     port = _free_port()
     env = dict(os.environ, BYOK_NB_DATABASE_URL=url, BYOK_NB_MASTER_KEY=master_key)
-    proc = subprocess.Popen([sys.executable, "-m", "byok_nb.cli", "gateway", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "byok_nb.cli", "gateway", "--port", str(port),
+                             "--workers", str(workers)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -58,7 +60,7 @@ def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_pat
         listed = httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {token}"})
         assert listed.status_code == 200 and listed.json()["object"] == "list"
         assert httpx.get(base + "/v1/models").status_code == 401
-        for _ in range(3):
+        for _ in range(6):
             answered = httpx.post(base + "/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
                                   json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
             assert answered.status_code == 200
@@ -72,4 +74,4 @@ def test_g5_cli_gateway_serves_the_configured_registry_and_stops_cleanly(tmp_pat
     assert master_key not in out + err and token not in out + err and KEY not in out + err
     with byok_nb.open_registry(url, master_key=master_key) as reg:   # the clean stop wrote every row
         usage = reg.session("acme", "ana").usage()
-    assert list(usage["user"]) == ["ana"] * 3
+    assert list(usage["user"]) == ["ana"] * 6
