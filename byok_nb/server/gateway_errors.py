@@ -53,6 +53,8 @@ def error_answer(exc: BaseException, *, deadline_passed: bool = False
     if isinstance(exc, NotFound):
         return 404, _body(exc.message, "invalid_request_error", "model_not_found", "model"), []
     if isinstance(exc, InvalidRequest):
+        if exc.status_code == 413:   # a body over the limit
+            return 413, _body(exc.message, "invalid_request_error", "request_too_large"), []
         return 400, _body(exc.message, "invalid_request_error", "invalid_request",
                           getattr(exc, "field", None)), []
     if isinstance(exc, ProviderError):

@@ -241,3 +241,14 @@ def test_g5_client_going_away_mid_stream_closes_the_call_and_records_it(gw, toke
         time.sleep(0.05)
     assert logged_users(acme.registry) == [("long", "cy")]
     assert fake_call.yielded < 1000   # the provider stream was closed, not read to its end
+
+
+def test_g5_oversized_body_is_413_and_health_needs_no_token(gw, tokens):
+    import httpx
+
+    from byok_nb.server.gateway import MAX_BODY
+
+    r = httpx.post(gw.base_url + "/chat/completions", content=b"x" * (MAX_BODY + 1),
+                   headers={"Authorization": f"Bearer {tokens.member}"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert get(gw, "/health", None).json() == {"status": "ok"}
