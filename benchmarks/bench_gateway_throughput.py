@@ -78,7 +78,15 @@ def run_gateway(backend: str, upstream: str, access: Path, work: Path, args) -> 
         reg.close()
         before_rows, before_calls = kit.count_usage_rows(url), kit.access_lines(access)
         with kit.gateway(url, key, home, token) as (base, proc):
+            spy = None
+            if args.py_spy:     # sample the gateway during the first run (collapsed stacks, one a line)
+                spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "250",
+                                        "--duration", str(args.duration), "--nonblocking",
+                                        "-o", f"{args.profile_prefix}-{backend}.txt", "-p", str(proc.pid)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             results = {c: wrk(base + "/v1", token, kit.SLUG, c, args.duration, work) for c in args.connections}
+            if spy is not None:
+                spy.wait(timeout=120)
         time.sleep(1.5)          # nginx flushes its access log buffer every second
         rows = kit.count_usage_rows(url) - before_rows
         calls = kit.access_lines(access) - before_calls
@@ -103,6 +111,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, nargs="+", default=[64, 8])
     ap.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
     ap.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
+    ap.add_argument("--py-spy", metavar="PATH", help="py-spy binary: profile the gateway during the first run")
+    ap.add_argument("--profile-prefix", default="gateway-profile", help="py-spy output: PREFIX-<backend>.txt")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: run `make bench-deps` (scripts/system_deps.sh --bench)")

@@ -273,9 +273,19 @@ class Client:
     def body(self, **extra) -> bytes:
         return json.dumps({"model": self.model, "messages": MESSAGES, **extra}).encode()
 
+    def _send(self, body: bytes) -> http.client.HTTPResponse:
+        """Send, reconnecting once when the server closed the idle keep-alive connection (uvicorn
+        does after 5 s; a round of another path can take longer) — as HTTP clients do."""
+        try:
+            self.conn.request("POST", self.path, body, self.headers)
+            return self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self.conn.close()
+            self.conn.request("POST", self.path, body, self.headers)
+            return self.conn.getresponse()
+
     def post(self, body: bytes) -> dict:
-        self.conn.request("POST", self.path, body, self.headers)
-        reply = self.conn.getresponse()
+        reply = self._send(body)
         data = reply.read()
         if reply.status != 200:
             raise RuntimeError(f"{self.path}: HTTP {reply.status}: {data[:500]!r}")
@@ -285,8 +295,7 @@ class Client:
         """Seconds from sending a streamed request to the first chunk carrying text; reads the
         stream to its end so the connection can be reused."""
         start = time.perf_counter()
-        self.conn.request("POST", self.path, body, self.headers)
-        reply = self.conn.getresponse()
+        reply = self._send(body)
         if reply.status != 200:
             raise RuntimeError(f"{self.path}: HTTP {reply.status}: {reply.read()[:500]!r}")
         first = None
