@@ -157,18 +157,3 @@ def acme(registry) -> Acme:
         contributor=registry.session(org="acme", user="cy"),
         outsider=registry.session(org="acme", user="zed"),
     )
-
-
-@pytest.fixture(autouse=True)
-def _no_event_loop_left_running(request):
-    """A loop left marked as running in this thread would make the next test's asyncio.run() fail
-    for a reason that is not its own: reset it and name the test that left it (seen once under
-    xdist, not reproduced since)."""
-    import asyncio
-    import warnings
-
-    yield
-    left = asyncio.events._get_running_loop()
-    if left is not None:
-        asyncio.events._set_running_loop(None)
-        warnings.warn(f"{request.node.nodeid} left an event loop running in its thread: {left!r}")

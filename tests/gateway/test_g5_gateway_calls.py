@@ -21,6 +21,7 @@ from byok_nb.store import read_tx, schema
 from byok_nb.testing.fake_providers import FakeOpenAIProvider, rate_limited
 
 from .gatewaykit import post
+from asyncrun import run_async
 
 # Distinctive provider keys: the gateway holds them, no caller may ever see one.
 GOOD_KEY = "sk-gwgood-" + secrets.token_hex(12)
@@ -114,7 +115,7 @@ def test_g5_openai_sdk_streaming_and_async(gw, tokens, world):
             await aclient.close()
         return replies, streamed
 
-    replies, streamed = asyncio.run(many())
+    replies, streamed = run_async(many())
     assert {r.choices[0].message.content for r in replies} == {direct.text}
     assert streamed == direct.text
     gw.app.writer.close()

@@ -18,6 +18,7 @@ from byok_nb.providers.retry import deadline_exceeded
 from byok_nb.store import read_tx, schema
 
 from .gatewaykit import get, post
+from asyncrun import run_async
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -151,7 +152,7 @@ def test_g5_openai_sdk_async_gather(gw, tokens):
         await client.close()
         return replies, "".join(parts)
 
-    replies, streamed = asyncio.run(main())
+    replies, streamed = run_async(main())
     assert [r.choices[0].message.content for r in replies] == ["hello there"] * 8
     assert streamed == "hello"
 

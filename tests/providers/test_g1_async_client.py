@@ -3,10 +3,10 @@ would requote ``%3A``), and Bedrock's signed calls go through it for both authen
 whole replies and streams."""
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from provider_kit import BEDROCK_API_KEY, CLAUDE_HAIKU, IAM_SECRET, api_key_target, chat, iam_target, target_for
+from asyncrun import run_async
 
 AUTHS = pytest.mark.parametrize("make_target, secret", [(iam_target, IAM_SECRET),
                                                        (api_key_target, BEDROCK_API_KEY)],
@@ -19,7 +19,7 @@ def run(hub, coroutine_function):
             return await coroutine_function()
         finally:
             await hub.aclose()
-    return asyncio.run(go())
+    return run_async(go())
 
 
 @AUTHS

@@ -3,7 +3,6 @@ against fakes that stream real server-sent events; usage on the last chunk, tool
 errors before and during a stream, closing early, and the async client's egress policy (P-6)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -16,6 +15,7 @@ from byok_nb.providers.egress import EgressRefused
 from byok_nb.providers.sse import SSEDecoder
 from byok_nb.testing import FakeOpenAIProvider, Reply
 from byok_nb.testing.fake_providers import openrouter_upstream_error, rate_limited
+from asyncrun import run_async
 
 PROFILES = ["fireworks", "together", "openai", "hf_tgi", "hf_router", "openrouter", "vllm"]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -51,7 +51,7 @@ def run_achat(hub, adapter, request):
             return await adapter.achat(request)
         finally:
             await hub.aclose()
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def run_stream(hub, adapter, request):
@@ -64,7 +64,7 @@ def run_astream(hub, adapter, request):
             return [chunk async for chunk in adapter.astream(request)]
         finally:
             await hub.aclose()
-    return asyncio.run(go())
+    return run_async(go())
 
 
 ALL_MODES = pytest.mark.parametrize("run", [run_chat, run_achat, run_stream, run_astream],
@@ -167,7 +167,7 @@ def test_g2_stream_an_error_mid_stream_is_a_provider_error_after_the_text_so_far
             for chunk in adapter.stream(chat()):
                 seen.append(chunk)
         else:
-            asyncio.run(collect_async())
+            run_async(collect_async())
     assert expect in caught.value.message
     assert caught.value.status_code == status
     assert joined(seen) == "abcdefgh"              # two pieces came before the failure
@@ -208,7 +208,7 @@ def test_g2_astream_aclose_closes_the_response(hub, served):
             await stream.aclose()
         finally:
             await hub.aclose()
-    asyncio.run(go())
+    run_async(go())
     deadline = time.monotonic() + 10
     while fake.streams_cut == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -317,8 +317,8 @@ def test_g1_one_async_client_per_event_loop(hub):
         first, second = hub.async_http_client(), hub.async_http_client()
         await hub.aclose()
         return first, second
-    a1, a2 = asyncio.run(twice())
-    b1, _ = asyncio.run(twice())
+    a1, a2 = run_async(twice())
+    b1, _ = run_async(twice())
     assert a1 is a2 and b1 is not a1
 
 

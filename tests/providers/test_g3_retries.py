@@ -3,7 +3,6 @@ Retry-After (seconds or HTTP-date) honoured up to a cap, inside one total deadli
 never. Waits go through an injected sleep and clock, so nothing here waits for real."""
 from __future__ import annotations
 
-import asyncio
 import socket
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ from byok_nb.providers.retry_after import retry_after_seconds
 from byok_nb.providers.transport import transport_error
 from byok_nb.testing import FakeOpenAIProvider
 from byok_nb.testing.fake_providers import RecordedRequest, Reply
+from asyncrun import run_async
 
 NOW = datetime(2027, 1, 15, 12, 0, 0, tzinfo=timezone.utc)   # a fixed wall clock for HTTP-dates
 
@@ -197,7 +197,7 @@ def test_g3_async_retries_follow_the_same_policy():
         calls.append(1)
         raise errors[len(calls) - 1]
     with pytest.raises(ProviderError) as caught:
-        asyncio.run(acall_with_retries(afn, RetryPolicy(max_retries=5), None, sleep=clock.asleep,
+        run_async(acall_with_retries(afn, RetryPolicy(max_retries=5), None, sleep=clock.asleep,
                                        clock=clock, rand=lambda: 1.0))
     assert caught.value is errors[2] and len(calls) == 3 and clock.sleeps == [0.5, 2]
 
@@ -210,10 +210,10 @@ def test_g3_async_success_reports_attempts_and_504_before_any_call():
         if outcomes:
             raise outcomes.pop()
         return "done"
-    assert asyncio.run(acall_with_retries(afn, RetryPolicy(), 60.0, sleep=clock.asleep, clock=clock,
+    assert run_async(acall_with_retries(afn, RetryPolicy(), 60.0, sleep=clock.asleep, clock=clock,
                                           rand=lambda: 0.0)) == ("done", 2)
     with pytest.raises(ProviderError) as caught:
-        asyncio.run(acall_with_retries(afn, RetryPolicy(), -1.0, sleep=clock.asleep, clock=clock))
+        run_async(acall_with_retries(afn, RetryPolicy(), -1.0, sleep=clock.asleep, clock=clock))
     assert caught.value.status_code == 504
 
 

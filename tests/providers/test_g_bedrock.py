@@ -18,6 +18,7 @@ from byok_nb.testing import Reply
 from byok_nb.testing.eventstream import encode_event, encode_exception, encode_message
 from byok_nb.testing.fake_providers import (REQUEST_ID, THINKING_TEMPERATURE, THROTTLED,
                                             TOO_MANY_TOKENS, bedrock_error, throttling_error)
+from asyncrun import run_async
 
 SONNET_37 = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 AUTHS = pytest.mark.parametrize("make_target, secret", [(iam_target, IAM_SECRET),
@@ -42,7 +43,7 @@ def in_loop(adapter, make_coroutine):
             return await make_coroutine()
         finally:
             await hub.aclose()
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def run_achat(adapter, request):

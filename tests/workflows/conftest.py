@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-import byok_nb
 from byok_nb.testing.fake_providers import FakeBedrock, FakeOpenAIProvider
 
 FIREWORKS_KEY = "fw_test_key_0000000000001"

@@ -24,6 +24,7 @@ from byok_nb.services.chat_stream import (
 from byok_nb.testing.fake_providers import openai_error, rate_limited
 
 from .conftest import COMPAT_KEY, FIREWORKS_KEY, OPENROUTER_KEY, TOOL
+from asyncrun import run_async
 
 BEDROCK_KEY = "ABSKZmFrZS1iZWRyb2NrLWFwaS1rZXk="   # the key the Bedrock fake accepts
 REPLY = "The search team owns this ticket."
@@ -227,7 +228,7 @@ def test_g2_async_stream_to_the_end_and_closed_early(chatty):
         await early.aclose()
         return chunks
 
-    chunks = asyncio.run(main())
+    chunks = run_async(main())
     assert "".join(c.delta for c in chunks) == REPLY
     assert chunks[-1].usage is not None and all(c.usage is None for c in chunks[:-1])
     gc.collect()
@@ -241,7 +242,7 @@ def test_g1_achat_gathers_50_calls(chatty):
     async def main():
         return await asyncio.gather(*(chatty.contributor.achat("ft-llama", f"question {i}") for i in range(50)))
 
-    done = asyncio.run(main())
+    done = run_async(main())
     assert len(done) == 50 and all(d.text == REPLY for d in done)
     rows = _rows(chatty.admin)
     assert len(rows) == 50 and set(rows["user"]) == {"cy"} and rows["ok"].all()
@@ -261,7 +262,7 @@ def test_g3_429_with_retry_after_is_retried_then_succeeds(chatty):
 
 def test_g3_async_429_is_retried_too(chatty):
     chatty.fakes.fireworks.errors = [rate_limited("0")]
-    done = asyncio.run(chatty.contributor.achat("ft-llama", "hi"))
+    done = run_async(chatty.contributor.achat("ft-llama", "hi"))
     assert done.attempts == 2 and _rows(chatty.admin).iloc[0]["attempts"] == 2
 
 
@@ -342,7 +343,7 @@ def test_g3_retry_after_past_the_deadline_is_not_waited_for(chatty):
 def test_g3_async_deadline_bounds_a_slow_attempt(chatty):
     chatty.fakes.fireworks.delay = 3
     with pytest.raises(ProviderError) as info:
-        asyncio.run(chatty.contributor.achat("ft-llama", "hi", timeout=0.5))
+        run_async(chatty.contributor.achat("ft-llama", "hi", timeout=0.5))
     assert info.value.status_code == 504 and "deadline" in info.value.message
     row = _rows(chatty.admin).iloc[0]
     assert not bool(row["ok"]) and row["attempts"] == 1

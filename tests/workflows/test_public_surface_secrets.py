@@ -8,7 +8,6 @@ attributes of any object returned. Decrypted credentials exist only inside the c
 them (``Session._call_target`` is private, used by generation)."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import io
@@ -23,6 +22,7 @@ import byok_nb
 from byok_nb import LLMField
 
 from .conftest import COMPAT_KEY, FIREWORKS_KEY, OPENROUTER_KEY, TOGETHER_KEY
+from asyncrun import run_async
 
 AWS_ID = "AKIAFAKEBEDROCK00001"
 AWS_SECRET = "fake/secret/key/0123456789abcdefghijklmn"
@@ -104,7 +104,7 @@ def outcome(call, *args, **kwargs) -> Any:
         try:
             result = call(*args, **kwargs)
             if inspect.iscoroutine(result):   # an async method: its result, not the coroutine
-                result = asyncio.run(result)
+                result = run_async(result)
             if hasattr(result, "__next__") and hasattr(result, "close"):   # a stream: its chunks
                 result = [result, *result]
             return result
