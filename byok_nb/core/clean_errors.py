@@ -16,10 +16,11 @@ from __future__ import annotations
 import functools
 import inspect
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def clean_failures(fn: F) -> F:
@@ -57,3 +58,25 @@ def forget_secrets(exc: BaseException) -> None:
     tb = exc.__traceback__
     # The first frame is the one handling ``exc`` (still running: clear_frames skips it).
     traceback.clear_frames(tb.tb_next if tb is not None else None)
+
+
+def guarded(items: Iterator[T]) -> Iterator[T]:
+    """``items`` (a provider's stream), with every failure leaving it cut from the frames that held
+    the request and its key; ``close()`` reaches the inner generator."""
+    try:
+        yield from items
+    except BaseException as exc:
+        forget_secrets(exc)
+        raise
+
+
+async def aguarded(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """:func:`guarded` for an async generator; ``aclose()`` closes the inner one (and its reply)."""
+    try:
+        async for item in items:
+            yield item
+    except BaseException as exc:
+        forget_secrets(exc)
+        raise
+    finally:
+        await items.aclose()   # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.clean_errors import clean_failures, forget_secrets
+from ..core.clean_errors import aguarded, clean_failures, forget_secrets, guarded
 from ..core.errors import ProviderError, RegistryError
 from .base import ChatRequest, ChatResult, StreamChunk, Target
 from .bedrock import (
@@ -160,14 +160,14 @@ class BedrockAdapter:
         signed now; it is sent on the first ``next()``. Closing the iterator closes the reply."""
         params, json_tool, _ = self.build_params(request)
         call, client = self._prepare(CONVERSE_STREAM, params)
-        return _guarded(self._stream(call, client, json_tool))
+        return guarded(self._stream(call, client, json_tool))
 
     @clean_failures
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """:meth:`stream` on the hub's async client (``aclose()`` closes the reply)."""
         params, json_tool, _ = self.build_params(request)
         call, client = self._prepare(CONVERSE_STREAM, params)
-        return _aguarded(self._astream(call, client, json_tool))
+        return aguarded(self._astream(call, client, json_tool))
 
     def _stream(self, call: PreparedCall, client: Any, json_tool: str | None) -> Iterator[StreamChunk]:
         import httpx
@@ -472,28 +472,6 @@ class BedrockAdapter:
                           warnings=warnings, reasoning_text="".join(reasoning),
                           request_id=_text(metadata.get("RequestId")),
                           finish_reason=finish_reason(response.get("stopReason"), json_tool_only=json_only))
-
-
-def _guarded(chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
-    """``chunks``, with every failure leaving it cut from the frames that held the signed request
-    (see :mod:`byok_nb.core.clean_errors`); ``close()`` reaches the inner generator."""
-    try:
-        yield from chunks
-    except BaseException as exc:
-        forget_secrets(exc)
-        raise
-
-
-async def _aguarded(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
-    """:func:`_guarded` for an async generator; ``aclose()`` closes the inner one (and its reply)."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except BaseException as exc:
-        forget_secrets(exc)
-        raise
-    finally:
-        await chunks.aclose()   # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str | None:

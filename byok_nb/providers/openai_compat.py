@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ..core.clean_errors import clean_failures, forget_secrets
+from ..core.clean_errors import aguarded, clean_failures, forget_secrets, guarded
 from ..core.errors import InvalidRequest, ProviderError
 from . import transport
 from .base import ChatRequest, ChatResult, StreamChunk
@@ -320,13 +320,13 @@ class OpenAICompatAdapter:
         """The answer as :class:`StreamChunk` s (server-sent events). Parameters are checked now;
         the request is sent on the first ``next()``. Closing the iterator closes the reply."""
         call, _ = self._call(request, stream=True)
-        return _guarded(self._stream(call, request))
+        return guarded(self._stream(call, request))
 
     @clean_failures
     def astream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         """:meth:`stream` on the hub's async client (``aclose()`` closes the reply)."""
         call, _ = self._call(request, stream=True)
-        return _aguarded(self._astream(call, request))
+        return aguarded(self._astream(call, request))
 
     def _stream(self, call: HttpCall, request: ChatRequest) -> Iterator[StreamChunk]:
         import httpx
@@ -457,28 +457,6 @@ def _moved_think(result: ChatResult) -> ChatResult:
         return result
     joined = "\n\n".join(part for part in (result.reasoning_text, reasoning) if part)
     return result.replace(text=text, reasoning_text=joined)
-
-
-def _guarded(chunks: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
-    """``chunks``, with every failure leaving it cut from the frames that held the request and
-    its key (see :mod:`byok_nb.core.clean_errors`); ``close()`` reaches the inner generator."""
-    try:
-        yield from chunks
-    except BaseException as exc:
-        forget_secrets(exc)
-        raise
-
-
-async def _aguarded(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
-    """:func:`_guarded` for an async generator; ``aclose()`` closes the inner one (and its reply)."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except BaseException as exc:
-        forget_secrets(exc)
-        raise
-    finally:
-        await chunks.aclose()   # type: ignore[attr-defined]
 
 
 def _content_text(content: Any) -> str:

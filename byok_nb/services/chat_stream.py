@@ -291,6 +291,15 @@ class AsyncChatStream(_StreamBase, AsyncIterator[ChatChunk]):
 
 
 # -- opening ---------------------------------------------------------------------------------------
+
+def _tally_from(call: Call, started: float, attempts: int, first: Any) -> "_Tally":
+    """The tally of a stream that opened after ``attempts`` tries, counting its first chunk."""
+    tally = _Tally(call, started, attempts)
+    if first is not _END:
+        tally.see(first)
+    return tally
+
+
 def open_stream(call: Call) -> ChatStream:
     """Send ``call`` as a stream and read its first chunk, retrying transient failures within the
     deadline; a failure that ends the retries is recorded and raised."""
@@ -317,10 +326,7 @@ def open_stream(call: Call) -> ChatStream:
         if error is exc:
             raise
         raise error from None
-    tally = _Tally(call, started, attempts)
-    if first is not _END:
-        tally.see(first)
-    return ChatStream(tally, inner, first)
+    return ChatStream(_tally_from(call, started, attempts, first), inner, first)
 
 
 async def aopen_stream(call: Call) -> AsyncChatStream:
@@ -348,7 +354,4 @@ async def aopen_stream(call: Call) -> AsyncChatStream:
         if error is exc:
             raise
         raise error from None
-    tally = _Tally(call, started, attempts)
-    if first is not _END:
-        tally.see(first)
-    return AsyncChatStream(tally, inner, first)
+    return AsyncChatStream(_tally_from(call, started, attempts, first), inner, first)

@@ -84,46 +84,29 @@ def _endpoint_note(endpoint_url: str | None) -> str | None:
 
 # -- reading models --------------------------------------------------------------------------
 def get_model(ctx: Context, slug: str) -> CustomModel:
-    """A saved custom model as a :class:`CustomModel` (secrets masked, exact Decimal prices);
-    NotFound once deleted.
-
-    >>> s.get_model("llama-3-1-8b-internal-v4").secret_masked     # doctest: +SKIP
-    '****ab12'
-    """
+    """A saved custom model as a :class:`CustomModel` (secrets masked, exact Decimal prices); NotFound
+    once deleted. The rule behind ``Session.get_model``, documented there."""
     require_member(ctx)
     return _to_view(ctx, _active_row(ctx, slug))
 
+
 def platform_models(ctx: Context) -> list[PlatformModel]:
-    """The curated platform models (routed through OpenRouter) with their capabilities and prices.
-
-    >>> [m.id for m in s.platform_models()][:2]          # doctest: +SKIP
-    ['openai/gpt-4o', 'openai/gpt-4o-mini']
-    """
-
+    """The curated platform models (routed through OpenRouter) with their capabilities and prices. The
+    rule behind ``Session.platform_models``, documented there."""
     require_member(ctx)
     return list(load_platform_models())
 
+
 def list_models(ctx: Context, type: str = "all", include_inactive: bool = False) -> "pd.DataFrame":
-    """Platform and custom models as a DataFrame, one row a model.
-
-    ``type`` is ``"all"``, ``"platform"`` or ``"custom"``. Columns: ``ref`` (platform id or slug),
-    ``label``, ``type``, ``provider``, ``provider_model_id``, ``max_tokens``, the four
-    ``supports_*`` flags, ``reasoning_parameter``, ``input_cost_per_token`` /
-    ``output_cost_per_token`` (USD, NaN when unpriced) each followed by its ``*_per_1m``
-    price, ``price_source``, ``secret_masked`` and ``active``.
-
-    >>> s.list_models("custom")[["ref", "provider", "input_cost_per_1m"]]   # doctest: +SKIP
-    """
-
+    """Platform and custom models as a DataFrame, one row a model. The rule behind
+    ``Session.list_models``, documented there."""
     return listing.rows_frame(model_rows(ctx, type, include_inactive))
 
+
 def model_rows(ctx: Context, type: str = "all", include_inactive: bool = False) -> list[dict]:
-    """The rows of :meth:`list_models` as plain dicts (no pandas): the same columns without
-    the ``*_per_1m`` ones, prices exact (``Decimal``, None when unpriced).
-
-    >>> [r["ref"] for r in s.model_rows("custom")]                          # doctest: +SKIP
-    """
-
+    """The rows of :meth:`list_models` as plain dicts (no pandas): the same columns without the
+    ``*_per_1m`` ones, prices exact (``Decimal``, None when unpriced). The rule behind
+    ``Session.model_rows``, documented there."""
     require_member(ctx)
     if type not in ("all", "platform", "custom"):
         raise InvalidRequest(f"type must be 'all', 'platform' or 'custom', got {type!r}")
@@ -131,13 +114,11 @@ def model_rows(ctx: Context, type: str = "all", include_inactive: bool = False) 
     custom = _custom_views(ctx, include_inactive) if type in ("all", "custom") else []
     return listing.model_rows(platform, custom)
 
+
 def reuse_sources(ctx: Context, provider: str, auth_method: str | None = None) -> list[CustomModel]:
     """The org's active models of ``provider`` whose stored credentials a new model may reuse
-    (``reuse_credentials_from=<slug>``); for Bedrock, only those of ``auth_method`` when given.
-
-    >>> [m.slug for m in s.reuse_sources("fireworks")]   # doctest: +SKIP
-    """
-
+    (``reuse_credentials_from=<slug>``); for Bedrock, only those of ``auth_method`` when given. The
+    rule behind ``Session.reuse_sources``, documented there."""
     require_admin(ctx)
     rules.check_provider(provider)
     cm = schema.custom_models
@@ -149,13 +130,11 @@ def reuse_sources(ctx: Context, provider: str, auth_method: str | None = None) -
         rows = conn.execute(query.order_by(cm.c.slug)).mappings().all()
     return [_to_view(ctx, r) for r in rows]
 
-def audit_log(ctx: Context) -> "pd.DataFrame":
-    """Every add, edit, test, probe, delete and reactivation of the org's custom models, oldest
-    first: ``ts``, ``actor``, ``action``, ``slug``, ``changes`` (secrets only as "rotated").
-    Org admins only.
 
-    >>> s.audit_log().tail()            # doctest: +SKIP
-    """
+def audit_log(ctx: Context) -> "pd.DataFrame":
+    """Every add, edit, test, probe, delete and reactivation of the org's custom models, oldest first:
+    ``ts``, ``actor``, ``action``, ``slug``, ``changes`` (secrets only as "rotated"). Org admins
+    only. The rule behind ``Session.audit_log``, documented there."""
     import pandas as pd
 
     require_admin(ctx)
@@ -167,15 +146,13 @@ def audit_log(ctx: Context) -> "pd.DataFrame":
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)   # datetime64 even when empty
     return frame
 
+
 # -- managing models -------------------------------------------------------------------------
 def add_model(ctx: Context, draft: Any = None, /, *, test: bool = True, **fields: Any) -> CustomModel:
-    """Register a custom model; with ``test=True`` (default) Test Connection runs first and a
-    failure raises ProviderError without saving anything. Takes a ModelDraft, a dict or keyword
-    fields; the slug is derived from the display name when not given.
-
-    >>> s.add_model(provider="fireworks", api_key="fw_...", display_name="Llama 3.1 8B (internal v4)",
-    ...             provider_model_id="accounts/acme/models/x")          # doctest: +SKIP
-    """
+    """Register a custom model; with ``test=True`` (default) Test Connection runs first and a failure
+    raises ProviderError without saving anything. Takes a ModelDraft, a dict or keyword fields; the
+    slug is derived from the display name when not given. The rule behind ``Session.add_model``,
+    documented there."""
     require_admin(ctx)
     d = rules.coerce_draft(draft, fields)
     values, secret, reuse_note = _validated_draft(ctx, d, need_slug=True)
@@ -192,36 +169,27 @@ def add_model(ctx: Context, draft: Any = None, /, *, test: bool = True, **fields
         warnings.warn(message, RegistryWarning, stacklevel=4)   # past Session's method and @clean_failures: the caller
     return _save_new(ctx, values, secret, reuse_note)
 
+
 def test_connection(ctx: Context, draft: Any = None, /, **overrides: Any) -> ConnectionTest:
     """Run Test Connection: one tiny request to the provider. Takes a draft (ModelDraft, dict or
     keywords) or, given a slug, a saved model with optional overrides (blank credentials = the
     stored ones). Returns a :class:`ConnectionTest` (``ok``, ``message``, latency, tokens and
-    suggested prices); a failure is a result, not an exception.
-
-    >>> s.test_connection("llama-3-1-8b-internal-v4").ok     # doctest: +SKIP
-    True
-    """
+    suggested prices); a failure is a result, not an exception. The rule behind
+    ``Session.test_connection``, documented there."""
     require_admin(ctx)
     values, secret, slug, model_id, unreadable = _call_inputs(ctx, draft, overrides)
     if unreadable is not None:
         _audit(ctx, "test", slug, model_id, {"ok": False, "message": unreadable.message})
         return ConnectionTest(ok=False, message=unreadable.message, status_code=unreadable.status_code)
     return _run_test(ctx, _target_from_values(ctx, values, secret), values,
-                          audit_slug=slug, model_id=model_id)
+                     audit_slug=slug, model_id=model_id)
+
 
 def probe_capabilities(ctx: Context, model: Any = None, /, **overrides: Any) -> CapabilityProbe:
-    """Try JSON mode, tool use, vision and reasoning with tiny requests and *suggest* capability
-    flags with the evidence. Takes what ``test_connection`` takes: a slug (with optional edit
-    overrides; blank credentials = stored ones), a ModelDraft, a dict or keywords.
-
-    Never changes the model: the result's ``suggested_changes()`` is for a person to
-    apply with ``update_model``. Audited as ``probe`` (who used the stored credentials, and
-    the suggestions), like a Test Connection. Org admins only.
-
-    >>> s.probe_capabilities("llama-3-1-8b-internal-v4").suggested_changes()   # doctest: +SKIP
-    {'supports_vision': False}
-    """
-
+    """Try JSON mode, tool use, vision and reasoning with tiny requests and *suggest* capability flags
+    with the evidence. Takes what ``test_connection`` takes: a slug (with optional edit overrides;
+    blank credentials = stored ones), a ModelDraft, a dict or keywords. The rule behind
+    ``Session.probe_capabilities``, documented there."""
     require_admin(ctx)
     values, secret, slug, model_id, unreadable = _call_inputs(ctx, model, overrides)
     current = {flag: bool(values[flag]) for flag in CAPABILITY_FLAGS}
@@ -241,6 +209,7 @@ def probe_capabilities(ctx: Context, model: Any = None, /, **overrides: Any) -> 
     _audit(ctx, "probe", slug, model_id, {"ok": result.ok,
                                           "suggested_changes": result.suggested_changes()})
     return result
+
 
 def _call_inputs(ctx: Context, model: Any, overrides: dict[str, Any]
                  ) -> tuple[dict[str, Any], str | None, str | None, str | None, UnreadableSecret | None]:
@@ -262,14 +231,12 @@ def _call_inputs(ctx: Context, model: Any, overrides: dict[str, Any]
     values, secret, _ = _validated_draft(ctx, d, need_slug=False)
     return values, secret, values.get("slug"), None, None
 
+
 def update_model(ctx: Context, slug: str, /, **changes: Any) -> CustomModel:
-    """Change a custom model: only the named fields change; a blank secret keeps the stored one,
-    a new one replaces it. The slug and provider are permanent. ``remove_api_key=True``
-    removes an OpenAI-compatible model's optional API key (for an endpoint that needs none).
-
-    >>> s.update_model("llama-3-1-8b-internal-v4", input_cost_per_token="0.0000002")   # doctest: +SKIP
-    """
-
+    """Change a custom model: only the named fields change; a blank secret keeps the stored one, a new
+    one replaces it. The slug and provider are permanent. ``remove_api_key=True`` removes an
+    OpenAI-compatible model's optional API key (for an endpoint that needs none). The rule behind
+    ``Session.update_model``, documented there."""
     require_admin(ctx)
     with write_tx(ctx.engine) as conn:
         row = _active_row(ctx, slug, conn, lock=True)
@@ -291,14 +258,11 @@ def update_model(ctx: Context, slug: str, /, **changes: Any) -> CustomModel:
         warnings.warn(message, RegistryWarning, stacklevel=4)   # past Session's method and @clean_failures: the caller
     return _to_view(ctx, new_row)
 
+
 def delete_model(ctx: Context, slug: str) -> DeleteResult:
-    """Delete (deactivate) a custom model; returns how many active workflows still reference it
-    (they fail to generate until given another model). Re-adding the slug reactivates it.
-
-    >>> s.delete_model("llama-3-1-8b-internal-v4").referencing_workflows   # doctest: +SKIP
-    0
-    """
-
+    """Delete (deactivate) a custom model; returns how many active workflows still reference it (they
+    fail to generate until given another model). Re-adding the slug reactivates it. The rule behind
+    ``Session.delete_model``, documented there."""
     require_admin(ctx)
     with write_tx(ctx.engine) as conn:
         row = _active_row(ctx, slug, conn, lock=True)
@@ -308,16 +272,14 @@ def delete_model(ctx: Context, slug: str) -> DeleteResult:
         _audit(ctx, "delete", slug, row["id"], {"referencing_workflows": count}, conn)
     return DeleteResult(slug=slug, referencing_workflows=count)
 
+
 def referencing_workflows(ctx: Context, slug: str) -> int:
-    """How many active workflows have a field on ``slug`` (what a delete confirmation shows).
-
-    >>> s.referencing_workflows("llama-3-1-8b-internal-v4")   # doctest: +SKIP
-    2
-    """
-
+    """How many active workflows have a field on ``slug`` (what a delete confirmation shows). The rule
+    behind ``Session.referencing_workflows``, documented there."""
     require_member(ctx)
     with read_tx(ctx.engine) as conn:
         return _referencing_workflows(ctx, conn, slug)
+
 
 # -- internals: validation -------------------------------------------------------------------
 def _validated_draft(ctx: Context, d: ModelDraft, *, need_slug: bool = True
@@ -367,6 +329,7 @@ def _validated_draft(ctx: Context, d: ModelDraft, *, need_slug: bool = True
     values["price_source"] = _typed_price_source(values, d.price_source)
     return values, secret, reuse and {"reused_from": reuse["slug"]}
 
+
 def _typed_price_source(values: dict[str, Any], given: str | None = None) -> str | None:
     """The recorded source of the prices — the one a caller names (prices it filled from
     a lookup), else "user" for typed prices; None when the model is unpriced."""
@@ -379,6 +342,7 @@ def _typed_price_source(values: dict[str, Any], given: str | None = None) -> str
         raise InvalidRequest("price_source must be text")
     rules.check_storable_text("price_source", given, max_length=PRICE_SOURCE_MAX)
     return given.strip()
+
 
 def _check_credentials(values: dict[str, Any], *, has_secret: bool) -> None:
     """Credential presence rules and URL forms for the final field values of a model."""
@@ -400,10 +364,12 @@ def _check_credentials(values: dict[str, Any], *, has_secret: bool) -> None:
         if auth_method == "iam":
             values["aws_access_key_id"] = values["aws_access_key_id"].strip()
 
+
 def _refuse_platform_slug(ctx: Context, slug: str) -> None:
 
     if slug in platform_model_ids():
         raise Conflict(f"slug {slug!r} is a platform model id; choose another Model Slug")
+
 
 def _reuse_source(ctx: Context, d: ModelDraft, provider: str, auth_method: str | None) -> dict[str, Any]:
     """The secret (and access key id / base URL) of another active model of this org."""
@@ -435,6 +401,7 @@ def _reuse_source(ctx: Context, d: ModelDraft, provider: str, auth_method: str |
     return {"slug": source_slug, "secret": _decrypt(ctx, row),
             "aws_access_key_id": row["aws_access_key_id"] if "aws_access_key_id" in copied else None,
             "base_url": row["base_url"] if "base_url" in copied else None}
+
 
 def _patched_values(ctx: Context, row: Any, changes: dict[str, Any]
                     ) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
@@ -531,11 +498,13 @@ def _patched_values(ctx: Context, row: Any, changes: dict[str, Any]
         changed[secret_field] = "removed"   # M-17: the fact, never the value
     return values, new_secret, changed
 
+
 def _field_warnings(values: dict[str, Any]) -> list[str]:
     out = rules.cost_warnings(values.get("input_cost_per_token"), values.get("output_cost_per_token"))
     reasoning = rules.reasoning_parameter_warning(values.get("reasoning_parameter"),
                                                   bool(values.get("supports_reasoning")))
     return out + ([reasoning] if reasoning else [])
+
 
 # -- internals: persistence ------------------------------------------------------------------
 def _active_row(ctx: Context, slug: str, conn: "Connection | None" = None, *, lock: bool = False):
@@ -560,6 +529,7 @@ def _active_row(ctx: Context, slug: str, conn: "Connection | None" = None, *, lo
         raise NotFound(f"no active custom model {slug!r} in org {ctx.org!r}")
     return row
 
+
 def _custom_views(ctx: Context, include_inactive: bool) -> list[CustomModel]:
 
     cm = schema.custom_models
@@ -570,11 +540,13 @@ def _custom_views(ctx: Context, include_inactive: bool) -> list[CustomModel]:
         rows = conn.execute(query.order_by(cm.c.slug)).mappings().all()
     return [_to_view(ctx, r) for r in rows]
 
+
 def _row_values(values: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in values.items() if not k.startswith("_")}
     for cost in ("input_cost_per_token", "output_cost_per_token"):
         out[cost] = rules.format_cost(out[cost])
     return out
+
 
 def _encrypted(ctx: Context, secret: str, row: Any, conn: "Connection") -> dict[str, Any]:
     """The secret columns of ``row`` (its final values: id, org_id and the bound columns) in
@@ -586,8 +558,10 @@ def _encrypted(ctx: Context, secret: str, row: Any, conn: "Connection") -> dict[
     return {"secret_ciphertext": box.seal_row(secret, row),
             "secret_key_id": box.key_id, "secret_masked": mask_secret(secret)}
 
+
 def _decrypt(ctx: Context, row: Any) -> str:
     return ctx.box.open_row(row)
+
 
 def _stored_secret(ctx: Context, row: Any) -> str | None:
     """The decrypted secret of a stored row; None when it has none. UnreadableSecret when
@@ -595,6 +569,7 @@ def _stored_secret(ctx: Context, row: Any) -> str | None:
     if stored_secret_state(row) == "none":
         return None
     return _decrypt(ctx, row)
+
 
 def _rebound_secret(ctx: Context, row: Any, update: dict[str, Any], conn: "Connection") -> str | None:
     """The stored secret, when an edit changes a column its associated data covers (base URL,
@@ -613,6 +588,7 @@ def _rebound_secret(ctx: Context, row: Any, update: dict[str, Any], conn: "Conne
         return _decrypt(ctx, row)
     except UnreadableSecret:
         return None
+
 
 def _save_new(ctx: Context, values: dict[str, Any], secret: str | None, reuse_note: dict | None) -> CustomModel:
     """Insert, or reactivate an inactive record with the same slug, atomically."""
@@ -658,6 +634,7 @@ def _save_new(ctx: Context, values: dict[str, Any], secret: str | None, reuse_no
         raise Conflict(f"slug {slug!r} is taken by an active custom model in org {ctx.org!r}") from None
     return _to_view(ctx, row)
 
+
 def _audit_fields(values: dict[str, Any], secret: str | None, reuse_note: dict | None) -> dict[str, Any]:
     out = {k: (rules.format_cost(v) if isinstance(v, Decimal) else v)
            for k, v in values.items() if not k.startswith("_") and v is not None}
@@ -666,6 +643,7 @@ def _audit_fields(values: dict[str, Any], secret: str | None, reuse_note: dict |
     if reuse_note:
         out.update(reuse_note)
     return out
+
 
 def _audit(ctx: Context, action: str, slug: str | None, model_id: str | None, changes: dict[str, Any],
            conn: "Connection | None" = None) -> None:
@@ -679,12 +657,14 @@ def _audit(ctx: Context, action: str, slug: str | None, model_id: str | None, ch
         with write_tx(ctx.engine) as c:
             c.execute(stmt)
 
+
 def _referencing_workflows(ctx: Context, conn: "Connection", slug: str) -> int:
 
     w, f = schema.workflows, schema.workflow_fields
     return conn.execute(select(func.count(func.distinct(w.c.id))).select_from(
         w.join(f, f.c.workflow_id == w.c.id)).where(
         w.c.org_id == ctx.org_id, w.c.active.is_(True), f.c.model_ref == slug)).scalar_one()
+
 
 def _to_view(ctx: Context, row: Any) -> CustomModel:
     return CustomModel(
@@ -702,6 +682,7 @@ def _to_view(ctx: Context, row: Any) -> CustomModel:
         active=bool(row["active"]), created_at=_aware(row["created_at"]),
         updated_at=_aware(row["updated_at"]), created_by=row["created_by"])
 
+
 # -- internals: calling providers ------------------------------------------------------------
 def _target_from_values(ctx: Context, values: dict[str, Any], secret: str | None) -> "Target":
 
@@ -714,6 +695,7 @@ def _target_from_values(ctx: Context, values: dict[str, Any], secret: str | None
                   aws_access_key_id=values.get("aws_access_key_id"),
                   aws_secret_access_key=wrapped if secret_field == "aws_secret_access_key" else None)
 
+
 def call_target(ctx: Context, slug: str) -> "tuple[Any, Target]":
     """The stored row and a call target with decrypted credentials, for generation.
 
@@ -724,6 +706,7 @@ def call_target(ctx: Context, slug: str) -> "tuple[Any, Target]":
                                            "endpoint_url", "aws_region", "aws_access_key_id")}
     secret = _stored_secret(ctx, row)
     return row, _target_from_values(ctx, values, secret)
+
 
 def _run_test(ctx: Context, target: "Target", values: dict[str, Any], *, audit_slug: str | None,
               model_id: str | None = None) -> ConnectionTest:
@@ -743,6 +726,7 @@ def _run_test(ctx: Context, target: "Target", values: dict[str, Any], *, audit_s
         result = result.model_copy(update={"message": message})
     _audit(ctx, "test", audit_slug, model_id, {"ok": result.ok, "message": message})
     return result
+
 
 def _priced(outcome: Any, values: dict[str, Any]) -> ConnectionTest:
 
