@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs from the machine beyond Python packages: Debian's Chromium (browser
 # tests), npm's axe-core (the browser suite's accessibility check) and a PostgreSQL server on
-# 127.0.0.1:5432 (the registry suite runs on it too).
+# 127.0.0.1:5432 (the registry suite runs on it too), and npm's configurable-http-proxy (JupyterHub's
+# proxy, for the hub tests).
 # With --bench (make bench-deps) also nginx and wrk, which only the gateway benchmarks need (a static
 # upstream and a load generator in C), so that `make test` does not install them.
 # Idempotent; installs with apt-get only when something is missing and we may (root).
@@ -38,6 +39,16 @@ if [ ! -f "$axe_dir/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev/
   mkdir -p "$axe_dir"
   npm install --prefix "$axe_dir" axe-core@4 --no-audit --no-fund >/dev/null \
     || echo "system_deps: could not install axe-core with npm" >&2
+fi
+
+# configurable-http-proxy: JupyterHub's proxy, for the team-deployment tests (tests/hub).
+if ! command -v configurable-http-proxy >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    npm install -g configurable-http-proxy@5.3.0 --no-audit --no-fund >/dev/null \
+      || echo "system_deps: could not install configurable-http-proxy with npm" >&2
+  else
+    echo "system_deps: configurable-http-proxy missing and not root; the hub tests will say they are skipped" >&2
+  fi
 fi
 
 # Start PostgreSQL (the machine image ships it stopped) and make the test role and database.
