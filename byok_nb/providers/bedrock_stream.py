@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.errors import ProviderError
 from ..core.secrets import scrub
+from ..core.stream_scrub import StreamScrubber
 from .base import StreamChunk, plausible_token_count
 from .transport import clean_error, shorten, shown
 
@@ -128,6 +129,8 @@ class StreamTranslator:
     name, each input delta a piece of ``arguments``), numbered in order of appearance as OpenAI
     numbers them; the forced JSON tool's input is streamed as text (as :meth:`chat` returns it);
     ``reasoningContent`` text is ``reasoning``. Finish reason and usage come on :meth:`last`.
+    Text, reasoning and each tool's input are scrubbed as streams (a key split across two events
+    still goes): an ending that could begin a key waits for the next event, or :meth:`last`.
     """
 
     def __init__(self, *, json_tool: str | None, request_id: str | None, secrets: list[str]) -> None:
@@ -140,6 +143,9 @@ class StreamTranslator:
         self.stopped = False
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self._text = StreamScrubber(self._secrets)
+        self._reasoning = StreamScrubber(self._secrets)
+        self._inputs: dict[int, StreamScrubber] = {}   # tool ordinal -> its input's scrubber
 
     def chunks(self, event: dict[str, Any]) -> list[StreamChunk]:
         if "contentBlockStart" in event:
@@ -157,8 +163,13 @@ class StreamTranslator:
         return []
 
     def last(self) -> StreamChunk:
-        """The closing chunk: finish reason and (when Bedrock reported it) usage."""
-        return StreamChunk(finish_reason=finish_reason(self.stop_reason,
+        """The closing chunk: what the scrubbers still held, the finish reason and (when Bedrock
+        reported it) usage."""
+        held_inputs = [{"index": ordinal, "function": {"arguments": rest}}
+                       for ordinal, scrubber in self._inputs.items() if (rest := scrubber.flush())]
+        return StreamChunk(delta=self._text.flush(), reasoning=self._reasoning.flush(),
+                           tool_calls=held_inputs or None,
+                           finish_reason=finish_reason(self.stop_reason,
                                                        json_tool_only=self._json_tool_only()),
                            input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                            request_id=self.request_id)
@@ -185,7 +196,7 @@ class StreamTranslator:
     def _delta(self, delta_event: dict[str, Any]) -> list[StreamChunk]:
         delta = delta_event.get("delta") or {}
         if isinstance(delta.get("text"), str):
-            return [self._chunk(delta=self._clean(delta["text"]))] if delta["text"] else []
+            return self._text_chunk(self._text.feed(delta["text"]))
         if isinstance(delta.get("toolUse"), dict):
             piece = delta["toolUse"].get("input")
             if not isinstance(piece, str):
@@ -197,13 +208,18 @@ class StreamTranslator:
                 raise malformed_stream("tool input for a block that was never started", self._secrets)
             ordinal = self._blocks[index]
             if ordinal is None:   # the forced JSON tool: its input is the reply text
-                return [self._chunk(delta=self._clean(piece))]
-            return [self._chunk(tool_calls=[{"index": ordinal,
-                                             "function": {"arguments": self._clean(piece)}}])]
+                return self._text_chunk(self._text.feed(piece))
+            arguments = self._inputs.setdefault(ordinal, StreamScrubber(self._secrets)).feed(piece)
+            return [self._chunk(tool_calls=[{"index": ordinal, "function": {"arguments": arguments}}])] \
+                if arguments else []
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, dict) and isinstance(reasoning.get("text"), str) and reasoning["text"]:
-            return [self._chunk(reasoning=self._clean(reasoning["text"]))]
+            shown = self._reasoning.feed(reasoning["text"])
+            return [self._chunk(reasoning=shown)] if shown else []
         return []   # signatures, redacted reasoning, citations: nothing to show
+
+    def _text_chunk(self, text: str) -> list[StreamChunk]:
+        return [self._chunk(delta=text)] if text else []
 
     def _chunk(self, **fields: Any) -> StreamChunk:
         return StreamChunk(request_id=self.request_id, **fields)

@@ -16,7 +16,10 @@ What the vendors send, and what becomes of it:
   explanation included, and its status when it gives one (else 502).
 
 Every text that reaches a chunk has the call's secrets scrubbed out, as whole answers do (a
-proxy echoing the request's headers into its answer must not hand the key to a member).
+proxy echoing the request's headers into its answer must not hand the key to a member) — also a
+key split across two events: the text, the reasoning and each tool call's arguments are scrubbed
+as streams (:class:`~byok_nb.core.stream_scrub.StreamScrubber`), which hold back only an ending
+that could begin a key and hand it over with the next chunk or the last one.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any
 
 from ..core.errors import ProviderError
 from ..core.secrets import scrub
+from ..core.stream_scrub import StreamScrubber
 from . import transport
 from .base import StreamChunk, plausible_token_count
 from .inline_reasoning import ThinkSplitter
@@ -45,6 +49,9 @@ class StreamTranslator:
         self._finish_reason: str | None = None
         self._usage: tuple[int | None, int | None] = (None, None)
         self._think = ThinkSplitter() if split_think else None
+        self._text = StreamScrubber(self.secrets)
+        self._reasoning = StreamScrubber(self.secrets)
+        self._arguments: dict[Any, StreamScrubber] = {}   # tool call index -> its arguments' scrubber
 
     def chunks(self, event: Event) -> Iterator[StreamChunk]:
         if self.done:
@@ -60,7 +67,11 @@ class StreamTranslator:
         if not isinstance(payload, dict):
             raise self._unreadable("an event is not a JSON object")
         if event.event == "error" or payload.get("error"):
-            raise self._event_error(payload)
+            failure = self._event_error(payload)
+            held = self._release()   # the text before the failure is the caller's, as it came
+            if held is not None:
+                yield held
+            raise failure
         if self.request_id is None and isinstance(payload.get("id"), str) and payload["id"]:
             self.request_id = payload["id"]
         usage = payload.get("usage")
@@ -99,9 +110,23 @@ class StreamTranslator:
             raise self._unreadable("the stream ended before the answer was complete")
         reasoning, text = self._think.close() if self._think is not None else ("", "")
         input_tokens, output_tokens = self._usage
-        return StreamChunk(delta=self._clean(text), reasoning=self._clean(reasoning),
+        text, reasoning = self._text.feed(text), self._reasoning.feed(reasoning)
+        held = self._release()
+        return StreamChunk(delta=text + (held.delta if held else ""),
+                           reasoning=reasoning + (held.reasoning if held else ""),
+                           tool_calls=held.tool_calls if held else None,
                            finish_reason=self._finish_reason, input_tokens=input_tokens,
                            output_tokens=output_tokens, request_id=self.request_id)
+
+    def _release(self) -> StreamChunk | None:
+        """What the scrubbers hold, as one chunk (the stream is ending on a failure), or None."""
+        text, reasoning = self._text.flush(), self._reasoning.flush()
+        arguments = [{"index": index, "function": {"arguments": rest}}
+                     for index, scrubber in self._arguments.items() if (rest := scrubber.flush())]
+        if not text and not reasoning and not arguments:
+            return None
+        return StreamChunk(delta=text, reasoning=reasoning, tool_calls=arguments or None,
+                           request_id=self.request_id)
 
     # -- pieces ----------------------------------------------------------------------------------
     def _chunk(self, delta: dict[str, Any]) -> StreamChunk | None:
@@ -119,9 +144,25 @@ class StreamTranslator:
         if not text and not reasoning and not tool_calls:
             return None
         if tool_calls and self.secrets:
-            tool_calls = [_scrub_call(call, self._clean) for call in tool_calls]
-        return StreamChunk(delta=self._clean(text), reasoning=self._clean(reasoning),
-                           tool_calls=tool_calls or None, request_id=self.request_id)
+            tool_calls = [self._scrub_call(call) for call in tool_calls]
+        text, reasoning = self._text.feed(text), self._reasoning.feed(reasoning)
+        if not text and not reasoning and not tool_calls:   # all held back, for now
+            return None
+        return StreamChunk(delta=text, reasoning=reasoning, tool_calls=tool_calls or None,
+                           request_id=self.request_id)
+
+    def _scrub_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        """A tool call delta with its id and name scrubbed, and its arguments as a stream."""
+        out = {**call}
+        if "id" in out:
+            out["id"] = self._clean(out["id"])
+        if "function" in out:
+            function = {key: self._clean(value) for key, value in out["function"].items() if key != "arguments"}
+            if "arguments" in out["function"]:
+                scrubber = self._arguments.setdefault(call["index"], StreamScrubber(self.secrets))
+                function["arguments"] = scrubber.feed(out["function"]["arguments"])
+            out["function"] = function
+        return out
 
     def _clean(self, value: str) -> str:
         return scrub(value, self.secrets, shapes=False) if value and self.secrets else value
@@ -187,11 +228,3 @@ def _tool_call_deltas(value: Any) -> list[dict[str, Any]]:
         out.append(delta)
     return out
 
-
-def _scrub_call(call: dict[str, Any], clean: Any) -> dict[str, Any]:
-    out = {**call}
-    if "id" in out:
-        out["id"] = clean(out["id"])
-    if "function" in out:
-        out["function"] = {key: clean(value) for key, value in out["function"].items()}
-    return out
