@@ -1,0 +1,73 @@
+"""Fixtures of the team-deployment tests: a real JupyterHub (hubkit.py) and headless Chromium.
+
+Every test here is marked ``hub`` (and ``slow``). A hub takes seconds to start, so test modules
+share one per module. Without ``configurable-http-proxy`` on PATH the tests are skipped with the
+reason — or fail when ``CI`` is set, since CI installs it (scripts/system_deps.sh).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from byok_nb.testing.voila import chromium_missing_reason, launch_chromium
+
+from .hubkit import RunningHub, proxy_missing_reason
+
+HERE = Path(__file__).parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "hub: runs a real JupyterHub with configurable-http-proxy on loopback")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents and Path(str(item.fspath)).name != "test_h1_configure.py":
+            item.add_marker(pytest.mark.hub)
+            item.add_marker(pytest.mark.slow)
+
+
+def _required(reason: str | None, what: str) -> None:
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI={os.environ['CI']!r} is set, so {what} is required)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def proxy_available() -> None:
+    _required(proxy_missing_reason(), "configurable-http-proxy")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    _required(chromium_missing_reason(), "Chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def run_hub(hub: RunningHub):
+    """Start ``hub``, yield it, stop it and fail the module if any process it started is left."""
+    with hub:
+        yield hub
+    assert hub.leftovers == [], f"processes left after the hub stopped (killed now): {hub.leftovers}"
