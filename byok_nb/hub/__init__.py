@@ -22,7 +22,7 @@ from ..core.errors import InvalidRequest
 
 SERVICE_NAME = "byok"
 DEFAULT_PORT = 10101
-DEFAULT_CULL_IDLE_SECONDS = 300
+DEFAULT_CULL_IDLE_SECONDS = 600   # as the service's own default (byok_nb/hub/settings.py)
 
 # What configure() hands the service (besides the store settings copied from the hub's environment).
 ENV_HUB_MODE = "BYOK_NB_HUB_MODE"
@@ -48,10 +48,10 @@ _DEFAULT_ROLE_SCOPES = {
     "user": ("self",),
     "server": ("users:activity!user", "access:servers!server"),
 }
-# The service's own token: hub user names, to offer hub users in member pickers and to check the
-# configured admins exist. Identifying a visitor needs no scope of the service's: it asks
-# ``GET /hub/api/user`` with the visitor's own token.
-SERVICE_SCOPES = ("list:users", "read:users:name")
+# The service's own token needs no scope, so the service gets no role: it identifies a visitor or
+# a caller by asking ``GET /hub/api/user`` with *their* token (the OAuth token of a login, or a
+# server's ``JUPYTERHUB_API_TOKEN``) and turns a login's code into a token with its OAuth client
+# credentials. (Tried on JupyterHub 6.1: both work for a service holding no role.)
 
 
 def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port: int = DEFAULT_PORT,
@@ -59,7 +59,7 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
               service_url: str | None = None, bind: str | None = None,
               command: Sequence[str] | None = None,
               cull_idle_seconds: int = DEFAULT_CULL_IDLE_SECONDS,
-              environment: Mapping[str, str] | None = None) -> None:
+              environment: Mapping[str, str] | None = None, api_token: str | None = None) -> None:
     """Add the byok_nb registry service to the JupyterHub config ``c``.
 
     - the hub-managed service ``name`` on ``url`` (default ``http://127.0.0.1:<port>``), served
@@ -77,8 +77,12 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
 
     ``bind`` is the address the service listens on when it is not ``url``'s host (e.g.
     ``0.0.0.0`` in a Kubernetes hub pod reached as ``http://hub:10101``). ``command`` replaces
-    the service's command; ``environment`` adds variables to its environment. Calling it again
-    with the same arguments changes nothing.
+    the service's command; ``environment`` adds variables to its environment. ``command=[]``
+    declares an external service (run by you, e.g. as several replicas at ``url``): the hub then
+    starts nothing, and ``api_token`` (required then) is the token that service and the hub
+    share; the service's environment is then yours to set. An entry for the service already in
+    ``c.JupyterHub.services`` keeps its other keys. Calling it again with the same arguments
+    changes nothing.
     """
     admin_names = _check_admins(admins)
     for label, value in (("org", org), ("project", project), ("name", name)):
@@ -86,6 +90,9 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
             raise InvalidRequest(f"{label} must be a non-empty string, got {value!r}", field=label)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise InvalidRequest(f"port must be a TCP port number (1-65535), got {port!r}", field="port")
+    if command is not None and not list(command) and not api_token:
+        raise InvalidRequest("an external service (command=[]) needs api_token, the token it shares "
+                             "with the hub", field="api_token")
     if not isinstance(cull_idle_seconds, int) or isinstance(cull_idle_seconds, bool) or cull_idle_seconds < 0:
         raise InvalidRequest("cull_idle_seconds must be a whole number of seconds, 0 or more "
                              f"(0: never cull), got {cull_idle_seconds!r}", field="cull_idle_seconds")
@@ -95,16 +102,19 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
     prefix = _join(_current(hub, "base_url", "/"), f"services/{name}/")
     env = _service_environment(os.environ, admins=admin_names, org=org, project=project,
                                cull_idle_seconds=cull_idle_seconds, bind=bind, extra=environment)
-    service = {
-        "name": name,
-        "url": service_root_url,
-        "command": list(command) if command is not None else [sys.executable, "-m", "byok_nb.hub.service"],
-        "environment": env,
-        "oauth_no_confirm": True,
-        "oauth_client_id": f"service-{name}",
-        "display": True,
-    }
-    hub.services = [s for s in _current(hub, "services", []) if s.get("name") != name] + [service]
+    services = _current(hub, "services", [])
+    existing = next((s for s in services if s.get("name") == name), {})
+    service = {**existing, "name": name, "url": service_root_url, "oauth_no_confirm": True,
+               "oauth_client_id": f"service-{name}", "display": existing.get("display", True),
+               "environment": {**existing.get("environment", {}), **env}}
+    command = [sys.executable, "-m", "byok_nb.hub.service"] if command is None else list(command)
+    if command:
+        service["command"] = command
+    else:
+        service.pop("command", None)
+    if api_token is not None:
+        service["api_token"] = api_token
+    hub.services = [s for s in services if s.get("name") != name] + [service]
 
     access = f"access:services!service={name}"
     roles = _current(hub, "load_roles", [])
@@ -114,7 +124,6 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
             # A redefined user role makes JupyterHub ignore extra_user_scopes: carry them over.
             extra = [*sorted(_current(hub, "extra_user_scopes", set())), access]
         _merge_role(roles, role_name, defaults, extra)
-    _merge_role(roles, f"{name}-service", (), SERVICE_SCOPES, services=[name])
     hub.load_roles = roles
 
     # Servers whose token scopes are listed explicitly must list the service too, or the server
@@ -159,19 +168,15 @@ def _service_environment(hub_env: Mapping[str, str], *, admins: list[str], org: 
     return env
 
 
-def _merge_role(roles: list[dict[str, Any]], role_name: str, defaults: Iterable[str], extra: Iterable[str],
-                services: Sequence[str] = ()) -> None:
-    """Add ``extra`` scopes (and ``services`` members) to the role named ``role_name`` in
-    ``roles``; a role not defined there yet starts from ``defaults``."""
+def _merge_role(roles: list[dict[str, Any]], role_name: str, defaults: Iterable[str], extra: Iterable[str]) -> None:
+    """Add ``extra`` scopes to the role named ``role_name`` in ``roles``; a role not defined
+    there yet starts from ``defaults``."""
     role = next((r for r in roles if r.get("name") == role_name), None)
     if role is None:
         role = {"name": role_name}
         roles.append(role)
     scopes = list(role.get("scopes", defaults))
     role["scopes"] = scopes + [s for s in dict.fromkeys(extra) if s not in scopes]
-    if services:
-        members = list(role.get("services", []))
-        role["services"] = members + [s for s in services if s not in members]
 
 
 def _spawner_sections(c: Any, always: str | None = None) -> list[tuple[str, Any]]:

@@ -35,7 +35,7 @@ def test_h1_adds_the_managed_service_with_its_oauth_client(monkeypatch):
     env = service["environment"]
     assert env["BYOK_NB_HUB_MODE"] == "1"
     assert (env["BYOK_NB_HUB_ORG"], env["BYOK_NB_HUB_PROJECT"], env["BYOK_NB_HUB_ADMINS"]) == ("acme", "research", "ana")
-    assert env["BYOK_NB_HUB_CULL_IDLE"] == "300"
+    assert env["BYOK_NB_HUB_CULL_IDLE"] == "600"
 
 
 def test_h1_service_environment_takes_the_store_settings_from_the_hubs_environment(monkeypatch):
@@ -96,9 +96,8 @@ def test_h1_user_and_server_roles_keep_their_defaults_and_gain_access():
     configure(c)
     assert _role(c, "user")["scopes"] == ["self", ACCESS]
     assert _role(c, "server")["scopes"] == ["users:activity!user", "access:servers!server", ACCESS]
-    service_role = _role(c, "byok-service")
-    assert service_role["services"] == ["byok"]
-    assert set(service_role["scopes"]) == {"list:users", "read:users:name"}
+    # The service's own token needs nothing: it asks the hub about a caller with the caller's token.
+    assert [r["name"] for r in c.JupyterHub.load_roles] == ["user", "server"]
 
 
 def test_h1_roles_already_configured_are_merged_not_replaced():
@@ -155,7 +154,6 @@ def test_h1_name_command_and_extra_environment():
     assert service["environment"]["HTTPS_PROXY"] == "http://proxy:3128"
     assert service["environment"]["BYOK_NB_HUB_CULL_IDLE"] == "0"
     assert "access:services!service=keys" in _role(c, "user")["scopes"]
-    assert _role(c, "keys-service")["services"] == ["keys"]
     assert c.Spawner.environment["BYOK_NB_SERVICE_URL"] == "http://127.0.0.1:10101/services/keys/"
 
 
@@ -168,6 +166,7 @@ def test_h1_name_command_and_extra_environment():
     ({"port": 0}, "port"),
     ({"port": "10101"}, "port"),
     ({"cull_idle_seconds": -1}, "cull_idle_seconds"),
+    ({"command": []}, "api_token"),
 ])
 def test_h1_bad_options_are_refused_by_name(kwargs, field):
     c = Config()
@@ -186,3 +185,26 @@ def test_h1_import_is_light_and_needs_no_jupyterhub():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert byok_nb.hub.configure is configure
+
+
+def test_h1_external_service_gets_no_command_and_the_shared_token():
+    c = Config()
+    configure(c, url="http://byok:10101", command=[], api_token="shared-token")
+    service = _service(c)
+    assert "command" not in service
+    assert service["api_token"] == "shared-token"
+    assert service["url"] == "http://byok:10101"
+
+
+def test_h1_an_existing_entry_for_the_service_keeps_its_other_keys():
+    # Zero to JupyterHub's hub.services.byok becomes such an entry (with a chart-managed token).
+    c = Config()
+    c.JupyterHub.services = [{"name": "byok", "api_token": "from-the-chart", "info": {"team": "ml"},
+                              "environment": {"HTTPS_PROXY": "http://proxy:3128"}}]
+    configure(c)
+    service = _service(c)
+    assert service["api_token"] == "from-the-chart"
+    assert service["info"] == {"team": "ml"}
+    assert service["environment"]["HTTPS_PROXY"] == "http://proxy:3128"
+    assert service["environment"]["BYOK_NB_HUB_MODE"] == "1"
+    assert service["command"][1:] == ["-m", "byok_nb.hub.service"]
