@@ -41,6 +41,7 @@ _LAZY = {
     "RegistryWarning": ".core.errors",
     "Session": ".registry",
     "Workflow": ".core.domain",
+    "connect": ".remote.client",
     "generate_master_key": ".core.secrets",
     "open_registry": ".registry",
 }
@@ -52,7 +53,7 @@ __all__ = [
     "Forbidden", "InvalidRequest", "LLMField", "ModelDraft", "NotFound", "Org", "PickerEntry",
     "PickerResult", "PlatformModel", "Project", "ProviderError", "Registry", "RegistryError",
     "RegistryWarning", "Session", "StoreUnavailable", "Unauthorized", "Workflow", "__version__",
-    "generate_master_key", "open_registry",
+    "connect", "generate_master_key", "open_registry",
 ]
 
 # Hidden from type checkers: a module-level __getattr__ would make every misspelt name
@@ -80,3 +81,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .core.errors import RegistryWarning
     from .core.secrets import generate_master_key
     from .registry import Registry, Session, open_registry
+    from .remote.client import connect

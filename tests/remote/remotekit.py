@@ -1,0 +1,54 @@
+"""Serving the remote registry API in a thread on a free loopback port (uvicorn, as the hub
+service and ``byok-nb gateway`` serve it), over a test registry."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from byok_nb.remote.server import RemoteApiApp
+
+
+class RunningApi:
+    """``RemoteApiApp(registry's backend, **options)`` on 127.0.0.1:<free port> until ``stop()``;
+    ``url`` is the service root a client connects to."""
+
+    def __init__(self, registry: Any, **options: Any) -> None:
+        self.app = RemoteApiApp(registry._backend, **options)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        config = uvicorn.Config(self.app, loop="uvloop", http="httptools", lifespan="on",
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self) -> "RunningApi":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the remote API did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+        self.app.close()
+        self.sock.close()
+
+
+def wait_for(condition: Any, what: str, limit: float = 20.0) -> None:
+    """Poll ``condition()`` until true; fail naming ``what`` after ``limit`` seconds (a bound on a
+    hang, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
