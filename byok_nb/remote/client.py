@@ -464,7 +464,7 @@ def _uploaded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any,
     """``seed_assignments_csv``'s source read here: the service never opens a path of its own."""
     import io
 
-    source = args[0] if args else kwargs.get("path_or_file")
+    source: Any = args[0] if args else kwargs.get("path_or_file")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         try:

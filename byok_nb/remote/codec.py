@@ -102,7 +102,7 @@ def _encode_other(value: Any, secrets: bool) -> Any:
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         return {"$tuple": [encode(v, secrets=secrets) for v in value]}
     if isinstance(value, tuple):        # a named tuple (e.g. a token identity): its fields
-        return encode(dict(value._asdict()), secrets=secrets)
+        return encode(dict(value._asdict()), secrets=secrets)   # type: ignore[attr-defined]
     if isinstance(value, dict):         # a dict subclass other than PickerResult
         return _encode_dict(dict(value), secrets)
     if isinstance(value, ChatChunk):

@@ -230,7 +230,7 @@ async def _line(send: Send, payload: dict[str, Any], *, last: bool = False) -> N
 def _bearer(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, rest = value.decode("latin-1").partition(" ")
+            scheme, _, rest = str(value.decode("latin-1")).partition(" ")
             if scheme.lower() in ("bearer", "token") and rest.strip():   # "token": JupyterHub's own scheme
                 return rest.strip()
             break

@@ -18,12 +18,13 @@ class RunningApi:
 
     def __init__(self, registry: Any, **options: Any) -> None:
         self.app = RemoteApiApp(registry._backend, **options)
+        self.sent: list[bytes] = []     # every response's status line headers and body bytes
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
-        config = uvicorn.Config(self.app, loop="uvloop", http="httptools", lifespan="on",
+        config = uvicorn.Config(_Tap(self.app, self.sent), loop="uvloop", http="httptools", lifespan="on",
                                 log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -42,6 +43,24 @@ class RunningApi:
         self.thread.join(20)
         self.app.close()
         self.sock.close()
+
+
+class _Tap:
+    """The app, with every response byte it sends kept in ``sent`` (headers and bodies)."""
+
+    def __init__(self, app: Any, sent: list[bytes]) -> None:
+        self.app = app
+        self.sent = sent
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def recording_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.sent.append(b"".join(k + b": " + v + b"\n" for k, v in message.get("headers", [])))
+            elif message["type"] == "http.response.body":
+                self.sent.append(bytes(message.get("body", b"")))
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
 
 
 def wait_for(condition: Any, what: str, limit: float = 20.0) -> None:
