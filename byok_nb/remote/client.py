@@ -14,6 +14,7 @@ dtypes ...), refusals as the same errors (``Forbidden`` is ``Forbidden``, status
 from __future__ import annotations
 
 import inspect
+import io
 import json
 import os
 import ssl
@@ -462,8 +463,6 @@ class RemoteSession:
 
 def _uploaded(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``seed_assignments_csv``'s source read here: the service never opens a path of its own."""
-    import io
-
     source: Any = args[0] if args else kwargs.get("path_or_file")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)

@@ -1,7 +1,9 @@
 """``byok-nb gateway``: an OpenAI-compatible HTTP endpoint over the configured registry.
 
 ``GET /v1/models`` lists the models the token's user may use; ``POST /v1/chat/completions`` calls
-one (``stream: true`` as server-sent events ending ``data: [DONE]``). Callers send
+one (``stream: true`` as server-sent events ending ``data: [DONE]``). ``/api/...`` is the registry
+API of ``byok_nb.connect()`` (:mod:`byok_nb.remote.server`, same tokens), so a notebook can use
+the gateway's URL as its service root. Callers send
 ``Authorization: Bearer byok_...``, an API token made by an org admin; the token acts as its user,
 and it and the user's membership are checked on every request (no cache: a revoked token or a
 removed member is refused on the very next request). The caller never holds a provider key.
@@ -27,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidRequest, RegistryError, Unauthorized
+from ..remote.server import RemoteApiApp
 from ..services import models as model_service
 from ..services.api_tokens import authenticate as authenticate_token
 from ..services.chat import achat
@@ -66,10 +69,19 @@ class GatewayApp:
         self._chat = chat or achat
         self._authenticate = authenticate or authenticate_token
         self.started = int(time.time())
+        self._remote: RemoteApiApp | None = None   # built on the first /api/ request
 
     def close(self) -> None:
         """Write every queued usage row (call on shutdown; the lifespan shutdown does)."""
         self.writer.close()
+        if self._remote is not None:
+            self._remote.close()
+
+    def remote_api(self) -> RemoteApiApp:
+        """The registry API of remote sessions over this gateway's store and token check."""
+        if self._remote is None:
+            self._remote = RemoteApiApp(self.backend, authenticate=self._authenticate)
+        return self._remote
 
     # -- ASGI -------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -111,8 +123,11 @@ class GatewayApp:
                 return await self._model(self._context(scope), path[len("/v1/models/"):], send)
             if path == "/health":
                 return await _answer(send, 200, {"status": "ok"})
-            await _answer(send, 404, _error(f"no route {path}; the gateway serves /v1/models and "
-                                            f"/v1/chat/completions", "invalid_request_error", "not_found"))
+            if path.startswith("/api/"):   # after the /v1 routes: their hot path gains nothing here
+                return await self.remote_api()(scope, receive, send)
+            await _answer(send, 404, _error(f"no route {path}; the gateway serves /v1/models, "
+                                            f"/v1/chat/completions and /api/ (byok_nb.connect)",
+                                            "invalid_request_error", "not_found"))
         except Exception as exc:  # noqa: BLE001 — every failure leaves in OpenAI's shape (gateway_errors)
             status, body, headers = error_answer(exc, deadline_passed=self._past_deadline(started))
             await _answer(send, status, body, headers)

@@ -69,3 +69,11 @@ def first_run() -> None:
             notebook(reg)
         except RegistryError as exc:
             assert_type(exc.status_code, int)
+
+
+def remote_session() -> None:
+    s = byok_nb.connect("https://hub.example.org/services/byok/", token="byok_...")
+    assert_type(s.org, str)
+    assert_type(s.is_org_admin, bool)
+    s.list_models("custom")                          # the mirrored methods: Any to a type checker
+    byok_nb.connect(urll="https://hub.example.org/")  # type: ignore[call-arg]  # misspelt keyword
