@@ -10,7 +10,9 @@ transaction, serialized by SQLite's write lock (BEGIN IMMEDIATE) or, on PostgreS
 transaction-scoped advisory lock, so two first visitors naming different orgs cannot both win.
 
 Removing a member ends their roles in the org; their sessions check membership on every call, so
-they stop working on the next one. The last org admin cannot be removed (an org with models and
+they stop working on the next one. A removal that leaves the user no role in the org is recorded
+(a ``removed`` mark), so a hub deployment's auto-join does not re-admit them by their next visit;
+``add_member`` clears it. The last org admin cannot be removed (an org with models and
 no admin could not be managed from the app any more): add another org admin first.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..core.domain import ROLES, Member, Org, Project
 from ..core.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from ..store import read_tx, schema, write_tx
 from ..store.lookups import find_org_id, find_project_id, org_not_found
+from . import member_marks
 from . import model_rules as rules
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +109,10 @@ def remove_member(engine: "Engine", org: str, user: str, project: str | None = N
             raise Conflict(f"{user!r} is the last org admin of {org!r}; make someone else org admin "
                            f"first with reg.add_member({org!r}, 'name', role='org_admin')")
         conn.execute(m.delete().where(m.c.id.in_(ended_ids)))
+        if not [r for r in rows if r.user_name == user and r.id not in ended_ids]:
+            member_marks.set_mark(conn, org_id, user, member_marks.REMOVED)
+        if any(r.role == "org_admin" for r in ending):   # a hub-granted admin role ended by hand
+            member_marks.clear(conn, org_id, user, member_marks.HUB_ADMIN)
         ended = [Member(org=org, user=user, role=r.role, project=r.project) for r in ending]
         conn.execute(schema.audit_log.insert().values(
             org_id=org_id, ts=dt.datetime.now(dt.timezone.utc), actor=OPERATOR, action="remove_member",
@@ -170,6 +177,7 @@ def add_member(engine: "Engine", org: str, user: str, role: str = "contributor",
             pid = find_project_id(conn, owner, org, project) if project else 0
             conn.execute(schema.members.insert().values(
                 org_id=owner, user_name=user, role=role, project_id=pid))
+            member_marks.clear(conn, owner, user, member_marks.REMOVED)   # re-admitted by an admin
     except IntegrityError:
         raise Conflict(f"{user!r} already has a role on {project or org!r}") from None
     return Member(org=org, user=user, role=role, project=project)

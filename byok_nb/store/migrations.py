@@ -129,6 +129,8 @@ STEPS: tuple[Step, ...] = (
     Step(4, "api_tokens: the gateway's bearer tokens, stored as hashes", _create_tables("api_tokens")),
     Step(5, "usage: attempts per call; the rollup keyed by the calling user (cost by user)",
          _usage_user_and_attempts),
+    Step(6, "member_marks: removed members and hub-granted admins (team deployment)",
+         _create_tables("member_marks")),
 )
 
 SCHEMA_VERSION: int = STEPS[-1].version if STEPS else 1

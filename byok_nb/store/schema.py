@@ -216,3 +216,19 @@ api_tokens = Table(
 )
 # Every gateway request looks its token up by hash.
 Index("uq_api_tokens_hash", api_tokens.c.token_hash, unique=True)
+
+
+# -- Membership marks (team deployment on JupyterHub) ---------------------------------------------
+# Facts about a user in an org that outlive their roles: ``removed`` (an admin ended their
+# membership, so visiting the hub service must not re-admit them; add_member clears it) and
+# ``hub_admin`` (their org_admin role was granted by the hub service's ``admins`` list, so it is
+# revoked when the name leaves that list; a role granted by hand carries no mark and stays).
+member_marks = Table(
+    "member_marks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("user_name", String(256), nullable=False),
+    Column("mark", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("org_id", "user_name", "mark", name="uq_member_marks"),
+)

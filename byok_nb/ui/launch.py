@@ -12,17 +12,27 @@ import getpass
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import RegistryError
+from ..core.errors import RegistryError, Unauthorized
+from ..hub import members as hub_members
 from ..services.membership import claim_first_run
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry import Registry, Session
 
 DEFAULT_ORG = "default"
+HUB_USER_VARIABLE = "HTTP_X_BYOK_HUB_USER"
+
+
+def hub_mode() -> bool:
+    """True inside the hub service's Voila: identity comes from the hub login only."""
+    return os.environ.get("BYOK_NB_HUB_MODE", "").strip().lower() in ("1", "true", "yes")
 
 
 def current_user() -> str:
-    """The acting user: ``BYOK_NB_USER``, else ``JUPYTERHUB_USER``, else the OS user."""
+    """The acting user: ``BYOK_NB_USER``, else ``JUPYTERHUB_USER``, else the OS user. In hub mode
+    only the hub name of the request (``""`` when the request carried none)."""
+    if hub_mode():
+        return os.environ.get(HUB_USER_VARIABLE, "").strip()
     for variable in ("BYOK_NB_USER", "JUPYTERHUB_USER"):
         value = os.environ.get(variable, "").strip()
         if value:
@@ -34,7 +44,13 @@ def current_user() -> str:
 
 
 def current_org() -> str:
-    return os.environ.get("BYOK_NB_ORG", "").strip() or DEFAULT_ORG
+    return os.environ.get("BYOK_NB_ORG", "").strip() or os.environ.get("BYOK_NB_HUB_ORG", "").strip() \
+        or DEFAULT_ORG
+
+
+def hub_project() -> str:
+    """The project hub users are auto-joined to."""
+    return os.environ.get("BYOK_NB_HUB_PROJECT", "").strip() or DEFAULT_ORG
 
 
 def bootstrap(registry: "Registry", org: str, user: str) -> bool:
@@ -60,7 +76,13 @@ def app_session(registry: "Registry | None" = None, *, org: str | None = None,
     registry = registry or open_registry()
     org = org or current_org()
     user = user or current_user()
-    bootstrap(registry, org, user)
+    if hub_mode():
+        if not user:
+            raise Unauthorized("no hub login reached the app; open it through JupyterHub "
+                               "(the service's page under /services/)")
+        hub_members.admit(registry._backend.engine, org, hub_project(), user)   # Forbidden if removed
+    else:
+        bootstrap(registry, org, user)
     return registry.session(org=org, user=user)
 
 

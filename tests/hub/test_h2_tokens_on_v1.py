@@ -1,0 +1,84 @@
+"""The gateway behind the hub (``/services/byok/v1/``) takes a user's hub API token as well as a
+``byok_`` token; identity is the token's hub user, auto-joined by the membership rules."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from byok_nb.hub import members
+
+from .fake_hub import SERVICE_SCOPE
+from .svckit import PREFIX, service_starter
+
+
+@pytest.fixture
+def start_service():
+    yield from service_starter()
+
+
+def _models(service, token):
+    return httpx.get(f"{service.url}{PREFIX}v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def test_h2_hub_token_of_a_user_acts_as_that_user(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", ["ana"])
+    service = start_service(registry)
+    bo = service.hub.issue_token("bo")
+    answer = _models(service, bo)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["object"] == "list"
+    assert ("bo", "contributor", "default") in {(m.user, m.role, m.project) for m in registry.members("default")}
+    # "token" is the scheme JupyterHub clients use; it works too.
+    same = httpx.get(f"{service.url}{PREFIX}v1/models", headers={"Authorization": f"token {bo}"}, timeout=30)
+    assert same.status_code == 401   # the gateway itself wants Bearer, as the OpenAI SDK sends
+
+
+def test_h2_hub_tokens_without_the_access_scope_or_of_a_service_are_refused(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", ["ana"])
+    service = start_service(registry)
+    no_scope = service.hub.issue_token("bo", scopes=("self",))
+    a_service = service.hub.issue_token("other-service", scopes=(SERVICE_SCOPE,), kind="service")
+    for token in (no_scope, a_service, "not-a-token", service.hub.service_token + "x"):
+        answer = _models(service, token)
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "invalid_api_key"
+    assert {m.user for m in registry.members("default")} == {"ana"}
+
+
+def test_h2_byok_tokens_still_work_behind_the_hub(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", ["ana"])
+    token = registry.session("default", "ana").create_api_token("ana", "ci")
+    service = start_service(registry)
+    assert _models(service, token).status_code == 200
+    assert service.hub.user_lookups == 0      # a byok_ token is never shown to the hub
+
+
+def test_h2_removed_user_hub_token_stops_working_and_visiting_does_not_readmit(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", ["ana"])
+    service = start_service(registry)
+    bo = service.hub.issue_token("bo")
+    assert _models(service, bo).status_code == 200
+    byok = registry.session("default", "ana").create_api_token("bo", "bo-laptop")
+    registry.remove_member("default", "bo")
+    for token in (bo, byok):
+        answer = _models(service, token)
+        assert answer.status_code == 401, answer.text
+    assert "removed from org 'default'" in _models(service, bo).json()["error"]["message"]
+    assert "bo" not in {m.user for m in registry.members("default")}
+
+
+def test_h2_hub_revoking_a_token_is_seen(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", [])
+    service = start_service(registry)
+    service.app.hub.cache_seconds = 0      # no cache: the next request asks the hub again
+    bo = service.hub.issue_token("bo")
+    assert _models(service, bo).status_code == 200
+    service.hub.revoke(bo)
+    assert _models(service, bo).status_code == 401
+
+
+def test_h2_remote_api_route_answers_without_the_remote_app(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", [])
+    service = start_service(registry)
+    answer = httpx.post(f"{service.url}{PREFIX}api/whoami", timeout=30)
+    assert answer.status_code == 404 and "remote registry API" in answer.json()["error"]["message"]
