@@ -259,3 +259,32 @@ def test_h3_errors_keep_their_class_status_and_fields(world):
     assert got.provider
     with pytest.raises(TypeError):
         s.list_models(colour="blue")        # a wrong call fails here, as on the embedded session
+
+
+def test_h3_provider_failure_mid_stream_is_raised_by_next_and_recorded_once(world):
+    world.fake.stream_error = (500, f"upstream worker crashed (key {PLANTED_KEY})")   # quoting its key
+    world.fake.stream_error_after = 2
+    stream = world.member().chat("echo", HI, stream=True, max_retries=0)
+    with pytest.raises(byok_nb.ProviderError) as caught:
+        for _ in stream:
+            pass
+    assert "crashed" in caught.value.message and PLANTED_KEY not in str(caught.value.provider_message)
+    wait_for(lambda: usage_count(world) == 1, "the failed stream's usage row")
+    with read_tx(world.acme.registry._backend.engine) as conn:
+        assert conn.execute(select(schema.usage_log.c.ok)).scalar_one() is False
+
+
+def test_h3_async_stream_left_early_is_recorded_once(world):
+    world.fake.reply = "word " * 200
+    world.fake.stream_delay = 0.05
+    s = world.member()
+
+    async def leave_early():
+        stream = await s.achat("echo", HI, stream=True)
+        async for chunk in stream:
+            assert isinstance(chunk, ChatChunk)
+            break
+        await stream.aclose()
+
+    run_async(leave_early())
+    wait_for(lambda: usage_count(world) == 1, "the service to record the async stream left early")
