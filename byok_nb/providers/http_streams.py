@@ -20,6 +20,7 @@ import zlib
 from typing import Any
 
 from ..core.errors import InvalidRequest
+from .retry import attempt_deadline
 from .transport import (
     ACCEPT_ENCODING,
     MAX_ERROR_BODY_BYTES,
@@ -52,7 +53,7 @@ def _request(client: Any, call: Any, encoding: str) -> Any:
 
 def open_stream(client: Any, call: Any, *, timeout: float) -> Any:
     """Send ``call`` on the sync ``httpx`` client; the streaming response, headers read."""
-    deadline = _call_deadline.set(time.monotonic() + timeout)
+    deadline = _call_deadline.set(attempt_deadline(timeout))
     secrets = _call_secrets.set(_sent_secrets(call.headers))
     try:
         return client.send(_request(client, call, STREAM_ENCODING), stream=True)
@@ -71,7 +72,7 @@ def read_error_body(response: Any, *, timeout: float) -> bytes:
     """The first ``MAX_ERROR_BODY_BYTES`` of an error reply (decoded), read within ``timeout``."""
     import httpx
 
-    deadline = time.monotonic() + timeout
+    deadline = attempt_deadline(timeout)
     decoder = _decoder(response)
     kept = bytearray()
     try:

@@ -8,12 +8,19 @@ together do not come back together; a provider's ``Retry-After`` replaces the ji
 ``retry_after_cap``. Everything happens inside one total deadline: a wait that would end past it
 is not started, and the last error is raised instead.
 
+The deadline bounds each attempt as well as the waits: on the sync path :func:`call_with_retries`
+makes it known to the transport for the length of each attempt (:func:`attempt_deadline`), so
+every HTTP operation of an attempt ends by the sooner of the provider timeout and the deadline,
+and an attempt cut short by the deadline is the 504 :func:`deadline_exceeded` (the async path
+cancels the attempt at the deadline instead, ``services.calls.within``).
+
 ``sleep``, ``clock`` and ``rand`` are injectable so tests run without real waits. Reading a
 ``Retry-After`` value is :mod:`.retry_after`'s job; the headers of a reply are read here.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import math
 import random
@@ -26,6 +33,50 @@ from ..core.errors import TRANSIENT_STATUSES, ProviderError
 from .retry_after import retry_after_seconds
 
 T = TypeVar("T")
+
+# A socket timeout may wake a hair early: an attempt that failed this close to the deadline ran
+# into it.
+DEADLINE_SLACK = 0.005
+# Two limits this close are one: an attempt bounded by a deadline that comes less than this much
+# before its own timeout (``chat()`` without ``timeout`` has a deadline of one provider timeout,
+# counted from a few milliseconds earlier) timed out as the provider's call, a 502 that says so.
+SAME_LIMIT = 0.25
+
+
+class _Attempt:
+    """The running attempt: its call's total deadline, and whether that cut one of its HTTP
+    operations short (it came sooner than the operation's own timeout)."""
+
+    __slots__ = ("cut", "deadline")
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.cut = False
+
+
+# The attempt running in this context (set by call_with_retries around each attempt).
+_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("byok_nb_attempt", default=None)
+
+
+def within_total(own: float | None) -> float | None:
+    """``own`` (when an HTTP operation must end, a ``time.monotonic()`` value, or None for
+    never), or the running call's total deadline if that comes sooner."""
+    attempt = _attempt.get()
+    if attempt is None or attempt.deadline is None:
+        return own
+    if own is not None and attempt.deadline >= own:
+        return own
+    if own is None or attempt.deadline < own - SAME_LIMIT:
+        attempt.cut = True
+    return attempt.deadline
+
+
+def attempt_deadline(timeout: float) -> float:
+    """When an HTTP exchange that may take ``timeout`` seconds (the provider timeout) must end:
+    that long from now, or the running call's total deadline if it comes sooner."""
+    own = time.monotonic() + timeout
+    bound = within_total(own)
+    return own if bound is None else bound
 
 
 def is_transient_status(status: int) -> bool:
@@ -83,12 +134,21 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, deadline: float 
     attempts = 0
     while True:
         attempts += 1
+        attempt = _Attempt(deadline)
+        token = _attempt.set(attempt)
         try:
             return fn(), attempts
         except ProviderError as exc:
-            wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
-            if wait is None:
-                raise
+            # It ran into the deadline (a read timed out at it), not into its own timeout.
+            cut_short = attempt.cut and deadline is not None and clock() >= deadline - DEADLINE_SLACK
+            if not cut_short:
+                wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
+                if wait is None:
+                    raise
+        finally:
+            _attempt.reset(token)
+        if cut_short:   # raised outside the except: no __context__ holding the provider's error
+            raise deadline_exceeded()
         sleep(wait)
 
 
@@ -130,6 +190,7 @@ def retry_after_from_headers(headers: object, *, now: dt.datetime | None = None)
     return retry_after_seconds(get("retry-after"), now=now)
 
 
-__all__ = ["RetryPolicy", "TRANSIENT_STATUSES", "acall_with_retries", "call_with_retries",
-           "deadline_exceeded", "is_transient_status", "retry_after_from_headers", "retry_after_seconds"]
+__all__ = ["RetryPolicy", "TRANSIENT_STATUSES", "acall_with_retries", "attempt_deadline", "call_with_retries",
+           "deadline_exceeded", "is_transient_status", "retry_after_from_headers", "retry_after_seconds",
+           "within_total"]
 

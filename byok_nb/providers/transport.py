@@ -33,7 +33,7 @@ from typing import Any
 from ..core.errors import InvalidRequest, ProviderError
 from ..core.secrets import scrub
 from .egress import EgressPolicy, guarded_network_backend
-from .retry import retry_after_from_headers
+from .retry import attempt_deadline, retry_after_from_headers, within_total
 
 MAX_SHOWN_CHARS = 4000           # P-5: at most this much of a provider body is shown
 MAX_RESPONSE_BYTES = 16 * 2**20  # a reply larger than this is refused instead of buffered
@@ -133,13 +133,17 @@ def default_ssl_context() -> Any:
 
 def _bounded(timeout: float | None, timeout_error: type[Exception]) -> float | None:
     """``timeout`` shortened to what is left of the call's deadline; raise when none is left."""
+    now = time.monotonic()
     deadline = _call_deadline.get()
+    if timeout is not None:
+        deadline = now + timeout if deadline is None else min(deadline, now + timeout)
+    deadline = within_total(deadline)   # an attempt of a call with a total deadline: that too
     if deadline is None:
         return timeout
-    left = deadline - time.monotonic()
+    left = deadline - now
     if left <= 0:
         raise timeout_error("the call did not complete within its time limit")
-    return left if timeout is None else min(timeout, left)
+    return left
 
 
 def deadline_network_backend(inner: Any) -> Any:
@@ -240,7 +244,7 @@ def exchange(client: Any, method: str, url: str, *, headers: dict[str, str], bod
     """
     import httpx
 
-    deadline = time.monotonic() + timeout
+    deadline = attempt_deadline(timeout)
     token = _call_deadline.set(deadline)
     secrets_token = _call_secrets.set(_sent_secrets(headers))
     try:

@@ -175,8 +175,8 @@ async def arun(call: Call) -> Completion:
 
 async def within(awaitable: Awaitable[T], deadline: float | None) -> T:
     """``await awaitable``, cancelled at ``deadline`` (a ``time.monotonic()`` value): on the async
-    path the deadline bounds each attempt too, not only the waits between them (the sync path
-    can only stop between attempts; each attempt there is bounded by the registry timeout)."""
+    path the deadline bounds each attempt too, not only the waits between them (on the sync path
+    the transport bounds each HTTP operation of an attempt by it, see ``retry.attempt_deadline``)."""
     if deadline is None:
         return await awaitable
     try:
