@@ -4,7 +4,8 @@ One process, one ASGI app under uvicorn, on the host and port of ``JUPYTERHUB_SE
 JupyterHub's proxy routes ``/services/byok/`` to it. Under that prefix:
 
 * ``v1/...`` — the OpenAI-compatible gateway (``byok_nb.server.gateway``), in-process;
-* ``api/...`` — the remote registry API that ``byok_nb.connect()`` calls, in-process (except
+* ``api/...`` — the remote registry API that ``byok_nb.connect()`` calls, in-process (the
+  gateway's own ``/api/`` mount, :mod:`byok_nb.remote.server`; except
   ``api/kernels/...``, which is Voila's: the app's kernel websockets);
   both accept a ``byok_`` API token or the user's hub API token (``hub/tokens.py``);
 * ``oauth_callback`` — the end of the hub login (``hub/oauth.py``);
@@ -18,8 +19,6 @@ and the ``admins`` list are applied to the store (``hub/members.py``).
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -41,7 +40,7 @@ from .voila_child import VoilaChild
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry import Registry
 
-__all__ = ["HubService", "load_remote_app", "main"]
+__all__ = ["HubService", "build", "main"]
 
 log = logging.getLogger("byok_nb.hub")
 Scope = dict[str, Any]
@@ -53,32 +52,21 @@ _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 VOILA_API = "api/kernels/"
 
 
-def load_remote_app(registry: Registry, authenticate: Any) -> Any:
-    """The remote registry API app (``byok_nb.remote.server.create_app``) when this install has it,
-    else None (the service then answers ``api/`` with 404 and runs everything else)."""
-    if importlib.util.find_spec("byok_nb.remote") is None \
-            or importlib.util.find_spec("byok_nb.remote.server") is None:
-        return None
-    module = importlib.import_module("byok_nb.remote.server")
-    return module.create_app(registry, authenticate=authenticate)
-
-
 class HubService:
     def __init__(self, settings: HubSettings, registry: Registry, *, voila: VoilaChild | None = None,
-                 hub: HubAPI | None = None, remote: Any = None, mount_remote: bool = True,
-                 voila_timeout: float = VOILA_START_TIMEOUT) -> None:
+                 hub: HubAPI | None = None, voila_timeout: float = VOILA_START_TIMEOUT) -> None:
         self.settings = settings
         self.registry = registry
         self.hub = hub or HubAPI(settings)
         self.oauth = HubOAuth(settings, self.hub)
         self.auth = HubTokenAuth(settings, self.hub)
+        # The gateway serves /v1/ and, through the same hook, the remote registry API at /api/.
         self.gateway = GatewayApp(registry._backend, authenticate=self.auth)
-        self.remote = remote if remote is not None or not mount_remote else load_remote_app(registry, self.auth)
         self.voila = voila
         self.proxy = VoilaProxy(voila.base_url, voila.token) if voila else None
         self.voila_timeout = voila_timeout
         self._voila_ready: asyncio.Task[bool] | None = None
-        self._mounted = [MountedLifespan(app) for app in (self.gateway, self.remote) if app is not None]
+        self._mounted = [MountedLifespan(self.gateway)]
 
     def __repr__(self) -> str:
         return f"HubService(prefix={self.settings.prefix!r}, org={self.settings.org!r})"
@@ -138,11 +126,8 @@ class HubService:
             return await self._mounted_app(self.gateway, "/" + rest, scope, receive, send)
         # Voila's kernel endpoints live under the same api/ (api/kernels/<id>[/channels]): those
         # are the app's, everything else under api/ is the remote registry API's.
-        if (rest == "api" or rest.startswith("api/")) and not rest.startswith(VOILA_API):
-            if self.remote is None:
-                return await _json(send, 404, {"error": {"message": "the remote registry API is not part "
-                                                                    "of this installation", "code": "not_found"}})
-            return await self._mounted_app(self.remote, "/" + rest, scope, receive, send)
+        if rest.startswith("api/") and not rest.startswith(VOILA_API):
+            return await self._mounted_app(self.gateway, "/" + rest, scope, receive, send)
         if rest == "oauth_callback" and scope["type"] == "http":
             return await self._callback(scope, send)
         return await self._app(scope, receive, send)
@@ -279,6 +264,7 @@ def build(env: dict[str, str] | None = None) -> HubService:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[byok hub service] %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # a line per hub lookup is noise
     try:
         import uvicorn
     except ImportError:
@@ -295,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uvicorn.run(service, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
                     ws="websockets-sansio", lifespan="on", log_level="warning", access_log=False,
-                    server_header=False, date_header=False)
+                    server_header=False, date_header=False,
+                    timeout_graceful_shutdown=5)   # JupyterHub stops services with SIGTERM
     finally:
         if service.voila is not None:
             service.voila.stop()

@@ -19,10 +19,13 @@ identity must come from the request, never from the process).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -50,6 +53,14 @@ def cull_arguments(cull_idle: int) -> list[str]:
     return [f"--MappingKernelManager.cull_idle_timeout={int(cull_idle)}",
             f"--MappingKernelManager.cull_interval={interval}",
             "--MappingKernelManager.cull_connected=False"]
+
+
+def _end_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the service dies, even by SIGKILL, so
+    Voila and its kernels never outlive it (Voila shuts its kernels down on SIGTERM)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
 class VoilaChild:
@@ -85,7 +96,7 @@ class VoilaChild:
         """Start Voila; returns at once (wait with :meth:`wait_ready`)."""
         if self.process is None:
             self.process = subprocess.Popen(self.command(), env=self.environment(), cwd=str(self.notebook.parent),
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, preexec_fn=_end_with_parent)
 
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None

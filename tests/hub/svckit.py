@@ -65,7 +65,7 @@ class RunningService:
                            redirect_uri=f"{self.url}{PREFIX}oauth_callback").__enter__()
         self.settings = HubSettings.from_env(service_env(self.port, self.hub, **env))
         voila = VoilaChild(self.settings, notebook=notebook, base_env=voila_env) if notebook else None
-        self.app = HubService(self.settings, registry, voila=voila, mount_remote=False)
+        self.app = HubService(self.settings, registry, voila=voila)
         config = uvicorn.Config(self.app, loop="uvloop", http="httptools", ws="websockets-sansio", lifespan="on",
                                 log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+import byok_nb
 from byok_nb.hub import members
 
 from .fake_hub import SERVICE_SCOPE
@@ -77,8 +78,19 @@ def test_h2_hub_revoking_a_token_is_seen(registry, start_service):
     assert _models(service, bo).status_code == 401
 
 
-def test_h2_remote_api_route_answers_without_the_remote_app(registry, start_service):
-    members.start(registry._backend.engine, "default", "default", [])
+def test_h3_remote_api_behind_the_hub_acts_as_the_hub_tokens_user(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", ["ana"])
     service = start_service(registry)
-    answer = httpx.post(f"{service.url}{PREFIX}api/whoami", timeout=30)
-    assert answer.status_code == 404 and "remote registry API" in answer.json()["error"]["message"]
+    ana, bo = service.hub.issue_token("ana"), service.hub.issue_token("bo")
+    whoami = httpx.get(f"{service.url}{PREFIX}api/whoami", headers={"Authorization": f"Bearer {bo}"}, timeout=30)
+    assert whoami.status_code == 200, whoami.text
+    assert (whoami.json()["user"], whoami.json()["org"], whoami.json()["is_org_admin"]) == ("bo", "default", False)
+    # connect() with the service root and a hub token, as inside a single-user server.
+    admin = byok_nb.connect(f"{service.url}{PREFIX}", token=ana)
+    assert admin.user == "ana" and admin.is_org_admin
+    member = byok_nb.connect(f"{service.url}{PREFIX}", token=bo)
+    with pytest.raises(byok_nb.Forbidden):
+        member.add_model(provider="fireworks", provider_model_id="accounts/x/models/y", display_name="Y",
+                         api_key="fw_" + "k" * 20, max_tokens=100, test=False)
+    refused = httpx.get(f"{service.url}{PREFIX}api/whoami", headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert refused.status_code == 401
