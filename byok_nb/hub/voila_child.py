@@ -55,12 +55,22 @@ def cull_arguments(cull_idle: int) -> list[str]:
             "--MappingKernelManager.cull_connected=False"]
 
 
-def _end_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the service dies, even by SIGKILL, so
-    Voila and its kernels never outlive it (Voila shuts its kernels down on SIGTERM)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+def _tied_to_parent(command: list[str]) -> list[str]:
+    """``command`` started through this module's ``__main__`` (Linux), which asks the kernel for
+    SIGTERM when the service dies — even by SIGKILL — and then execs ``command``: Voila and its
+    kernels never outlive the service (Voila shuts its kernels down on SIGTERM). Done in a
+    process of its own rather than a ``preexec_fn``, which is unsafe in a threaded parent."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-m", "byok_nb.hub.voila_child", str(os.getpid()), *command]
+
+
+def _exec_tied(parent: int, command: list[str]) -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    if os.getppid() != parent:   # the service died before the line above took effect
+        sys.exit(0)
+    os.execv(command[0], command)
 
 
 class VoilaChild:
@@ -95,8 +105,8 @@ class VoilaChild:
     def start(self) -> None:
         """Start Voila; returns at once (wait with :meth:`wait_ready`)."""
         if self.process is None:
-            self.process = subprocess.Popen(self.command(), env=self.environment(), cwd=str(self.notebook.parent),
-                                            stdin=subprocess.DEVNULL, preexec_fn=_end_with_parent)
+            self.process = subprocess.Popen(_tied_to_parent(self.command()), env=self.environment(),
+                                            cwd=str(self.notebook.parent), stdin=subprocess.DEVNULL)
 
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -131,3 +141,7 @@ class VoilaChild:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+if __name__ == "__main__":
+    _exec_tied(int(sys.argv[1]), sys.argv[2:])

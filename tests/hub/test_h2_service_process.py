@@ -1,6 +1,6 @@
 """``python -m byok_nb.hub.service`` as JupyterHub runs it: from the environment alone it answers
 on the service URL's port under the prefix (Voila still starting in the background), applies the
-admins list, serves hub tokens, and on SIGTERM takes its Voila and kernels down with it."""
+admins list, serves hub tokens, and on SIGTERM — or SIGKILL — takes its Voila and kernels down with it."""
 from __future__ import annotations
 
 import os
@@ -38,7 +38,8 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_h2_service_process_answers_fast_and_stops_its_voila(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_h2_service_process_answers_fast_and_stops_its_voila(tmp_path, stop):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -68,7 +69,7 @@ def test_h2_service_process_answers_fast_and_stops_its_voila(tmp_path):
             voila = _children(proc.pid)
             assert voila, "no Voila child started"
         finally:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(stop)   # SIGKILL: Voila is told by the kernel (PR_SET_PDEATHSIG)
             output = proc.communicate(timeout=60)[0].decode()
         assert "svc-token" not in output and env["BYOK_NB_MASTER_KEY"] not in output
         for pid in voila:
