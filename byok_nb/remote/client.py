@@ -110,10 +110,18 @@ class _Transport:
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._timeout = httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
         self._ssl: ssl.SSLContext | bool = httpx.create_ssl_context() if root.startswith("https:") else True
-        self._client = httpx.Client(headers=self._headers, timeout=self._timeout, verify=self._ssl)
+        self._pool: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        """The pooled sync client, (re)made on first use after a close."""
+        if self._pool is None or self._pool.is_closed:
+            self._pool = httpx.Client(headers=self._headers, timeout=self._timeout, verify=self._ssl)
+        return self._pool
 
     def close(self) -> None:
-        self._client.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def async_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(headers=self._headers, timeout=self._timeout, verify=self._ssl)
@@ -121,7 +129,7 @@ class _Transport:
     def request(self, method: str, path: str, body: bytes | None = None) -> Any:
         error: RegistryError | None = None
         try:
-            response = self._client.request(method, self.root + path, content=body)
+            response = self.client.request(method, self.root + path, content=body)
         except httpx.HTTPError as exc:
             error = self.unreachable(exc)
         if error is not None:   # raised outside the except block: no httpx error (and its request
@@ -417,8 +425,8 @@ class RemoteSession:
         t = self._transport
         error: RegistryError | None = None
         try:
-            request = t._client.build_request("POST", t.root + "api/session/chat", content=body)
-            response = t._client.send(request, stream=True)
+            request = t.client.build_request("POST", t.root + "api/session/chat", content=body)
+            response = t.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             error = t.unreachable(exc)
         if error is not None:

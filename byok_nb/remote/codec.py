@@ -162,14 +162,17 @@ def _encode_frame(frame: Any, secrets: bool) -> dict[str, Any]:
 def _encode_series(series: Any, secrets: bool) -> dict[str, Any]:
     """A column as its dtype's name and its values; missing values are None (NaN, NaT and NA
     come back from the dtype)."""
+    import numpy as np   # pandas' own dependency
+
     dtype = series.dtype
     kind = getattr(dtype, "kind", "O")
+    plain = isinstance(dtype, np.dtype)   # not a nullable extension dtype (Int64, boolean, Float64)
     values: list[Any]
     if kind == "M":
         values = [None if v is None or _is_missing(v) else v.isoformat() for v in series.tolist()]
-    elif kind == "f":
+    elif kind == "f" and plain:
         values = [v if math.isfinite(v) else (None if math.isnan(v) else encode(v)) for v in series.tolist()]
-    elif kind in "biu" and str(dtype) == dtype.name and dtype.name[0].islower():   # numpy ints/bools
+    elif kind in "biu" and plain:
         values = series.tolist()
     else:
         values = [encode(v, secrets=secrets) for v in series.tolist()]

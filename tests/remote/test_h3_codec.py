@@ -28,7 +28,8 @@ def test_h3_frames_keep_dtypes_order_and_index():
         "ts": ts, "model": ["a", None], "n": pd.array([1, None], dtype="Int64"), "ok": [True, False],
         "cost": [0.5, math.nan], "exact": [Decimal("0.0000025"), None], "calls": [3, 4],
         "day": [dt.date(2026, 11, 30), dt.date(2026, 12, 1)], "changes": [{"a": 1}, {"$b": 2}],
-    })[["model", "ts", "n", "ok", "cost", "exact", "calls", "day", "changes"]]
+        "flag": pd.array([True, None], dtype="boolean"), "share": pd.array([1.5, None], dtype="Float64"),
+    })[["model", "ts", "n", "ok", "cost", "exact", "calls", "day", "changes", "flag", "share"]]
     back = roundtrip(frame)
     pd.testing.assert_frame_equal(back, frame)
     assert list(back.columns) == list(frame.columns) and type(back["exact"][0]) is Decimal

@@ -74,6 +74,8 @@ def test_h3_member_reads_match_the_embedded_session(world):
     assert type(wf) is Workflow and wf.fields[0].name == "summary"
     assert s.picker(wf, "summary") == local.picker(wf, "summary")     # a Workflow object as argument
     assert s.referencing_workflows("echo") == 1
+    s.close()
+    assert s.get_model("echo") == model                   # a closed session's pool reopens
 
 
 def test_h3_member_chat_generate_and_the_reports(world):
