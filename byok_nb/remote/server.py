@@ -36,14 +36,14 @@ from typing import Any
 
 from ..core.errors import InvalidRequest, NotFound, RegistryError, Unauthorized
 from ..core.secrets import scrub
-from ..registry import Session
+from ..registry import Registry, Session, open_registry
 from ..services.api_tokens import authenticate as authenticate_token
 from ..services.chat_stream import ChatStream
 from ..services.context import Actor, Backend, Context
 from .codec import decode, encode
 from .errors import INTERNAL_MESSAGE, error_payload
 
-__all__ = ["SESSION_METHODS", "RemoteApiApp", "session_methods"]
+__all__ = ["SESSION_METHODS", "RemoteApiApp", "create_app", "session_methods"]
 
 log = logging.getLogger("byok_nb.remote")
 MAX_BODY = 32 * 2**20          # bytes: images inline, a seeding CSV (1 MiB at most) stay well under
@@ -195,6 +195,15 @@ class RemoteApiApp:
             await self._run(_close_quietly, stream)
             if pending is not None:         # a read still in flight: close again once it returns
                 pending.add_done_callback(lambda _: self._pool.submit(_close_quietly, stream))
+
+
+def create_app(registry: Registry | None = None, **options: Any) -> RemoteApiApp:
+    """The remote API as an ASGI app over ``registry`` (default: ``open_registry()`` from the
+    environment); ``options`` go to :class:`RemoteApiApp` (e.g. ``authenticate``). Call
+    ``app.close()`` when done (the lifespan shutdown does)."""
+    if registry is None:
+        registry = open_registry()
+    return RemoteApiApp(registry._backend, **options)
 
 
 def _next_chunk(stream: ChatStream) -> Any:

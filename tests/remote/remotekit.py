@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from byok_nb.remote.server import RemoteApiApp
+from byok_nb.remote.server import create_app
 
 
 class RunningApi:
@@ -17,7 +17,7 @@ class RunningApi:
     ``url`` is the service root a client connects to."""
 
     def __init__(self, registry: Any, **options: Any) -> None:
-        self.app = RemoteApiApp(registry._backend, **options)
+        self.app = create_app(registry, **options)
         self.sent: list[bytes] = []     # every response's status line headers and body bytes
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
