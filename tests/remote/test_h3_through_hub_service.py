@@ -26,7 +26,7 @@ HI = [{"role": "user", "content": "Say hi"}]
 
 
 class HubServiceWithRemote:
-    """The hub service (remote API mounted, no Voila) on a free loopback port, with a fake hub."""
+    """The hub service (no Voila) on a free loopback port, with a fake hub."""
 
     def __init__(self, registry) -> None:
         self.sock = socket.socket()
@@ -36,7 +36,6 @@ class HubServiceWithRemote:
         self.hub = FakeHub(service_token=secrets.token_hex(16), client_id=CLIENT_ID,
                            redirect_uri=f"{self.root}oauth_callback").__enter__()
         self.app = HubService(HubSettings.from_env(service_env(port, self.hub)), registry)
-        assert self.app.remote is not None
         self.server = uvicorn.Server(uvicorn.Config(self.app, loop="uvloop", http="httptools", lifespan="on",
                                                     log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
