@@ -159,10 +159,14 @@ class HubOAuth:
         model = await self.hub.auser_for_token(token)
         if not model:
             raise OAuthError("the hub did not say who logged in", status_code=500)
-        headers = [_clear_cookie(name, path=self.settings.prefix)
-                   for name in cookies if name.startswith(self.state_cookie_name)]
+        headers = self.clear_state_cookies(cookies)
         headers.append(_set_cookie(self.cookie_name, token, path=self.settings.prefix, secure=secure))
         return self.safe_next(state.get("next_url")), headers, model
+
+    def clear_state_cookies(self, cookies: dict[str, str]) -> list[str]:
+        """Set-Cookie values removing every pending login's state cookie."""
+        return [_clear_cookie(name, path=self.settings.prefix)
+                for name in cookies if name.startswith(self.state_cookie_name)]
 
     def safe_next(self, next_url: Any) -> str:
         """Where to go after login: a path under the service prefix, never another site."""

@@ -11,12 +11,20 @@ What crosses, and what does not:
   cookie would let its holder reach Voila without the service), and any occurrence of the token in
   a response body is blanked (Voila 0.5 embeds none; this is the net under a future one);
 * Origin and Referer are not forwarded (Voila would compare Origin with its own loopback Host);
-  the service checks them itself for websockets and for requests that change state.
+  the service checks them itself for websockets and for requests that change state;
+* a kernel belongs to the visitor whose page started it: the kernel id each page carries
+  (Voila's ``"kernelId"`` in the page config) is recorded with the visitor's name, and the
+  kernel's routes (``api/kernels/<id>``, ``voila/api/shutdown/<id>``, ``voila/execution/<id>``)
+  are refused to anyone else — an id seen by another user (a shared screenshot, a log line)
+  does not let them drive someone else's session. ``voila/query/<id>``, the socket a preheated
+  kernel receives its visitor on, is Voila's and its kernels' only (they reach Voila directly).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -39,6 +47,40 @@ _NOT_FORWARDED = _HOP_BY_HOP | {"host", "content-length", "authorization", "cook
                                 "x-forwarded-host", "x-forwarded-proto", "x-real-ip"}
 _NOT_RETURNED = _HOP_BY_HOP | {"content-length", "set-cookie", "server", "date"}
 MAX_REQUEST_BODY = 16 * 2**20
+_KERNEL_ID = re.compile(rb'"kernelId":\s*"([0-9a-fA-F-]{8,64})"')
+_PAGE_SCAN = 512 * 1024          # bytes of a page searched for its kernel id (it is in the head)
+_KERNEL_ROUTE = re.compile(r"^(?:api/kernels|voila/api/shutdown|voila/execution)/([^/?]+)")
+MAX_KERNELS = 10_000             # owners remembered (oldest forgotten first; culled ones are gone)
+
+
+class KernelOwners:
+    """Which visitor each app kernel belongs to (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._owners: OrderedDict[str, str] = OrderedDict()
+
+    def record(self, kernel_id: str, user: str) -> None:
+        self._owners[kernel_id] = user
+        self._owners.move_to_end(kernel_id)
+        while len(self._owners) > MAX_KERNELS:
+            self._owners.popitem(last=False)
+
+    def owner(self, kernel_id: str) -> str | None:
+        return self._owners.get(kernel_id)
+
+    @staticmethod
+    def kernel_of(route: str) -> str | None:
+        """The kernel id a path under the prefix addresses, if it is a kernel's route."""
+        match = _KERNEL_ROUTE.match(route)
+        return match.group(1) if match else None
+
+    def allows(self, route: str, user: str) -> bool:
+        """False for Voila's kernel query socket, and for a kernel route of someone else's (or an
+        unknown) kernel."""
+        if route.startswith("voila/query"):
+            return False
+        kernel = self.kernel_of(route)
+        return kernel is None or self.owner(kernel) == user
 
 
 def _is_identity_header(name: str) -> bool:
@@ -84,6 +126,7 @@ class VoilaProxy:
         self.base_url = base_url          # http://127.0.0.1:<port>
         self.token = token
         self.session: aiohttp.ClientSession | None = None
+        self.kernels = KernelOwners()
 
     def __repr__(self) -> str:
         return f"VoilaProxy({self.base_url!r})"
@@ -135,7 +178,15 @@ class VoilaProxy:
                     out.append((b"content-length", answer.headers["Content-Length"].encode()))
                 await send({"type": "http.response.start", "status": answer.status, "headers": out})
                 scrub = TokenScrubber(self.token)
+                page = bytearray() if answer.content_type == "text/html" else None
                 async for chunk in answer.content.iter_any():
+                    if page is not None:
+                        page += chunk
+                        found = _KERNEL_ID.search(page)
+                        if found:
+                            self.kernels.record(found.group(1).decode(), user)
+                        if found or len(page) > _PAGE_SCAN:
+                            page = None
                     cleaned = scrub.feed(chunk)
                     if cleaned:
                         await send({"type": "http.response.body", "body": cleaned, "more_body": True})

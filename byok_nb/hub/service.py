@@ -147,7 +147,14 @@ class HubService:
     async def _callback(self, scope: Scope, send: Send) -> None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         cookies = parse_cookies(scope["headers"])
-        location, cookie_headers, _model = await self.oauth.callback(query, cookies, secure=self._secure(scope))
+        try:
+            location, cookie_headers, _model = await self.oauth.callback(query, cookies, secure=self._secure(scope))
+        except OAuthError:
+            # As HubOAuthCallbackHandler: a stale login (a second tab, the back button) of a visitor
+            # who is logged in already just goes on to the app.
+            if await self.oauth.user_from_cookies(cookies) is None:
+                raise
+            location, cookie_headers = self.settings.prefix, self.oauth.clear_state_cookies(cookies)
         await _redirect(send, location, cookie_headers)
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,6 +177,8 @@ class HubService:
             return await _text(send, scope, 403, "refused: the request came from another site")
         if self.proxy is None:
             return await _text(send, scope, 404, "the app is not served by this instance")
+        if not self.proxy.kernels.allows(scope["path"][len(self.settings.prefix):], user["name"]):
+            return await _text(send, scope, 403, "that app session belongs to another visit")
         if not await self._voila_up():
             if websocket:
                 return await send({"type": "websocket.close", "code": 1013})

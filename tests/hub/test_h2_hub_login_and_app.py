@@ -90,8 +90,12 @@ def test_h2_callback_refuses_a_state_not_matching_the_cookie_and_a_reused_code(s
         assert forged.status_code == 403
         good = browser.get(authorize.headers["location"])
         assert good.status_code == 302
-        # The code and the state are single-use.
-        assert browser.get(authorize.headers["location"]).status_code in (400, 403)
+        # The code and the state are single-use: replayed by a browser that is not logged in, the
+        # callback is refused; by the logged-in one, it just goes on to the app (as HubOAuth does).
+        replay = authorize.headers["location"]
+        assert browser.get(replay).headers["location"] == PREFIX
+    with service.browser() as stranger:
+        assert stranger.get(replay).status_code == 403
 
 
 def test_h2_app_acts_as_the_hub_user_whatever_the_visitor_sends(service):
@@ -149,7 +153,19 @@ def test_h2_kernel_websocket_is_proxied_for_the_logged_in_visitor_only(service):
     ws_url = f"ws://127.0.0.1:{service.port}{PREFIX}api/kernels/{kernel_id}/channels"
     reply = _kernel_info(ws_url, cookie, origin=service.url)
     assert reply["header"]["msg_type"] == "kernel_info_reply" and reply["content"]["status"] == "ok"
-    for bad_cookie, origin in ((f"{CLIENT_ID}=forged", None), ("", None), (cookie, "http://evil.example")):
+    with service.browser() as other:
+        service.log_in(other, "bo")
+        bo_cookie = f"{CLIENT_ID}={other.cookies.get(CLIENT_ID)}"
+        # ana's kernel is not bo's to drive, nor is Voila's query socket anyone's.
+        assert other.get(f"{service.url}{PREFIX}api/kernels/{kernel_id}").status_code == 403
+        assert other.post(f"{service.url}{PREFIX}voila/api/shutdown/{kernel_id}",
+                          headers={"Origin": service.url}).status_code == 403
+    with service.browser() as owner:
+        owner.cookies.set(CLIENT_ID, cookie.split("=", 1)[1])
+        assert owner.get(f"{service.url}{PREFIX}api/kernels/{kernel_id}").status_code == 200
+        assert owner.get(f"{service.url}{PREFIX}voila/query/{kernel_id}").status_code == 403
+    for bad_cookie, origin in ((f"{CLIENT_ID}=forged", None), ("", None), (cookie, "http://evil.example"),
+                               (bo_cookie, None)):
         with pytest.raises(InvalidStatus) as refused:
             _kernel_info(ws_url, bad_cookie, origin)
         assert refused.value.response.status_code == 403

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from byok_nb.hub.proxy import TokenScrubber, upstream_headers
+from byok_nb.hub.proxy import KernelOwners, TokenScrubber, upstream_headers
 from byok_nb.hub.settings import HubSettings
 from byok_nb.hub.voila_child import VoilaChild, cull_arguments
 
@@ -79,3 +79,15 @@ def test_h2_settings_from_the_hub_environment():
     assert settings.admins == ("ana", "bo")
     assert settings.access_scopes == {"access:services", "access:services!service=byok"}
     assert "svc-token" not in repr(settings)
+
+
+def test_h2_a_kernel_route_is_its_visitors_only():
+    owners = KernelOwners()
+    owners.record("k-ana", "ana")
+    assert owners.allows("api/kernels/k-ana/channels", "ana")
+    assert owners.allows("voila/api/shutdown/k-ana", "ana")
+    for route in ("api/kernels/k-ana", "api/kernels/k-ana/channels", "voila/execution/k-ana",
+                  "voila/api/shutdown/k-ana", "api/kernels/k-unknown"):
+        assert not owners.allows(route, "bo"), route
+    assert not owners.allows("voila/query/k-ana", "ana")
+    assert owners.allows("", "bo") and owners.allows("voila/static/voila.js", "bo")
