@@ -7,7 +7,7 @@ Importing this package is light: pandas, SQLAlchemy, boto3 and ipywidgets load w
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import (
     Conflict,
@@ -55,6 +55,13 @@ __all__ = [
     "RegistryWarning", "Session", "StoreUnavailable", "Unauthorized", "Workflow", "__version__",
     "connect", "generate_master_key", "open_registry",
 ]
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext byok_nb``: the ``%%byok`` cell magic (IPython is imported only now)."""
+    from .ui.magic import load_ipython_extension as load
+
+    load(ipython)
+
 
 # Hidden from type checkers: a module-level __getattr__ would make every misspelt name
 # (``byok_nb.opne_registry``) type-check as Any; they see the imports below instead.

@@ -91,7 +91,8 @@ def prepare_chat(ctx: Context, ref: str, messages: Any, *, max_retries: int, tim
     info = workflows.lookup_model(ctx, ref) if isinstance(ref, str) else None
     if info is None or not info.active:
         state = "is deleted" if info is not None else "is neither a platform model id nor a custom model slug"
-        raise NotFound(f"model {ref!r} {state} in org {ctx.org!r}")
+        hint = did_you_mean(ref, workflows.model_refs(ctx)) if info is None else ""
+        raise NotFound(f"model {ref!r} {state} in org {ctx.org!r}{hint}")
     msgs = normalize_messages(messages)
     if has_images(msgs) and not info.supports_vision:
         raise InvalidRequest(f"model '{info.ref}' does not take images (supports_vision is off)")

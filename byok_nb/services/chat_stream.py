@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from ..core.clean_errors import forget_secrets
 from ..providers.base import StreamChunk, plausible_token_count
 from ..providers.inline_reasoning import ThinkSplitter
 from ..providers.retry import acall_with_retries, call_with_retries
-from .call_usage import usage_row
+from .call_usage import call_cost, usage_row
 from .calls import Call, bind, failed, within
 
 __all__ = ["AsyncChatStream", "ChatChunk", "ChatStream", "ChatUsage", "aopen_stream", "open_stream"]
@@ -144,6 +145,17 @@ class _StreamBase:
     def usage(self) -> ChatUsage | None:
         """The totals the provider reported (known after the last chunk), or None."""
         return self._tally.usage
+
+    @property
+    def cost_usd(self) -> Decimal | None:
+        """What the call cost, from the reported totals and the model's prices: None while the
+        totals are unknown or when the model is unpriced (never 0 for unknown)."""
+        usage = self._tally.usage
+        if usage is None:
+            return None
+        model = self._tally.call.model
+        return call_cost(usage.input_tokens, usage.output_tokens, model.input_cost_per_token,
+                         model.output_cost_per_token)
 
     @property
     def request_id(self) -> str | None:

@@ -140,6 +140,15 @@ def lookup_model(ctx: Context, ref: str, conn: "Connection | None" = None) -> Mo
     return _custom_info(row) if row is not None else None
 
 
+def model_refs(ctx: Context) -> list[str]:
+    """Every reference a call in this org may name: its active custom slugs and the platform
+    ids (for a did-you-mean when a reference names nothing; read only on that error path)."""
+    cm = schema.custom_models
+    with read_tx(ctx.engine) as conn:
+        slugs = conn.execute(select(cm.c.slug).where(cm.c.org_id == ctx.org_id, cm.c.active)).scalars().all()
+    return [*slugs, *(m.id for m in load_platform_models())]
+
+
 def _get_platform(ref: str, getter: Any) -> Any:
     try:
         return getter(ref)
