@@ -101,18 +101,25 @@ class HubOAuth:
     def cookie_token(self, cookies: dict[str, str]) -> str | None:
         return cookies.get(self.cookie_name) or None
 
-    async def user_from_cookies(self, cookies: dict[str, str]) -> dict[str, Any] | None:
-        """The hub user model of the cookie's token when the hub knows it and it carries the
-        service's access scope; else None."""
+    def allowed(self, model: dict[str, Any] | None) -> bool:
+        """A hub *user* holding a scope that grants access to this service (HubAuthenticated's
+        check_hub_user with the service's access scopes)."""
+        if not model or model.get("kind", "user") != "user":
+            return False
+        return bool(self.settings.access_scopes & set(model.get("scopes") or ()))
+
+    async def model_from_cookies(self, cookies: dict[str, str]) -> dict[str, Any] | None:
+        """The hub's model of the cookie's token (None: no cookie, or a token the hub does not
+        know). Whether it may use the service is :meth:`allowed`."""
         token = self.cookie_token(cookies)
         if not token:
             return None
-        model = await self.hub.auser_for_token(token)
-        if not model or model.get("kind", "user") != "user":
-            return None
-        if not self.settings.access_scopes & set(model.get("scopes") or ()):
-            return None
-        return model
+        return await self.hub.auser_for_token(token)
+
+    async def user_from_cookies(self, cookies: dict[str, str]) -> dict[str, Any] | None:
+        """The cookie's hub user when allowed in; else None."""
+        model = await self.model_from_cookies(cookies)
+        return model if self.allowed(model) else None
 
     # -- starting a login -----------------------------------------------------------------------------
     def login_redirect(self, next_url: str, cookies: dict[str, str], *, secure: bool) -> tuple[str, list[str]]:
@@ -159,6 +166,10 @@ class HubOAuth:
         model = await self.hub.auser_for_token(token)
         if not model:
             raise OAuthError("the hub did not say who logged in", status_code=500)
+        if not self.allowed(model):
+            # No cookie: another round through the hub would only come back here (a loop).
+            raise OAuthError(f"{model.get('name')!r} may not use this service (the hub grants no "
+                             f"access:services!service={self.settings.service_name} scope)", status_code=403)
         headers = self.clear_state_cookies(cookies)
         headers.append(_set_cookie(self.cookie_name, token, path=self.settings.prefix, secure=secure))
         return self.safe_next(state.get("next_url")), headers, model

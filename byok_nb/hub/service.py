@@ -19,6 +19,7 @@ and the ``admins`` list are applied to the store (``hub/members.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -158,8 +159,14 @@ class HubService:
         await _redirect(send, location, cookie_headers)
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = await self.oauth.user_from_cookies(parse_cookies(scope["headers"]))
+        model = await self.oauth.model_from_cookies(parse_cookies(scope["headers"]))
         websocket = scope["type"] == "websocket"
+        if model is not None and not self.oauth.allowed(model):
+            # Logged in, but the hub grants this account no access: sending it round the login
+            # again would loop.
+            return await _text(send, scope, 403, f"{model.get('name')!r} may not use this service; "
+                                                 f"ask the hub's administrator for access")
+        user = model
         if user is None:
             if websocket:
                 return await send({"type": "websocket.close", "code": 1008})
@@ -247,8 +254,6 @@ async def _text(send: Send, scope: Scope, status: int, text: str) -> None:
 
 
 async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    import json
-
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -36,6 +36,7 @@ class FakeHub:
         self.tokens: dict[str, dict[str, Any]] = {}
         self.codes: dict[str, dict[str, Any]] = {}
         self.user_lookups = 0
+        self.oauth_scopes: dict[str, tuple[str, ...]] = {}   # a user's OAuth token scopes, when not the default
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -135,7 +136,7 @@ class FakeHub:
                     if digest != grant["challenge"]:
                         return self._send(400, {"error": "invalid_grant",
                                                 "error_description": "Code verifier is not valid."})
-                token = hub.issue_token(grant["user"], scopes=(SERVICE_SCOPE,))
+                token = hub.issue_token(grant["user"], scopes=hub.oauth_scopes.get(grant["user"], (SERVICE_SCOPE,)))
                 self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600,
                                  "scope": SERVICE_SCOPE})
 

@@ -115,6 +115,20 @@ def test_h2_app_acts_as_the_hub_user_whatever_the_visitor_sends(service):
         assert static.status_code == 200 and service.app.voila.token not in static.text
 
 
+def test_h2_hub_user_without_access_is_refused_not_sent_round_the_login_again(service):
+    service.hub.oauth_scopes["eve"] = ("self",)
+    with service.browser() as browser:
+        browser.cookies.set("fakehub-user", "eve")
+        first = browser.get(service.url + PREFIX)
+        authorize = browser.get(first.headers["location"])
+        callback = browser.get(authorize.headers["location"])
+        assert callback.status_code == 403 and "'eve' may not use this service" in callback.text
+        assert browser.cookies.get(CLIENT_ID) is None
+        browser.cookies.set(CLIENT_ID, service.hub.issue_token("eve", scopes=("self",)))
+        again = browser.get(service.url + PREFIX)
+        assert again.status_code == 403 and "'eve' may not use this service" in again.text
+
+
 def test_h2_cookie_values_and_headers_alone_get_no_one_in(service):
     with service.browser() as browser:
         for cookies in ({CLIENT_ID: "ana"}, {CLIENT_ID: "bo"}, {}):
