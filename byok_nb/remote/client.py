@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from ..core.clean_errors import clean_failures
 from ..core.errors import InvalidRequest, NotFound, RegistryError, StoreUnavailable
 from ..registry import Session
 from ..services.chat_stream import ChatChunk, ChatUsage
@@ -513,7 +514,9 @@ def _mirror(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     method.__doc__ = original.__doc__
     method.__signature__ = signature   # type: ignore[attr-defined]
     method.__module__ = __name__
-    return method
+    # As on the embedded session: a failure keeps no frame holding the request (a key typed into
+    # add_model, the token's header) and no chained httpx error.
+    return clean_failures(method)
 
 
 for _name in _SIGNATURES:

@@ -194,7 +194,13 @@ class RemoteApiApp:
             # Closing records the call if nothing else did (exactly once: the stream's tally).
             await self._run(_close_quietly, stream)
             if pending is not None:         # a read still in flight: close again once it returns
-                pending.add_done_callback(lambda _: self._pool.submit(_close_quietly, stream))
+                pending.add_done_callback(lambda _: self._close_later(stream))
+
+    def _close_later(self, stream: ChatStream) -> None:
+        try:
+            self._pool.submit(_close_quietly, stream)
+        except RuntimeError:                # the app is shutting down: close it here instead
+            _close_quietly(stream)
 
 
 def create_app(registry: Registry | None = None, **options: Any) -> RemoteApiApp:

@@ -290,3 +290,19 @@ def test_h3_async_stream_left_early_is_recorded_once(world):
 
     run_async(leave_early())
     wait_for(lambda: usage_count(world) == 1, "the service to record the async stream left early")
+
+
+def test_h3_a_refused_call_keeps_no_frame_holding_the_typed_key_or_the_token(world):
+    typed = "sk-typed-" + "7" * 24
+    with pytest.raises(byok_nb.ProviderError) as caught:     # the fake refuses this key: 401
+        world.admin().add_model(provider="openai_compatible", base_url=world.fake.base_url, api_key=typed,
+                                provider_model_id="m", display_name="Refused")
+    error = caught.value
+    assert error.__cause__ is None and error.__context__ is None
+    texts = [str(error), repr(vars(error))]
+    tb = error.__traceback__
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_name.startswith("test_"):
+            texts.extend(repr(v) for v in tb.tb_frame.f_locals.values())
+        tb = tb.tb_next
+    assert not [t[:200] for t in texts if typed in t or world.admin_token in t]
