@@ -194,9 +194,11 @@ class RemoteApiApp:
             # Closing records the call if nothing else did (exactly once: the stream's tally).
             await self._run(_close_quietly, stream)
             if pending is not None:         # a read still in flight: close again once it returns
-                pending.add_done_callback(lambda _: self._close_later(stream))
+                pending.add_done_callback(lambda done: self._close_later(stream, done))
 
-    def _close_later(self, stream: ChatStream) -> None:
+    def _close_later(self, stream: ChatStream, done: "asyncio.Future[Any]") -> None:
+        if not done.cancelled():
+            done.exception()                # retrieved: the call is recorded, the client is gone
         try:
             self._pool.submit(_close_quietly, stream)
         except RuntimeError:                # the app is shutting down: close it here instead
