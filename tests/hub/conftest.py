@@ -1,7 +1,7 @@
 """Fixtures of the team-deployment tests: a real JupyterHub (hubkit.py) and headless Chromium.
 
-Every test here is marked ``hub`` (and ``slow``). A hub takes seconds to start, so test modules
-share one per module. Without ``configurable-http-proxy`` on PATH the tests are skipped with the
+Every test that runs a hub is marked ``hub`` (and ``slow``). A hub takes seconds to start, so
+the tests of a module share one. Without ``configurable-http-proxy`` on PATH the tests are skipped with the
 reason — or fail when ``CI`` is set, since CI installs it (scripts/system_deps.sh).
 """
 from __future__ import annotations
@@ -23,10 +23,15 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
+    """A test that runs a real hub (it uses ``proxy_available``) is marked ``hub`` and ``slow``,
+    and all of them share one xdist group, so that under ``-n 2`` (``--dist loadgroup``) one
+    worker runs them one module after another: each module starts its hub once, and two hubs
+    never compete for this machine's two cores."""
     for item in items:
-        if HERE in Path(str(item.fspath)).parents and Path(str(item.fspath)).name != "test_h1_configure.py":
+        if "proxy_available" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.hub)
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("jupyterhub"))
 
 
 def _required(reason: str | None, what: str) -> None:

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PROXY = "configurable-http-proxy"
 
-ADMIN, MEMBER = "ana", "bo"
+ADMIN, MEMBER, OTHER = "ana", "bo", "cy"
 # SharedPasswordAuthenticator: at least 8 characters for users, 32 for admins, and different.
 USER_PASSWORD = "bo-shared-" + "p4ss" * 3
 ADMIN_PASSWORD = "ana-admin-" + "Adm1nPassw0rd" * 3
@@ -89,7 +89,7 @@ c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = {USER_PASSWORD!r}
 c.SharedPasswordAuthenticator.admin_password = {ADMIN_PASSWORD!r}
 c.Authenticator.admin_users = {{{ADMIN!r}}}
-c.Authenticator.allowed_users = {{{ADMIN!r}, {MEMBER!r}}}
+c.Authenticator.allowed_users = {{{ADMIN!r}, {MEMBER!r}, {OTHER!r}}}
 
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {str(hub.base / "users" / "{username}")!r}
