@@ -17,7 +17,8 @@ What crosses, and what does not:
   kernel's routes (``api/kernels/<id>``, ``voila/api/shutdown/<id>``, ``voila/execution/<id>``)
   are refused to anyone else — an id seen by another user (a shared screenshot, a log line)
   does not let them drive someone else's session. ``voila/query/<id>``, the socket a preheated
-  kernel receives its visitor on, is Voila's and its kernels' only (they reach Voila directly).
+  kernel receives its visitor on, is Voila's and its kernels' only (they reach Voila directly);
+* no answer may be framed (``X-Frame-Options: DENY``, ``frame-ancestors 'none'``).
 """
 from __future__ import annotations
 
@@ -174,6 +175,9 @@ class VoilaProxy:
                 out = [(k.lower().encode("latin-1"), self._location(v) if k.lower() == "location" else
                         v.encode("latin-1"))
                        for k, v in answer.headers.items() if k.lower() not in _NOT_RETURNED]
+                # The app is never framed, not even by a page of the same origin (another hub
+                # user's server on the hub's domain could otherwise read it through an iframe).
+                out += [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
                 if "Content-Length" in answer.headers:
                     out.append((b"content-length", answer.headers["Content-Length"].encode()))
                 await send({"type": "http.response.start", "status": answer.status, "headers": out})

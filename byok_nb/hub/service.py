@@ -33,7 +33,7 @@ from . import members
 from .hub_api import HubAPI, HubUnavailable
 from .lifespan import MountedLifespan
 from .oauth import HubOAuth, OAuthError, parse_cookies
-from .proxy import VoilaProxy
+from .proxy import KernelOwners, VoilaProxy
 from .settings import HubSettings
 from .tokens import HubTokenAuth
 from .voila_child import VoilaChild
@@ -178,6 +178,8 @@ class HubService:
             location, cookies = self.oauth.login_redirect(next_url, parse_cookies(scope["headers"]),
                                                           secure=self._secure(scope))
             return await _redirect(send, location, cookies)
+        if not _page_fetch_allowed(scope, scope["path"][len(self.settings.prefix):]):
+            return await _text(send, scope, 403, "refused: a script may not fetch the app's pages")
         if (websocket or scope["method"] not in _SAFE_METHODS) and not _same_origin(scope):
             if websocket:
                 return await send({"type": "websocket.close", "code": 1008})
@@ -233,6 +235,20 @@ def _same_origin(scope: Scope) -> bool:
         return False
     host = _header(scope, b"x-forwarded-host").split(",")[0].strip() or _header(scope, b"host")
     return urlsplit(origin).netloc.lower() == host.lower()
+
+
+def _page_fetch_allowed(scope: Scope, route: str) -> bool:
+    """Cookie-authenticated requests made by a script (Sec-Fetch-Mode ``cors`` / ``same-origin``)
+    reach only the visitor's own kernel routes — all that Voila's page fetches itself. The rest of
+    the app is for navigation, tags (``no-cors``) and websockets. Mirrors HubOAuth's rule of not
+    accepting cookie authentication for script fetches without an XSRF token: on a hub that
+    serves users' servers on its own domain, another user's page could otherwise fetch the app
+    with the visitor's cookie and read it. (Without Sec-Fetch headers — plain http to a
+    non-local host — browsers send none, and HubOAuth lets such requests through as well.)"""
+    mode = _header(scope, b"sec-fetch-mode")
+    if mode in ("", "navigate", "websocket", "no-cors"):
+        return True
+    return KernelOwners.kernel_of(route) is not None
 
 
 async def _redirect(send: Send, location: str, cookies: list[str]) -> None:

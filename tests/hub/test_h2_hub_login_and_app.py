@@ -129,6 +129,24 @@ def test_h2_hub_user_without_access_is_refused_not_sent_round_the_login_again(se
         assert again.status_code == 403 and "'eve' may not use this service" in again.text
 
 
+def test_h2_scripts_cannot_fetch_or_frame_the_app_with_the_visitors_cookie(service):
+    """Another hub user's page on the hub's domain runs scripts in the same origin: a fetch() of
+    the app with the visitor's cookie is refused (the page would give away its kernel id), and
+    no answer may be put in a frame."""
+    with service.browser() as browser:
+        service.log_in(browser, "ana")
+        navigated = browser.get(service.url + PREFIX, headers={"Sec-Fetch-Mode": "navigate"})
+        assert _acting(navigated) == ["ana"]
+        assert navigated.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in navigated.headers.get_list("content-security-policy")
+        for mode in ("cors", "same-origin"):
+            fetched = browser.get(service.url + PREFIX, headers={"Sec-Fetch-Mode": mode})
+            assert fetched.status_code == 403 and "kernelId" not in fetched.text
+        kernel_id = re.search(r'"kernelId": "([0-9a-f-]+)"', navigated.text).group(1)
+        own = browser.get(f"{service.url}{PREFIX}api/kernels/{kernel_id}", headers={"Sec-Fetch-Mode": "cors"})
+        assert own.status_code == 200      # what Voila's page itself fetches
+
+
 def test_h2_cookie_values_and_headers_alone_get_no_one_in(service):
     with service.browser() as browser:
         for cookies in ({CLIENT_ID: "ana"}, {CLIENT_ID: "bo"}, {}):
