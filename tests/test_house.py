@@ -18,6 +18,8 @@ ALLOWED = {
     "providers": {"core", "catalog", "providers"},
     "services": {"core", "catalog", "store", "providers", "services"},
     "registry": {"core", "catalog", "store", "providers", "services"},
+    # byok_nb.connect(): its client mirrors Session, its server serves it; no widget, no gateway.
+    "remote": {"core", "catalog", "store", "providers", "services", "registry", "remote"},
 }
 
 
