@@ -31,6 +31,7 @@ ENV_HUB_PROJECT = "BYOK_NB_HUB_PROJECT"
 ENV_HUB_ADMINS = "BYOK_NB_HUB_ADMINS"          # comma-separated hub user names
 ENV_HUB_CULL_IDLE = "BYOK_NB_HUB_CULL_IDLE"    # seconds an app kernel may idle before it is culled
 ENV_HUB_BIND = "BYOK_NB_HUB_BIND"              # host to listen on when not the url's own host
+ENV_HUB_NOTEBOOK = "BYOK_NB_HUB_NOTEBOOK"      # a notebook (or folder) served instead of the admin app
 # What single-user servers get: where connect() finds the service (never a store credential).
 ENV_SERVICE_URL = "BYOK_NB_SERVICE_URL"
 
@@ -59,7 +60,8 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
               service_url: str | None = None, bind: str | None = None,
               command: Sequence[str] | None = None,
               cull_idle_seconds: int = DEFAULT_CULL_IDLE_SECONDS,
-              environment: Mapping[str, str] | None = None, api_token: str | None = None) -> None:
+              environment: Mapping[str, str] | None = None, api_token: str | None = None,
+              notebook: str | os.PathLike[str] | None = None) -> None:
     """Add the byok_nb registry service to the JupyterHub config ``c``.
 
     - the hub-managed service ``name`` on ``url`` (default ``http://127.0.0.1:<port>``), served
@@ -82,7 +84,8 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
     starts nothing, and ``api_token`` (required then) is the token that service and the hub
     share; the service's environment is then yours to set. An entry for the service already in
     ``c.JupyterHub.services`` keeps its other keys. Calling it again with the same arguments
-    changes nothing.
+    changes nothing. ``notebook`` (a path on the service's machine) is served in the admin
+    app's place, the same way — a customised app, or a folder of notebooks.
     """
     admin_names = _check_admins(admins)
     for label, value in (("org", org), ("project", project), ("name", name)):
@@ -102,6 +105,8 @@ def configure(c: Any, *, admins: Iterable[str] = (), org: str = "default", port:
     prefix = _join(_current(hub, "base_url", "/"), f"services/{name}/")
     env = _service_environment(os.environ, admins=admin_names, org=org, project=project,
                                cull_idle_seconds=cull_idle_seconds, bind=bind, extra=environment)
+    if notebook is not None:
+        env[ENV_HUB_NOTEBOOK] = os.fspath(notebook)
     services = _current(hub, "services", [])
     existing = next((s for s in services if s.get("name") == name), {})
     service = {**existing, "name": name, "url": service_root_url, "oauth_no_confirm": True,

@@ -289,7 +289,7 @@ def build(env: dict[str, str] | None = None) -> HubService:
     if changes.granted or changes.revoked:
         log.warning("org %r admins: granted %s, revoked %s", settings.org, changes.granted or "none",
                     changes.revoked or "none")
-    return HubService(settings, registry, voila=VoilaChild(settings))
+    return HubService(settings, registry, voila=VoilaChild(settings, notebook=settings.notebook or None))
 
 
 def main(argv: list[str] | None = None) -> int:

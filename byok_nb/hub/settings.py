@@ -38,6 +38,7 @@ class HubSettings:
     admins: tuple[str, ...] = ()
     cull_idle: int = DEFAULT_CULL_IDLE
     public_https: bool = False    # JUPYTERHUB_PUBLIC_URL is https: cookies get Secure
+    notebook: str = ""            # BYOK_NB_HUB_NOTEBOOK: serve this notebook (or folder) instead of the admin app
 
     @property
     def access_scopes(self) -> frozenset[str]:
@@ -63,6 +64,12 @@ class HubSettings:
             cull_idle = int(env.get("BYOK_NB_HUB_CULL_IDLE") or DEFAULT_CULL_IDLE)
         except ValueError:
             raise InvalidRequest("BYOK_NB_HUB_CULL_IDLE is a whole number of seconds") from None
+        # BYOK_NB_HUB_NOTEBOOK: another notebook (or a folder of them) served the same way — a
+        # customised app, or the benchmarks' one-button yardstick. Checked here: Voila would only
+        # fail in the background, after the hub saw the service start.
+        notebook = (env.get("BYOK_NB_HUB_NOTEBOOK") or "").strip()
+        if notebook and not os.path.exists(notebook):
+            raise InvalidRequest(f"BYOK_NB_HUB_NOTEBOOK names no file or folder: {notebook!r}")
         # BYOK_NB_HUB_BIND: where to listen when it is not the URL's host (0.0.0.0 in a hub pod).
         return cls(host=(env.get("BYOK_NB_HUB_BIND") or "").strip() or url.hostname or "127.0.0.1", port=url.port or 80, prefix=prefix, api_url=api_url,
                    api_token=env["JUPYTERHUB_API_TOKEN"], client_id=env["JUPYTERHUB_CLIENT_ID"],
@@ -71,4 +78,5 @@ class HubSettings:
                    org=(env.get("BYOK_NB_HUB_ORG") or "default").strip(),
                    project=(env.get("BYOK_NB_HUB_PROJECT") or "default").strip(),
                    admins=tuple(parse_admins(env.get("BYOK_NB_HUB_ADMINS"))), cull_idle=max(cull_idle, 0),
-                   public_https=urlsplit(env.get("JUPYTERHUB_PUBLIC_URL") or "").scheme == "https")
+                   public_https=urlsplit(env.get("JUPYTERHUB_PUBLIC_URL") or "").scheme == "https",
+                   notebook=notebook)
