@@ -23,15 +23,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """A test that runs a real hub (it uses ``proxy_available``) is marked ``hub`` and ``slow``,
-    and all of them share one xdist group, so that under ``-n 2`` (``--dist loadgroup``) one
-    worker runs them one module after another: each module starts its hub once, and two hubs
-    never compete for this machine's two cores."""
+    """A test that runs a real hub (it uses ``proxy_available``) is marked ``hub`` and ``slow``.
+    Each test stands alone (the removal test removes its own user), so under ``-n 2`` a module
+    split over both workers is correct, only slower: each worker starts its own hub."""
     for item in items:
         if "proxy_available" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.hub)
             item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.xdist_group("jupyterhub"))
 
 
 def _required(reason: str | None, what: str) -> None:

@@ -1,7 +1,7 @@
 """A real JupyterHub on loopback for the team-deployment tests.
 
 :class:`RunningHub` writes its own ``jupyterhub_config.py`` in a temporary folder —
-``SharedPasswordAuthenticator`` with users ``ana`` (hub admin) and ``bo``,
+``SharedPasswordAuthenticator`` with users ``ana`` (hub admin), ``bo`` and ``cy``,
 ``SimpleLocalProcessSpawner`` (``--allow-root`` when run as root, as in CI), the hub's sqlite
 database, cookie secret and pid file in that folder, ``configurable-http-proxy`` from PATH, every
 port a free 127.0.0.1 port — and calls ``byok_nb.hub.configure(c, admins=["ana"], ...)`` in it.
