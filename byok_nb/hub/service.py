@@ -123,6 +123,10 @@ class HubService:
         if not path.startswith(prefix):
             return await _text(send, scope, 404, f"this service lives under {prefix}")
         rest = path[len(prefix):]
+        if any(part in (".", "..") for part in rest.split("/")):
+            # Routing (and the kernel-ownership check) reads the path as sent; the HTTP client
+            # upstream would resolve dot segments into some other route.
+            return await _text(send, scope, 400, "a path with . or .. segments is not served")
         if rest == "v1" or rest.startswith("v1/"):
             return await self._mounted_app(self.gateway, "/" + rest, scope, receive, send)
         # Voila's kernel endpoints live under the same api/ (api/kernels/<id>[/channels]): those

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -159,6 +160,14 @@ def test_h2_cookie_values_and_headers_alone_get_no_one_in(service):
                             headers={"X-Byok-Hub-User": "ana"}).status_code == 403
 
 
+def _raw_get_status(port: int, path: str, cookie: str) -> int:
+    """GET ``path`` exactly as written (HTTP clients resolve dot segments before sending)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        return int(sock.makefile("rb").readline().split()[1])
+
+
 def _kernel_info(url: str, cookie: str, origin: str | None = None) -> dict:
     headers = {"Cookie": cookie, "X-Byok-Hub-User": "bo"}
     if origin:
@@ -196,6 +205,14 @@ def test_h2_kernel_websocket_is_proxied_for_the_logged_in_visitor_only(service):
         owner.cookies.set(CLIENT_ID, cookie.split("=", 1)[1])
         assert owner.get(f"{service.url}{PREFIX}api/kernels/{kernel_id}").status_code == 200
         assert owner.get(f"{service.url}{PREFIX}voila/query/{kernel_id}").status_code == 403
+        # Dot segments (plain or encoded) cannot route around those checks.
+        with pytest.raises(InvalidStatus) as refused:   # the query socket by a detour
+            ws_connect(f"ws://127.0.0.1:{service.port}{PREFIX}voila/x/../query/{kernel_id}",
+                       additional_headers={"Cookie": cookie}, open_timeout=30).close()
+        assert refused.value.response.status_code == 400
+        for dotted in (f"voila/x/../query/{kernel_id}", f"voila/x/%2e%2e/query/{kernel_id}",
+                       f"api/kernels/../kernels/{kernel_id}"):
+            assert _raw_get_status(service.port, PREFIX + dotted, cookie) == 400, dotted
     for bad_cookie, origin in ((f"{CLIENT_ID}=forged", None), ("", None), (cookie, "http://evil.example"),
                                (bo_cookie, None)):
         with pytest.raises(InvalidStatus) as refused:
