@@ -2,7 +2,7 @@
 proxy's in the same run.
 
     .venv/bin/python benchmarks/bench_gateway_throughput.py                     # 30 s per run
-    .venv/bin/python benchmarks/bench_gateway_throughput.py --duration 10 --backends sqlite --no-litellm
+    .venv/bin/python benchmarks/bench_gateway_throughput.py --duration 10 --backends sqlite --workers 1 --no-litellm
 
 Needs: ``make bench-deps litellm-proxy-env`` (nginx, wrk, the LiteLLM proxy venv) and, for
 PostgreSQL, the server scripts/system_deps.sh starts. The upstream is nginx answering a static
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -62,14 +63,53 @@ def wrk(url: str, token: str | None, model: str, connections: int, duration: int
     return result
 
 
+def load() -> str:
+    """The machine's load average (1, 5, 15 min): printed beside every figure (a shared machine)."""
+    return "load " + " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes (and their reaped children) have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / tick   # utime stime cutime cstime
+    return total
+
+
 def show(label: str, r: dict) -> None:
+    cpu = f"  CPU {r['cpu_us']:6.0f} us/req" if "cpu_us" in r else ""
     print(f"{label:34} {r.get('rps', float('nan')):9.0f} req/s  p50 {r.get('p50_ms', float('nan')):7.2f} ms"
-          f"  p99 {r.get('p99_ms', float('nan')):7.2f} ms  non-2xx {r['non2xx']}  {r['errors']}", flush=True)
+          f"  p99 {r.get('p99_ms', float('nan')):7.2f} ms  non-2xx {r['non2xx']}{cpu}  {r['errors']}  "
+          f"[{load()}]", flush=True)
 
 
-def run_gateway(backend: str, upstream: str, access: Path, work: Path, args) -> None:
-    home = work / f"gw-{backend}"
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes with ``--workers``)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+def run_gateway(backend: str, workers: int, upstream: str, access: Path, work: Path, args) -> dict:
+    home = work / f"gw-{backend}-{workers}"
     home.mkdir()
+    label = f"gateway {backend}" + (f" x{workers} workers" if workers > 1 else "")
     with ExitStack() as stack:
         url = (f"sqlite:///{home / 'registry.db'}" if backend == "sqlite"
                else stack.enter_context(kit.postgres_database()))
@@ -77,24 +117,32 @@ def run_gateway(backend: str, upstream: str, access: Path, work: Path, args) -> 
         reg, _, token = kit.make_registry(url, key, home, upstream)
         reg.close()
         before_rows, before_calls = kit.count_usage_rows(url), kit.access_lines(access)
-        with kit.gateway(url, key, home, token) as (base, proc):
+        extra = ("--workers", str(workers)) if workers > 1 else ()
+        with kit.gateway(url, key, home, token, *extra) as (base, proc):
+            # Warm every worker (first-use imports, the provider pool) outside the measured runs.
+            wrk(base + "/v1", token, kit.SLUG, 8 * workers, 2, work)
             spy = None
             if args.py_spy:     # sample the gateway during the first run (collapsed stacks, one a line)
                 spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "250",
-                                        "--duration", str(args.duration), "--nonblocking",
-                                        "-o", f"{args.profile_prefix}-{backend}.txt", "-p", str(proc.pid)],
+                                        "--duration", str(args.duration), "--nonblocking", "--subprocesses",
+                                        "-o", f"{args.profile_prefix}-{backend}-{workers}.txt", "-p", str(proc.pid)],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            results = {c: wrk(base + "/v1", token, kit.SLUG, c, args.duration, work) for c in args.connections}
+            results = {}
+            for c in args.connections:
+                pids = family(proc.pid)
+                cpu_before = cpu_seconds(pids)
+                r = results[c] = wrk(base + "/v1", token, kit.SLUG, c, args.duration, work)
+                if r.get("requests"):   # CPU per request: a figure the machine's other load barely moves
+                    r["cpu_us"] = (cpu_seconds(pids) - cpu_before) / r["requests"] * 1e6
+                show(f"{label}, {c} connections", r)
             if spy is not None:
                 spy.wait(timeout=120)
         time.sleep(1.5)          # nginx flushes its access log buffer every second
         rows = kit.count_usage_rows(url) - before_rows
         calls = kit.access_lines(access) - before_calls
-        answered = sum(r.get("requests", 0) - r["non2xx"] for r in results.values())
-        for c, r in results.items():
-            show(f"gateway {backend}, {c} connections", r)
         verdict = "none lost" if rows == calls else f"{calls - rows} LOST"
-        print(f"  usage rows {rows}, provider calls (nginx log) {calls}, answered 2xx (wrk) {answered}: {verdict}")
+        print(f"  {label}: usage rows {rows}, provider calls (nginx log) {calls}: {verdict}", flush=True)
+        return {"results": results, "rows": rows, "calls": calls}
 
 
 def run_litellm(upstream: str, work: Path, args) -> None:
@@ -110,21 +158,36 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=30, help="seconds per wrk run (default 30)")
     ap.add_argument("--connections", type=int, nargs="+", default=[64, 8])
     ap.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="gateway processes (byok-nb gateway --workers N), each measured (default 1 2)")
     ap.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
     ap.add_argument("--py-spy", metavar="PATH", help="py-spy binary: profile the gateway during the first run")
-    ap.add_argument("--profile-prefix", default="gateway-profile", help="py-spy output: PREFIX-<backend>.txt")
+    ap.add_argument("--profile-prefix", default="gateway-profile", help="py-spy output: PREFIX-<backend>-<workers>.txt")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: run `make bench-deps` (scripts/system_deps.sh --bench)")
+    print(f"F-7 gateway throughput, wrk -t2 -d{args.duration}s, {os.cpu_count()} CPUs, {load()}", flush=True)
+    summary = []
     with tempfile.TemporaryDirectory(prefix="byok_bench_f7_") as tmp:
         work = Path(tmp)
         with kit.nginx_upstream(work) as (upstream, access):
             baseline = wrk(upstream, kit.PROVIDER_KEY, kit.UPSTREAM_MODEL, 64, min(5, args.duration), work)
             show("nginx alone (the upstream), 64 conn", baseline)
             for backend in args.backends:
-                run_gateway(backend, upstream, access, work, args)
+                for workers in args.workers:
+                    summary.append((backend, workers, run_gateway(backend, workers, upstream, access, work, args)))
             if not args.no_litellm:
                 run_litellm(upstream, work, args)
+    print("\nsummary (targets: >= 2,000 req/s SQLite, >= 1,000 PostgreSQL at 64 connections; p99 < 25 ms at 8;"
+          " no usage row lost)")
+    for backend, workers, got in summary:
+        res = got["results"]
+        rps = res.get(64, {}).get("rps", float("nan"))
+        p99 = res.get(8, {}).get("p99_ms", float("nan"))
+        lost = got["calls"] - got["rows"]
+        print(f"  {backend:10} workers {workers}: {rps:6.0f} req/s @64   p99 {p99:6.2f} ms @8   "
+              f"rows {got['rows']} of {got['calls']} calls ({'none lost' if lost == 0 else f'{lost} LOST'})")
+    print(f"  {load()}")
     return 0
 
 

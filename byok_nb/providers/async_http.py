@@ -87,6 +87,103 @@ def build_async_http_client(*, timeout: float, policy: EgressPolicy, max_connect
         return verbatim_session_class()(connector=guarded_connector(policy, max_connections=max_connections),
                                         trust_env=False)
 
-    transport = AiohttpTransport(client=session, verify=default_ssl_context(), trust_env=False)
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout),
-                             follow_redirects=False, trust_env=False)
+    sessions = _SessionHolder(session)
+    transport = sessions.transport = AiohttpTransport(client=sessions, verify=default_ssl_context(),
+                                                      trust_env=False)
+    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout),
+                               follow_redirects=False, trust_env=False)
+    client.byok_direct = DirectSender(sessions, timeout)   # what direct_sender() finds
+    return client
+
+
+class _SessionHolder:
+    """The one aiohttp session behind a client — the httpx transport's and the direct sender's —
+    made on first use, inside the loop that uses it."""
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self.session: Any = None
+        self.transport: Any = None
+
+    def __call__(self) -> Any:
+        if self.session is None:
+            self.session = self._make()
+            # The transport closes the session it holds when the client closes: make it this one
+            # even when only the direct sender has used it.
+            self.transport.client = self.session
+        return self.session
+
+
+def direct_sender(client: Any) -> DirectSender | None:
+    """The :class:`DirectSender` of an open client made by :func:`build_async_http_client`,
+    else None (the caller then goes through httpx)."""
+    sender = getattr(client, "byok_direct", None)
+    return sender if sender is not None and not client.is_closed else None
+
+
+class DirectSender:
+    """Sends a whole-reply request straight on the client's aiohttp session.
+
+    httpx's request and response objects (URL merging, header normalising, cookie handling) cost
+    as much CPU per call as aiohttp's whole exchange; a server making thousands of calls a second
+    spends it for nothing. Same session, so the same connection pool and egress guard; aiohttp's
+    errors become the httpx errors the transport raises (``map_aiohttp_exceptions``), redirects
+    are not followed and bodies arrive undecoded, as through httpx. A header value httpx would
+    refuse (not ASCII) and a URL httpx cannot parse are refused here the same way, before any
+    I/O."""
+
+    def __init__(self, sessions: _SessionHolder, timeout: float) -> None:
+        import aiohttp
+
+        self._sessions = sessions
+        # As the httpx-aiohttp transport maps httpx.Timeout(timeout) for each request.
+        self._timeout = aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout, connect=timeout)
+
+    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> DirectResponse:
+        from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        url = _wire_url(url)
+        for name, value in headers.items():
+            name.encode("ascii")     # UnicodeEncodeError, as httpx raises it
+            value.encode("ascii")
+        with map_aiohttp_exceptions():
+            response = await self._sessions().request(
+                method, url, headers=headers, data=body or None, allow_redirects=False,
+                auto_decompress=False, compress=False, timeout=self._timeout)
+        return DirectResponse(response)
+
+
+@functools.lru_cache(maxsize=1024)
+def _wire_url(url: str) -> str:
+    """The URL as the httpx transport puts it on the wire (``str(request.url)``), or
+    httpx.InvalidURL as httpx raises it (each model's URL is parsed once)."""
+    import httpx
+
+    return str(httpx.URL(url))
+
+
+class DirectResponse:
+    """The part of ``httpx.Response`` the whole-reply readers use: ``status_code``, ``headers``
+    (``httpx.Headers``), ``aiter_raw()`` and ``aclose()``."""
+
+    __slots__ = ("_response", "headers", "status_code")
+
+    def __init__(self, response: Any) -> None:
+        import httpx
+
+        self._response = response
+        self.status_code = response.status
+        self.headers = httpx.Headers(response.raw_headers)
+
+    async def aiter_raw(self) -> Any:
+        from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        with map_aiohttp_exceptions():
+            async for chunk in self._response.content.iter_chunked(16 * 1024):
+                yield chunk
+
+    async def aclose(self) -> None:
+        from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        with map_aiohttp_exceptions():
+            await self._response.__aexit__(None, None, None)

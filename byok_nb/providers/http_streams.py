@@ -20,6 +20,7 @@ import zlib
 from typing import Any
 
 from ..core.errors import InvalidRequest
+from .async_http import direct_sender
 from .retry import attempt_deadline
 from .transport import (
     ACCEPT_ENCODING,
@@ -117,7 +118,7 @@ async def aexchange(client: Any, call: Any, *, timeout: float, label: str) -> Ht
     a reply over ``MAX_RESPONSE_BYTES`` (decoded) is refused, of an error reply the first
     ``MAX_ERROR_BODY_BYTES`` are kept — as :func:`transport.exchange` does."""
     async with asyncio.timeout(timeout):
-        response = await client.send(_request(client, call, ACCEPT_ENCODING), stream=True)
+        response = await _asend_whole(client, call)
         try:
             status = response.status_code
             if status >= 400:
@@ -147,6 +148,23 @@ async def aexchange(client: Any, call: Any, *, timeout: float, label: str) -> Ht
             return HttpReply(status, response.headers, b"".join(chunks))
         finally:
             await response.aclose()
+
+
+async def _asend_whole(client: Any, call: Any) -> Any:
+    """Send ``call`` for a whole reply: straight on aiohttp when ``client`` is the hub's
+    (async_http.DirectSender: the same pool, guard and errors, without httpx's per-request
+    cost), else through httpx."""
+    direct = direct_sender(client)
+    if direct is None:
+        return await client.send(_request(client, call, ACCEPT_ENCODING), stream=True)
+    headers = dict(call.headers)
+    headers["Accept-Encoding"] = ACCEPT_ENCODING
+    unsendable = None
+    try:
+        return await direct.send(call.method, call.url, headers, call.body)
+    except UnicodeEncodeError as exc:
+        unsendable = exc
+    raise InvalidRequest(_unsendable_header_message(unsendable))
 
 
 def _decoder(response: Any) -> BoundedDecoder:

@@ -5,8 +5,11 @@ one (``stream: true`` as server-sent events ending ``data: [DONE]``). ``/api/...
 API of ``byok_nb.connect()`` (:mod:`byok_nb.remote.server`, same tokens), so a notebook can use
 the gateway's URL as its service root. Callers send
 ``Authorization: Bearer byok_...``, an API token made by an org admin; the token acts as its user,
-and it and the user's membership are checked on every request (no cache: a revoked token or a
-removed member is refused on the very next request). The caller never holds a provider key.
+and it and the user's membership are checked on every request: a revoked token or a removed
+member is refused on the very next request. What a request is checked against (token, membership,
+model, call target) is held in memory and proven current per request by one shared read of the
+store's generation, off the event loop (services/call_cache.py). The caller never holds a
+provider key.
 
 A thin layer: the call itself — translation per provider, retries, recording, scrubbing — is
 :func:`byok_nb.services.chat.achat`, the same code ``Session.chat`` runs; only its usage rows go
@@ -23,15 +26,17 @@ Programmatic use (benchmarks, tests)::
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import InvalidRequest, RegistryError, Unauthorized
+from ..core.errors import InvalidRequest, NotFound, RegistryError, Unauthorized
 from ..remote.server import RemoteApiApp
+from ..services import api_tokens
 from ..services import models as model_service
-from ..services.api_tokens import authenticate as authenticate_token
+from ..services.call_cache import resolve
 from ..services.chat import achat
 from ..services.context import Actor, Backend, Context
 from . import openai_wire as wire
@@ -58,8 +63,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class GatewayApp:
-    """The ASGI application. ``chat`` and ``authenticate`` default to the shared service
-    functions (tests may pass stand-ins with the same signatures)."""
+    """The ASGI application. ``chat`` defaults to the shared service function (tests may pass a
+    stand-in with the same signature). ``authenticate(engine, token) -> identity`` replaces the
+    token check (the hub service's, which also takes hub tokens); by default ``byok_`` tokens are
+    checked from memory proven current per request (services/call_cache.py)."""
 
     def __init__(self, backend: Backend, *, writer: UsageWriter | None = None,
                  chat: Callable[..., Any] | None = None,
@@ -67,7 +74,8 @@ class GatewayApp:
         self.backend = backend
         self.writer = writer or UsageWriter(backend.engine, backend.spool)
         self._chat = chat or achat
-        self._authenticate = authenticate or authenticate_token
+        self._authenticate = authenticate
+        self._cache = backend.call_cache
         self.started = int(time.time())
         self._remote: RemoteApiApp | None = None   # built on the first /api/ request
 
@@ -80,7 +88,7 @@ class GatewayApp:
     def remote_api(self) -> RemoteApiApp:
         """The registry API of remote sessions over this gateway's store and token check."""
         if self._remote is None:
-            self._remote = RemoteApiApp(self.backend, authenticate=self._authenticate)
+            self._remote = RemoteApiApp(self.backend, authenticate=self._authenticate or api_tokens.authenticate)
         return self._remote
 
     # -- ASGI -------------------------------------------------------------------------------------
@@ -99,6 +107,7 @@ class GatewayApp:
             elif message["type"] == "lifespan.shutdown":
                 # This loop's pooled provider connections end with it (the hub reopens on demand).
                 await self.backend.providers.aclose()
+                await self._cache.aclose()
                 await asyncio.get_running_loop().run_in_executor(None, self.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -110,7 +119,7 @@ class GatewayApp:
             if path == "/v1/chat/completions":
                 if method != "POST":
                     return await _answer(send, 405, _error("use POST", "invalid_request_error", "method_not_allowed"))
-                ctx = self._context(scope)
+                ctx = await self._context(scope)
                 call = wire.parse_chat_request(await _body(receive))
                 if call.stream:
                     return await self._stream(ctx, call, receive, send)
@@ -118,9 +127,9 @@ class GatewayApp:
             if path in ("/v1/models", "/v1/models/"):
                 if method != "GET":
                     return await _answer(send, 405, _error("use GET", "invalid_request_error", "method_not_allowed"))
-                return await self._models(self._context(scope), send)
+                return await self._models(await self._context(scope), send)
             if path.startswith("/v1/models/") and method == "GET":
-                return await self._model(self._context(scope), path[len("/v1/models/"):], send)
+                return await self._model(await self._context(scope), path[len("/v1/models/"):], send)
             if path == "/health":
                 return await _answer(send, 200, {"status": "ok"})
             if path.startswith("/api/"):   # after the /v1 routes: their hot path gains nothing here
@@ -137,7 +146,7 @@ class GatewayApp:
         return time.monotonic() - started >= self.backend.timeout * 0.95
 
     # -- auth -------------------------------------------------------------------------------------
-    def _context(self, scope: Scope) -> Context:
+    async def _context(self, scope: Scope) -> Context:
         token = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -145,23 +154,37 @@ class GatewayApp:
                 if scheme.lower() == "bearer":
                     token = rest.strip()
                 break
-        if token is None:
-            raise Unauthorized("the API token is missing or unknown; send Authorization: Bearer <token>")
-        # Checked against the store on every request (token, revocation, expiry, membership).
-        identity = self._authenticate(self.backend.engine, token)
-        return Context(self.backend, Actor(org=identity.org, org_id=identity.org_id, user=identity.user))
+        if self._authenticate is not None:   # a check of the caller's own, as it is given
+            if token is None:
+                raise Unauthorized("the API token is missing or unknown; send Authorization: Bearer <token>")
+            identity = self._authenticate(self.backend.engine, token)
+            return Context(self.backend, Actor(org=identity.org, org_id=identity.org_id, user=identity.user),
+                           await self._cache.aview())
+        key = api_tokens.token_key(token)
+        # The store's generation, read after this request arrived: what the view holds (token,
+        # membership, model, target) is current for it — a revoked token, a removed member or an
+        # edited model written before this request is seen (services/call_cache.py).
+        view = await self._cache.aview()
+        engine = self.backend.engine
+        row = await resolve(lambda: view.get(("token", key), lambda: api_tokens.identity_row(engine, key),
+                                             keep_none=False))
+        identity = api_tokens.check_identity(row)   # revoked, expired (by the clock), not a member
+        now = _utcnow()
+        if self._cache.touch_due(row.id, api_tokens.last_used_at(row), now, api_tokens.LAST_USED_RESOLUTION):
+            # Best effort, off the loop (api_tokens.touch swallows a busy store).
+            asyncio.get_running_loop().run_in_executor(None, api_tokens.touch, engine, row.id, now)
+        return Context(self.backend, Actor(org=identity.org, org_id=identity.org_id, user=identity.user),
+                       view)
 
     # -- routes -----------------------------------------------------------------------------------
     async def _models(self, ctx: Context, send: Send) -> None:
-        rows = model_service.model_rows(ctx)
+        rows = await _off_loop(model_service.model_rows, ctx)
         await _answer(send, 200, wire.model_list_payload(rows, self.started))
 
     async def _model(self, ctx: Context, ref: str, send: Send) -> None:
-        rows = [r for r in model_service.model_rows(ctx) if r["ref"] == ref]
+        rows = [r for r in await _off_loop(model_service.model_rows, ctx) if r["ref"] == ref]
         listed = wire.model_list_payload(rows, self.started)["data"]
         if not listed:
-            from ..core.errors import NotFound
-
             raise NotFound(f"the model {ref!r} does not exist or is not available to this token")
         await _answer(send, 200, listed[0])
 
@@ -234,6 +257,15 @@ class GatewayApp:
                     pass
         finally:
             watcher.cancel()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a thread: store reads that are not on the per-request path (listings)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ calls a provider or the store.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -81,8 +82,14 @@ def parse_chat_request(raw: bytes) -> ChatCall:
     return ChatCall(model, messages, stream, include_usage, params)
 
 
+# Completion ids: unique per process by a counter, across processes (workers, restarts) by a random
+# prefix drawn once — a uuid4 per reply would read the OS's random source on every request.
+_ID_PREFIX = f"chatcmpl-{uuid.uuid4().hex[:16]}"
+_ID_COUNTER = itertools.count(1)
+
+
 def completion_id(request_id: str | None = None) -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

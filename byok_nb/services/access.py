@@ -1,7 +1,8 @@
 """Who may do what: the acting user's roles, read on every call.
 
-Roles are read fresh on each call (no cache): a member removed from the org is refused at their
-next call, whichever caller (notebook, gateway, app) they come through.
+Roles are read fresh on each call: a member removed from the org is refused at their next call,
+whichever caller (notebook, gateway, app) they come through. A server's context carries a view
+(services/call_cache.py) whose memory is proven current per request, so "fresh" holds there too.
 """
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from .membership import not_a_member
 def roles(ctx: Context) -> list[tuple[str, int]]:
     """The acting user's roles in the org as ``(role, project id)`` pairs (project id 0 = whole
     org); empty when the user is not a member."""
+    view = ctx.view
+    if view is None:
+        return _read_roles(ctx)
+    return list(view.get(("roles", ctx.org_id, ctx.user), lambda: tuple(_read_roles(ctx))))
+
+
+def _read_roles(ctx: Context) -> list[tuple[str, int]]:
     m = schema.members
     with read_tx(ctx.engine) as conn:
         return [(r[0], r[1]) for r in conn.execute(select(m.c.role, m.c.project_id).where(

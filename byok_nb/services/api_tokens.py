@@ -8,7 +8,9 @@ constant-time comparison either: the database finds the row by an index over has
 timing difference could leak is a prefix of a hash, not of a token.
 
 Every request re-checks what could have changed since the token was made: revoked, expired, the
-org, and the user's CURRENT membership — a removed member's token stops at once.
+org, and the user's CURRENT membership — a removed member's token stops at once. (The gateway
+judges the token's row from memory, proven current for each request by the store's generation:
+services/call_cache.py; expiry is judged against the clock every time.)
 
 The functions take what they need explicitly (engine, org id and name, acting user) so the
 notebook Session, the CLI and the gateway all call the same code. ``actor=None`` is the operator's
@@ -34,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from sqlalchemy import Connection, Engine
 
-__all__ = ["TOKEN_PREFIX", "TokenIdentity", "authenticate", "create", "hash_token", "org_id_of",
-           "list_tokens", "revoke", "tokens_frame"]
+__all__ = ["TOKEN_PREFIX", "TokenIdentity", "authenticate", "check_identity", "create", "hash_token",
+           "identity_row", "list_tokens", "org_id_of", "revoke", "token_key", "tokens_frame", "touch"]
 
 TOKEN_PREFIX = "byok_"
 _RANDOM_BYTES = 32                          # 256 bits: no KDF needed (module doc)
@@ -211,28 +213,52 @@ def authenticate(engine: "Engine", token: Any, *, now: dt.datetime | None = None
     """Whom ``token`` acts as; ``Unauthorized`` (401) when it is missing, malformed, unknown,
     revoked or expired, or when its user is no longer a member of its org. The token itself is
     never part of an error."""
+    token_hash = token_key(token)
+    now = now or _now()
+    row = identity_row(engine, token_hash)
+    identity = check_identity(row, now)
+    last_used = _aware(row.last_used_at)
+    if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
+        touch(engine, row.id, now)
+    return identity
+
+
+def token_key(token: Any) -> str:
+    """The stored hash of a token of the right shape; ``Unauthorized`` for anything else."""
     if not isinstance(token, str) or len(token) != _TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
         raise Unauthorized(_BAD_TOKEN)
-    now = now or _now()
+    return hash_token(token)
+
+
+def identity_row(engine: "Engine", token_hash: str) -> Any:
+    """The token's row with its org's name and whether its user is a member (one query, one
+    snapshot); None for an unknown hash. What :func:`check_identity` judges."""
     with read_tx(engine) as conn:
-        row = conn.execute(_IDENTITY, {"token_hash": hash_token(token)}).first()
+        return conn.execute(_IDENTITY, {"token_hash": token_hash}).first()
+
+
+def last_used_at(row: Any) -> dt.datetime | None:
+    """When an :func:`identity_row`'s token was last recorded as used (UTC), None if never."""
+    return _aware(row.last_used_at)
+
+
+def check_identity(row: Any, now: dt.datetime | None = None) -> TokenIdentity:
+    """Whom an :func:`identity_row` acts as at ``now``; ``Unauthorized`` when it is None
+    (unknown), revoked, expired, or its user is no longer a member."""
     if row is None:
         raise Unauthorized(_BAD_TOKEN)
     if row.revoked_at is not None:
         raise Unauthorized("the API token has been revoked; ask an org admin for a new one")
     expires_at = _aware(row.expires_at)
-    if expires_at is not None and expires_at <= now:
+    if expires_at is not None and expires_at <= (now or _now()):
         raise Unauthorized(f"the API token expired at {expires_at.isoformat(timespec='seconds')}; "
                            f"ask an org admin for a new one")
     if not row.member:
         raise Unauthorized(f"the API token's user is no longer a member of org {row.org!r}")
-    last_used = _aware(row.last_used_at)
-    if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
-        _touch(engine, row.id, now)
     return TokenIdentity(org=row.org, org_id=int(row.org_id), user=row.user_name)
 
 
-def _touch(engine: "Engine", token_id: int, now: dt.datetime) -> None:
+def touch(engine: "Engine", token_id: int, now: dt.datetime) -> None:
     """Record the use. Best effort by design: a store busy past its timeout must not turn a valid
     request away, and the next request (a minute on at most) records it instead."""
     t = schema.api_tokens

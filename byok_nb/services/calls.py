@@ -32,12 +32,13 @@ from ..providers.retry import (
 )
 from ..providers.transport import loads_bounded
 from . import models
+from .call_cache import resolve
 from .call_usage import Recorder, call_cost, record_usage, usage_row
 from .context import Context
 from .workflows import ModelInfo
 
-__all__ = ["Call", "arun", "bind", "completed", "deleted_model_message", "failed", "parse_json", "run",
-           "within"]
+__all__ = ["Call", "abind", "arun", "bind", "completed", "deleted_model_message", "failed", "parse_json", "run",
+           "target_of", "within"]
 
 T = TypeVar("T")
 
@@ -80,15 +81,29 @@ class Call:
 
 
 # -- running a call --------------------------------------------------------------------------------
-def bind(call: Call) -> "tuple[Any, ChatRequest]":
-    """(adapter, request) for ``call``: its target, with credentials decrypted now."""
+def bind(call: Call, target: Target | None = None) -> "tuple[Any, ChatRequest]":
+    """(adapter, request) for ``call``: its target (``target_of(call)``, credentials decrypted
+    now, unless the caller already has it)."""
+    if target is None:
+        target = target_of(call)
+    adapter = call.ctx.providers.adapter(target)
+    return adapter, dataclasses.replace(call.request, model=target.provider_model_id)
+
+
+def target_of(call: Call) -> Target:
+    """Where ``call`` goes, with its credentials: a custom model's stored target, or OpenRouter."""
     model = call.model
     if model.type == "custom":
         _, target = models.call_target(call.ctx, model.ref)
-    else:
-        target = Target(provider="openrouter", provider_model_id=model.ref)
-    adapter = call.ctx.providers.adapter(target)
-    return adapter, dataclasses.replace(call.request, model=target.provider_model_id)
+        return target
+    return Target(provider="openrouter", provider_model_id=model.ref)
+
+
+async def abind(call: Call) -> "tuple[Any, ChatRequest]":
+    """:func:`bind` on the event loop: the target comes from the context's view, or is read in a
+    thread (call_cache.resolve), never from the store on the loop."""
+    target = await resolve(lambda: target_of(call))
+    return bind(call, target)
 
 
 def failed(call: Call, exc: BaseException, attempts: int, started: float, *,
@@ -156,7 +171,7 @@ async def arun(call: Call) -> Completion:
     started = time.perf_counter()
     attempts = 0
     try:
-        adapter, request = bind(call)
+        adapter, request = await abind(call)
 
         async def attempt() -> ChatResult:
             nonlocal attempts
@@ -180,7 +195,9 @@ async def within(awaitable: Awaitable[T], deadline: float | None) -> T:
     if deadline is None:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, max(0.0, deadline - time.monotonic()))
+        # asyncio.timeout, not wait_for: no task of its own per attempt (wait_for makes one).
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            return await awaitable
     except TimeoutError:
         raise deadline_exceeded() from None
 

@@ -25,6 +25,7 @@ from ..providers.reasoning import canonical_reasoning
 from ..providers.retry import RetryPolicy
 from . import workflows
 from .access import require_member
+from .call_cache import resolve
 from .call_usage import Recorder, record_usage
 from .calls import Call, arun, run
 from .chat_stream import AsyncChatStream, ChatStream, aopen_stream, open_stream
@@ -69,8 +70,10 @@ async def achat(ctx: Context, model: str, messages: Any, *, stream: bool = False
                 **params: Any) -> "Completion | AsyncChatStream":
     """:func:`chat` on the provider hub's async client: a :class:`Completion`, or with
     ``stream=True`` an :class:`AsyncChatStream` (an async iterator of chunks)."""
-    call = prepare_chat(ctx, model, messages, max_retries=max_retries, timeout=timeout, record=record,
-                        params=params, stream=stream)
+    # With a server's view, what the checks read comes from memory, or from a thread: never
+    # from the store on the event loop (call_cache.resolve).
+    call = await resolve(lambda: prepare_chat(ctx, model, messages, max_retries=max_retries, timeout=timeout,
+                                              record=record, params=params, stream=stream))
     return await aopen_stream(call) if stream else await arun(call)
 
 

@@ -26,8 +26,9 @@ from ..core.clean_errors import forget_secrets
 from ..providers.base import StreamChunk, plausible_token_count
 from ..providers.inline_reasoning import ThinkSplitter
 from ..providers.retry import acall_with_retries, call_with_retries
+from .call_cache import resolve
 from .call_usage import call_cost, usage_row
-from .calls import Call, bind, failed, within
+from .calls import Call, bind, failed, target_of, within
 
 __all__ = ["AsyncChatStream", "ChatChunk", "ChatStream", "ChatUsage", "aopen_stream", "open_stream"]
 
@@ -346,7 +347,8 @@ async def aopen_stream(call: Call) -> AsyncChatStream:
     started = time.perf_counter()
     attempts = 0
     try:
-        adapter, request = bind(call)
+        target = await resolve(lambda: target_of(call))   # from memory, or read in a thread
+        adapter, request = bind(call, target)
 
         async def attempt() -> tuple[AsyncIterator[StreamChunk], Any]:
             nonlocal attempts

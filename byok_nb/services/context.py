@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..core.secrets import SecretBox
 from ..store.usage_spool import UsageSpool
+from .call_cache import CallCache, View
 
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy.engine import Engine
@@ -37,6 +38,7 @@ class Backend:
         # Where usage rows wait when the store could not take them after a provider answered.
         self.spool = UsageSpool(engine, home)
         self._providers: "ProviderHub | None" = None
+        self._call_cache: "CallCache | None" = None
         self._lock = threading.Lock()
 
     @property
@@ -54,12 +56,26 @@ class Backend:
                 hub = self._providers
         return hub
 
+    @property
+    def call_cache(self) -> "CallCache":
+        """What calls are checked against, in memory, for a server (built on first use)."""
+        cache = self._call_cache
+        if cache is None:
+            with self._lock:
+                if self._call_cache is None:
+                    self._call_cache = CallCache(self.engine)
+                cache = self._call_cache
+        return cache
+
     def close(self) -> None:
         """Close provider clients and database connections; both reopen on demand."""
         with self._lock:
             hub, self._providers = self._providers, None
+            cache = self._call_cache
         if hub is not None:
             hub.close()
+        if cache is not None:
+            cache.close()
         self.engine.dispose()
 
 
@@ -78,6 +94,9 @@ class Context:
 
     backend: Backend
     actor: Actor
+    # The memory of a store generation proven current for this request (services/call_cache.py);
+    # None: every check reads the store.
+    view: "View | None" = None
 
     @property
     def engine(self) -> "Engine":

@@ -700,7 +700,15 @@ def call_target(ctx: Context, slug: str) -> "tuple[Any, Target]":
     """The stored row and a call target with decrypted credentials, for generation.
 
     Private on purpose: no public name returns plaintext credentials. The one caller
-    builds the target inside the call that sends it and drops it when the call returns."""
+    builds the target inside the call that sends it and drops it when the call returns (a
+    server's view keeps it in memory for the store generation it was read in)."""
+    view = ctx.view
+    if view is not None:
+        return view.get(("target", ctx.org_id, slug), lambda: _read_call_target(ctx, slug))
+    return _read_call_target(ctx, slug)
+
+
+def _read_call_target(ctx: Context, slug: str) -> "tuple[Any, Target]":
     row = _active_row(ctx, slug)
     values = {name: row[name] for name in ("provider", "auth_method", "provider_model_id", "base_url",
                                            "endpoint_url", "aws_region", "aws_access_key_id")}

@@ -123,6 +123,13 @@ def lookup_model(ctx: Context, ref: str, conn: "Connection | None" = None) -> Mo
     """
     if not isinstance(ref, str) or not ref.strip():
         return None
+    view = ctx.view
+    if conn is None and view is not None:
+        return view.get(("model", ctx.org_id, ref), lambda: _read_model(ctx, ref, None))
+    return _read_model(ctx, ref, conn)
+
+
+def _read_model(ctx: Context, ref: str, conn: "Connection | None") -> ModelInfo | None:
     cm = schema.custom_models
     query = (select(*(cm.c[name] for name in _CUSTOM_INFO_COLUMNS))
              .where(cm.c.org_id == ctx.org_id, cm.c.slug == ref)

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, case, func, inspect, select
 from ..core.errors import Conflict
 from . import schema
 from .engine import read_tx, write_tx
+from .generation import install as install_generation
 from .info import (
     BINDING_CURRENT,
     BINDING_LEGACY,
@@ -121,6 +122,17 @@ def _usage_user_and_attempts(conn: Connection) -> None:
          "output_tokens"], totals))
 
 
+def _store_generation(conn: Connection) -> None:
+    """Version 7: the store's generation counter and the triggers that move it on every write to
+    orgs, members, custom models and API tokens (store/generation.py), so a server may keep what
+    it checks calls against in memory and still see any change on its next request."""
+    schema.metadata.create_all(conn, tables=[schema.store_generation], checkfirst=True)
+    install_generation(conn)
+
+
+_store_generation.tables = ("store_generation",)  # type: ignore[attr-defined]
+
+
 STEPS: tuple[Step, ...] = (
     Step(2, "usage_log and usage_rollup: one row per generate call and its rollup",
          _create_tables("usage_log", "usage_rollup")),
@@ -131,6 +143,8 @@ STEPS: tuple[Step, ...] = (
          _usage_user_and_attempts),
     Step(6, "member_marks: removed members and hub-granted admins (team deployment)",
          _create_tables("member_marks")),
+    Step(7, "store_generation: a counter every write to orgs, members, models and tokens moves",
+         _store_generation),
 )
 
 SCHEMA_VERSION: int = STEPS[-1].version if STEPS else 1
@@ -199,6 +213,7 @@ def migrate(engine: Engine) -> list[int]:
             schema.metadata.create_all(conn, checkfirst=True)
             set_info(conn, VERSION_KEY, str(SCHEMA_VERSION))
             _record_key_custody(conn)   # no secrets yet: their binding is current from the start
+            install_generation(conn)    # triggers are not tables: create_all does not make them
             set_info(conn, f"migration:{SCHEMA_VERSION:04d}", _stamp(now, "created at this version"))
             return [SCHEMA_VERSION]
         _refuse_newer(version, url)

@@ -232,3 +232,14 @@ member_marks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("org_id", "user_name", "mark", name="uq_member_marks"),
 )
+
+
+# -- the store's generation (store/generation.py) --------------------------------------------------
+# One row (id 1): a counter that triggers move on every write to what a call is checked against
+# (orgs, members, custom models, API tokens), so a server can keep those in memory and read only
+# this per request.
+store_generation = Table(
+    "store_generation", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
