@@ -1,8 +1,11 @@
 """configure() on a real traitlets Config, as jupyterhub_config.py hands it over."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -208,3 +211,29 @@ def test_h1_an_existing_entry_for_the_service_keeps_its_other_keys():
     assert service["environment"]["HTTPS_PROXY"] == "http://proxy:3128"
     assert service["environment"]["BYOK_NB_HUB_MODE"] == "1"
     assert service["command"][1:] == ["-m", "byok_nb.hub.service"]
+
+
+def _doc_blocks(lang: str) -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_h1_the_deploy_guides_config_files_run_as_written(monkeypatch):
+    monkeypatch.setenv("BYOK_NB_MASTER_KEY", "from-the-hub-env")
+    # The single-machine jupyterhub_config.py.
+    [single] = [b for b in _doc_blocks("python") if "get_config()" in b]
+    c = Config()
+    exec(compile(single, "deploy.md", "exec"), {"get_config": lambda: c})   # noqa: S102 - the guide's own text
+    assert _service(c)["environment"]["BYOK_NB_HUB_ADMINS"] == "ana"
+    assert _service(c)["environment"]["BYOK_NB_MASTER_KEY"] == "from-the-hub-env"
+    assert ACCESS in _role(c, "user")["scopes"]
+    # Zero to JupyterHub's hub.extraConfig, run after the chart set singleuser.extraEnv.
+    [values] = _doc_blocks("yaml")
+    extra = re.search(r"    byok: \|\n((?:      .*\n)+)", values).group(1)
+    c = Config()
+    c.KubeSpawner.environment = {"FROM_CHART": "1"}
+    exec(compile(textwrap.dedent(extra), "deploy.md", "exec"), {"c": c})   # noqa: S102
+    assert _service(c)["url"] == "http://hub:10101"
+    assert _service(c)["environment"]["BYOK_NB_HUB_BIND"] == "0.0.0.0"
+    assert c.KubeSpawner.environment == {"FROM_CHART": "1",
+                                         "BYOK_NB_SERVICE_URL": "http://hub:10101/services/byok/"}
