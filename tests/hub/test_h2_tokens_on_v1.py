@@ -94,3 +94,16 @@ def test_h3_remote_api_behind_the_hub_acts_as_the_hub_tokens_user(registry, star
                          api_key="fw_" + "k" * 20, max_tokens=100, test=False)
     refused = httpx.get(f"{service.url}{PREFIX}api/whoami", headers={"Authorization": "Bearer nope"}, timeout=30)
     assert refused.status_code == 401
+
+
+def test_h2_hub_down_is_a_502_naming_the_hub_not_a_401(registry, start_service):
+    members.start(registry._backend.engine, "default", "default", [])
+    service = start_service(registry)
+    token = service.hub.issue_token("bo")
+    service.hub.__exit__()                      # the hub's API stops answering
+    answer = _models(service, token)
+    assert answer.status_code == 502, answer.text
+    assert "cannot reach the hub API" in answer.json()["error"]["message"]
+    assert token not in answer.text
+    page = httpx.get(f"{service.url}{PREFIX}", cookies={"service-byok": token}, timeout=30)
+    assert page.status_code == 502 and "cannot reach the hub API" in page.text
