@@ -212,14 +212,27 @@ class RunningHub:
             return ""
 
     def processes(self) -> list[psutil.Process]:
-        """The hub and every process under it (proxy, services, servers, kernels)."""
-        if self.proc is None:
-            return []
-        try:
-            hub = psutil.Process(self.proc.pid)
-            return [hub, *hub.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        """The hub and every process it started (proxy, services, servers, kernels): those under
+        it, and those that outlived a parent and were re-parented — found by the environment
+        this hub gave them (its ``BYOK_NB_HOME``, or its API URL for users' servers and kernels)."""
+        found: dict[int, psutil.Process] = {}
+        if self.proc is not None:
+            try:
+                hub = psutil.Process(self.proc.pid)
+                found.update({p.pid: p for p in [hub, *hub.children(recursive=True)]})
+            except psutil.NoSuchProcess:
+                pass
+        api = f"127.0.0.1:{self.hub_api_port}/"
+        for p in psutil.process_iter():
+            if p.pid in found or p.pid == os.getpid():
+                continue
+            try:
+                env = p.environ()
+            except (psutil.Error, OSError):
+                continue
+            if env.get("BYOK_NB_HOME") == str(self.home) or api in env.get("JUPYTERHUB_API_URL", ""):
+                found[p.pid] = p
+        return list(found.values())
 
     def stop(self) -> list[str]:
         """SIGTERM the hub (it stops the proxy, the service and the servers it spawned), then
@@ -227,7 +240,7 @@ class RunningHub:
         (``"pid name cmdline"``), also kept in :attr:`leftovers`."""
         if self.proc is None:
             return self.leftovers
-        started = self.processes()
+        started = self.processes()   # also those a hub that died on its own left behind
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)

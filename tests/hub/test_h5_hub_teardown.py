@@ -2,6 +2,7 @@
 module whose processes outlive its hub fails (conftest.run_hub) instead of leaking them."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -38,3 +39,37 @@ def test_h5_hub_stop_reports_and_kills_a_process_left_behind(tmp_path, monkeypat
     while psutil.pid_exists(child_pid) and psutil.Process(child_pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the leftover was not killed"
         time.sleep(0.05)
+
+
+# A stand-in "hub" that dies on its own at once, leaving its child (a proxy, say) re-parented.
+_ORPHANING_HUB = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(600)"],
+                         start_new_session=True, stdout=subprocess.PIPE, text=True)
+child.stdout.readline()
+print(child.pid, flush=True)
+"""
+
+
+def test_h5_hub_stop_finds_what_a_hub_that_died_left_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[RunningHub.__module__], "STOP_TIMEOUT_S", 2)
+    hub = RunningHub(tmp_path, registry_url="sqlite://", master_key="unused")
+    env = {**os.environ, "BYOK_NB_HOME": str(hub.home)}     # as the hub's children inherit it
+    hub.proc = subprocess.Popen([sys.executable, "-c", _ORPHANING_HUB], stdout=subprocess.PIPE, text=True,
+                                env=env, start_new_session=True)
+    orphan_pid = int(hub.proc.stdout.readline())
+    hub.proc.wait(10)
+    assert psutil.Process(orphan_pid).ppid() != hub.proc.pid       # no longer under the hub
+
+    leftovers = hub.stop()
+
+    assert [entry.split()[0] for entry in leftovers] == [str(orphan_pid)]
+    psutil.wait_procs([p for p in [_process(orphan_pid)] if p], timeout=10)
+    assert _process(orphan_pid) is None or _process(orphan_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
