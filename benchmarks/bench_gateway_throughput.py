@@ -140,8 +140,15 @@ def run_gateway(backend: str, workers: int, upstream: str, access: Path, work: P
         time.sleep(1.5)          # nginx flushes its access log buffer every second
         rows = kit.count_usage_rows(url) - before_rows
         calls = kit.access_lines(access) - before_calls
+        # Rows the store refused go to the durable spool (replayed later): kept, but not yet in the store.
+        spooled = sum(1 for f in (home / "usage_spool").glob("*.jsonl") for _ in open(f)) \
+            if (home / "usage_spool").is_dir() else 0
         verdict = "none lost" if rows == calls else f"{calls - rows} LOST"
-        print(f"  {label}: usage rows {rows}, provider calls (nginx log) {calls}: {verdict}", flush=True)
+        print(f"  {label}: usage rows {rows}, provider calls (nginx log) {calls}, spooled {spooled}: {verdict}",
+              flush=True)
+        if rows != calls:
+            for log in home.glob("gateway-*.log"):
+                print("  gateway log (tail):\n" + log.read_text()[-3000:], flush=True)
         return {"results": results, "rows": rows, "calls": calls}
 
 

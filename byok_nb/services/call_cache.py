@@ -11,9 +11,9 @@ request needs is read again.
 
 The per-request read never blocks the event loop (:meth:`CallCache.aview`): a request waits for a
 read that *started after it arrived* — so any write committed before the request came is seen.
-On PostgreSQL it is a round trip on an asyncio connection, one in flight at a time, serving every
-request that arrived while the previous one was running; on SQLite it is a few microseconds of
-shared memory, read in place.
+One read serves every request waiting for it: on PostgreSQL a round trip on an asyncio
+connection, one in flight at a time (the requests that arrive meanwhile wait for the next); on
+SQLite a few microseconds of shared memory, read on the loop once per loop turn.
 
 Code that reads through a view (``access.roles``, ``workflows.lookup_model``,
 ``models.call_target``) runs unchanged whether the value is in memory or not. On the event loop a
@@ -111,6 +111,16 @@ async def resolve(fn: Callable[[], T]) -> T:
     return fn()
 
 
+def _answer(waiters: list[asyncio.Future[View]], view: View | None, error: BaseException | None) -> None:
+    for waiter in waiters:
+        if waiter.done():      # its request went away
+            continue
+        if error is None:
+            waiter.set_result(view)   # type: ignore[arg-type]
+        else:
+            waiter.set_exception(error)
+
+
 class CallCache:
     """One backend's views and the per-request generation read (module doc)."""
 
@@ -133,17 +143,17 @@ class CallCache:
     async def aview(self) -> View:
         """The current view as of a generation read that started after this call.
 
-        SQLite: read here, on the loop — a few microseconds that never wait on a writer
-        (store/generation.py); a hop to a thread would cost far more, in interpreter-lock
-        hand-offs under load, than the read. PostgreSQL: a network round trip, so it is awaited
-        on an asyncio connection, one at a time; every request that arrives while one is in
-        flight waits for the next, which then serves them all."""
-        if self._areader is None:
-            return self._at(self._reader.read())
+        Requests wait for the next read, which serves all of them at once. SQLite: the read is
+        a few microseconds of shared memory that never wait on a writer (store/generation.py),
+        so it runs on the loop, in a callback after the requests of this loop turn have arrived
+        (a hop to a thread would cost far more than the read: interpreter-lock hand-offs under
+        load). PostgreSQL: a network round trip on an asyncio connection, one at a time; the
+        requests that arrive while one is in flight wait for the next."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:   # a new event loop (a restarted server): nothing carries over
             self._loop, self._waiting, self._served, self._reading = loop, [], [], False
-            self._areader = AsyncGenerationReader(self._reader.engine)
+            if self._areader is not None:
+                self._areader = AsyncGenerationReader(self._reader.engine)
         waiter: asyncio.Future[View] = loop.create_future()
         self._waiting.append(waiter)
         if not self._reading:
@@ -151,23 +161,28 @@ class CallCache:
         return await waiter
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._reading = True
+        if self._areader is None:
+            loop.call_soon(self._read_in_place)
+            return
         # Everyone waiting now arrived before this read starts: it serves them all.
         self._served, self._waiting = self._waiting, []
-        self._reading = True
         loop.create_task(self._areader.read()).add_done_callback(self._done)
+
+    def _read_in_place(self) -> None:
+        served, self._waiting = self._waiting, []   # all arrived before this read starts
+        self._reading = False
+        try:
+            view, error = self._at(self._reader.read()), None
+        except Exception as exc:  # noqa: BLE001 — the requests waiting get it (StoreUnavailable)
+            view, error = None, exc
+        _answer(served, view, error)
 
     def _done(self, read: asyncio.Future[int]) -> None:
         served, self._served = self._served, []
         self._reading = False
         error = read.exception() if not read.cancelled() else asyncio.CancelledError()
-        view = self._at(read.result()) if error is None else None
-        for waiter in served:
-            if waiter.done():      # its request went away
-                continue
-            if error is None:
-                waiter.set_result(view)   # type: ignore[arg-type]
-            else:
-                waiter.set_exception(error)
+        _answer(served, self._at(read.result()) if error is None else None, error)
         if self._waiting and self._loop is not None and not self._loop.is_closed():
             self._start(self._loop)
 

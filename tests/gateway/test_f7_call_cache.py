@@ -211,6 +211,30 @@ def test_f7_a_request_waits_for_a_generation_read_started_after_it_arrived_share
     assert reader.reads == 2 and reader.most_at_once == 1     # one read for all five, one at a time
 
 
+def test_f7_sqlite_requests_of_one_loop_turn_share_one_read_made_after_they_arrived(monkeypatch):
+    reads: list[int] = []
+    store = {"generation": 0}
+
+    def read() -> int:
+        reads.append(store["generation"])
+        return store["generation"]
+
+    monkeypatch.setattr("byok_nb.services.call_cache.GenerationReader", lambda engine: types.SimpleNamespace(
+        engine=engine, read=read, close=lambda: None))
+    cache = CallCache(types.SimpleNamespace(dialect=types.SimpleNamespace(name="sqlite")))
+
+    async def scenario():
+        together = [asyncio.ensure_future(cache.aview()) for _ in range(5)]
+        store["generation"] = 1          # committed before any read ran: every one of them sees it
+        views = await asyncio.gather(*together)
+        store["generation"] = 2
+        return views, await cache.aview()
+
+    views, later = run_async(scenario())
+    assert [v.generation for v in views] == [1] * 5 and later.generation == 2
+    assert reads == [1, 2]               # one read for the five, a new one for the next request
+
+
 def test_f7_a_moved_generation_drops_the_memory(monkeypatch):
     reader = _GatedReader()
     cache = _postgres_like_cache(monkeypatch, reader)
