@@ -82,6 +82,8 @@ def main() -> int:
 
         med = {name: statistics.median(t) for name, t in times.items()}
         p90 = {name: statistics.quantiles(t, n=10)[-1] for name, t in times.items()}
+        # A shared machine: the load average goes with every figure.
+        print("load average (1, 5, 15 min): " + " ".join(open("/proc/loadavg").read().split()[:3]))
         print(f"\n{per_round * args.rounds} sequential calls per path, {args.rounds} interleaved rounds")
         print(f"{'path':10} {'median ms':>10} {'p90 ms':>8}")
         for name in paths:

@@ -67,6 +67,8 @@ def main() -> int:
             for name, fn in paths.items():
                 times[name].extend(fn() for _ in range(per_round))
         med = {name: statistics.median(t) for name, t in times.items()}
+        # A shared machine: the load average goes with every figure.
+        print("load average (1, 5, 15 min): " + " ".join(open("/proc/loadavg").read().split()[:3]))
         print(f"{per_round * args.rounds} streams per path, {args.rounds} interleaved rounds")
         print(f"{'path':10} {'median ms to first text chunk':>30}")
         for name in paths:

@@ -206,7 +206,8 @@ STATIC_REPLY = json.dumps({
 @contextmanager
 def nginx_upstream(work: Path) -> Iterator[tuple[str, Path]]:
     """nginx answering every POST to /v1/chat/completions with a static OpenAI reply (with usage);
-    yields (base URL, access log — one line a request, to count what the gateway sent)."""
+    yields (base URL, access log — one line a request, to count what the gateway sent). The same
+    reply at ``/alone/v1/...`` is not logged: for measuring nginx by itself."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
         raise SystemExit("nginx is missing: run `make bench-deps` (scripts/system_deps.sh --bench)")
@@ -228,6 +229,13 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     location = /v1/chat/completions {{
+      default_type application/json;
+      return 200 '{body}';
+    }}
+    # The same reply, not logged: nginx measured alone, without its lines in the log that counts
+    # the gateway's provider calls (a buffered tail written late would be counted as the gateway's).
+    location = /alone/v1/chat/completions {{
+      access_log off;
       default_type application/json;
       return 200 '{body}';
     }}
