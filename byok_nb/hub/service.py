@@ -203,9 +203,18 @@ class HubService:
     async def _voila_up(self) -> bool:
         if self._voila_ready is None:
             self.start_voila()
-        assert self._voila_ready is not None
+        assert self._voila_ready is not None and self.voila is not None
         ready = await asyncio.shield(self._voila_ready)
-        return ready and self.voila is not None and not self.voila.exited()
+        if ready and self.voila.exited():
+            # Voila went away after it had answered (killed, out of memory): start it again, on
+            # the same port and token, rather than leave the app down until the hub restarts us.
+            # One that never answered is not restarted per request: its log says why.
+            log.warning("the app's Voila exited (code %s); starting it again", self.voila.process.returncode)
+            self.voila.process = None
+            self._voila_ready = None
+            self.start_voila()
+            ready = await asyncio.shield(self._voila_ready)
+        return ready and not self.voila.exited()
 
     def _secure(self, scope: Scope) -> bool:
         forwarded = _header(scope, b"x-forwarded-proto").split(",")[0].strip().lower()

@@ -247,3 +247,14 @@ def test_h4_master_key_and_voila_token_are_in_no_response(service):
         blob = f"{answer.status_code} {answer.headers} {answer.text}"
         for secret in secrets_:
             assert secret not in blob, answer.request.url
+
+
+def test_h2_app_comes_back_after_its_voila_dies(service):
+    with service.browser() as browser:
+        service.log_in(browser, "ana")
+        assert _acting(browser.get(service.url + PREFIX)) == ["ana"]
+        voila = service.app.voila.process
+        voila.kill()
+        voila.wait(30)
+        assert _acting(browser.get(service.url + PREFIX)) == ["ana"]
+        assert service.app.voila.process is not voila and service.app.voila.process.poll() is None
