@@ -71,7 +71,8 @@ class HubSettings:
         if notebook and not os.path.exists(notebook):
             raise InvalidRequest(f"BYOK_NB_HUB_NOTEBOOK names no file or folder: {notebook!r}")
         # BYOK_NB_HUB_BIND: where to listen when it is not the URL's host (0.0.0.0 in a hub pod).
-        return cls(host=(env.get("BYOK_NB_HUB_BIND") or "").strip() or url.hostname or "127.0.0.1", port=url.port or 80, prefix=prefix, api_url=api_url,
+        return cls(host=(env.get("BYOK_NB_HUB_BIND") or "").strip() or url.hostname or "127.0.0.1",
+                   port=url.port or (443 if url.scheme == "https" else 80), prefix=prefix, api_url=api_url,
                    api_token=env["JUPYTERHUB_API_TOKEN"], client_id=env["JUPYTERHUB_CLIENT_ID"],
                    callback_url=callback, authorize_url=authorize_url,
                    service_name=env.get("JUPYTERHUB_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
