@@ -335,8 +335,11 @@ def serve_gateway(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, registr
         raise RegistryError("the gateway needs its server: pip install 'byok_nb[gateway]'",
                             status_code=500) from None
 
+    # proxy_headers off: the gateway never reads the client's address, and uvicorn's middleware for
+    # X-Forwarded-* would run on every request for nothing.
     settings = dict(host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
-                    log_level=log_level, access_log=False, server_header=False, date_header=False)
+                    log_level=log_level, access_log=False, server_header=False, date_header=False,
+                    proxy_headers=False)
     if workers > 1:
         if registry is not None or options:
             raise InvalidRequest("with several workers each opens the registry from the environment: "

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from decimal import Decimal, Inexact, localcontext
+from decimal import Context as DecimalContext
+from decimal import Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from typing import Any
 
 from ..core.errors import StoreUnavailable
@@ -71,7 +72,11 @@ def call_cost(input_tokens: int | None, output_tokens: int | None, input_price: 
     the provider did not report both token counts. ``Decimal(0)`` only for a free model."""
     if input_price is None or output_price is None or input_tokens is None or output_tokens is None:
         return None
-    with localcontext() as ctx:
-        ctx.prec = 200
-        ctx.traps[Inexact] = True   # exact or nothing: money is never rounded here
-        return Decimal(input_tokens) * input_price + Decimal(output_tokens) * output_price
+    exact = _EXACT   # its methods take the context directly: no context switch per call
+    return exact.add(exact.multiply(Decimal(input_tokens), input_price),
+                     exact.multiply(Decimal(output_tokens), output_price))
+
+
+# Exact or nothing: money is never rounded here (an inexact result raises Inexact); the default
+# context's other traps kept.
+_EXACT = DecimalContext(prec=200, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
