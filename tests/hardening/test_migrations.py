@@ -318,3 +318,43 @@ def test_c4_a_migrated_secret_refuses_an_edited_base_url(db_url, master_key):
     with byok_nb.open_registry(db_url, master_key=master_key) as reg:
         with pytest.raises(byok_nb.RegistryError, match="re-enter them"):
             hardkit.secret_of(reg.session(org="acme", user="ana"), "qwen")
+
+
+def _generation_triggers(url) -> set[str]:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            else:
+                sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+            return {row[0] for row in conn.exec_driver_sql(sql)}
+    finally:
+        engine.dispose()
+
+
+def test_f7_an_upgraded_database_moves_its_generation_as_a_fresh_one_does(db_url, master_key, tmp_path):
+    """The generation triggers are not tables (create_all does not make them): an upgraded
+    database gets the same ones as a fresh database, and a write there moves the generation."""
+    from byok_nb.store.generation import GenerationReader
+
+    hardkit.build_v1_database(db_url, master_key)
+    reg = byok_nb.open_registry(db_url, master_key=master_key)
+    try:
+        reader = GenerationReader(reg._backend.engine)
+        before = reader.read()
+        reg.add_member("acme", "newcomer", role="org_admin")
+        assert reader.read() > before
+        reader.close()
+    finally:
+        reg.close()
+    upgraded = _generation_triggers(db_url)
+    assert upgraded and all(name.startswith("byok_gen_") for name in upgraded)
+    if db_url.startswith("sqlite"):
+        fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+        byok_nb.open_registry(fresh, master_key=master_key).close()
+        assert _generation_triggers(fresh) == upgraded
+    else:
+        with pgkit.throwaway_database() as fresh:
+            byok_nb.open_registry(fresh, master_key=master_key).close()
+            assert _generation_triggers(fresh) == upgraded
