@@ -156,6 +156,7 @@ def run_litellm(upstream: str, work: Path, args) -> None:
     home = work / "litellm"
     home.mkdir()
     with kit.litellm_proxy(upstream, home) as base:
+        wrk(base + "/v1", kit.LITELLM_MASTER_KEY, kit.SLUG, 8, 2, work)   # warmed as the gateway is
         for c in args.connections:
             show(f"LiteLLM proxy (no DB), {c} connections", wrk(base + "/v1", kit.LITELLM_MASTER_KEY, kit.SLUG, c, args.duration, work))
 
