@@ -66,7 +66,8 @@ class GatewayApp:
     """The ASGI application. ``chat`` defaults to the shared service function (tests may pass a
     stand-in with the same signature). ``authenticate(engine, token) -> identity`` replaces the
     token check (the hub service's, which also takes hub tokens); by default ``byok_`` tokens are
-    checked from memory proven current per request (services/call_cache.py)."""
+    checked from memory proven current per request (services/call_cache.py) — also behind a hook
+    whose ``defers_byok_tokens`` is true (its own ``byok_`` check would be the same, uncached)."""
 
     def __init__(self, backend: Backend, *, writer: UsageWriter | None = None,
                  chat: Callable[..., Any] | None = None,
@@ -154,10 +155,14 @@ class GatewayApp:
                 if scheme.lower() == "bearer":
                     token = rest.strip()
                 break
-        if self._authenticate is not None:   # a check of the caller's own, as it is given
+        hook = self._authenticate
+        if hook is not None and getattr(hook, "defers_byok_tokens", False) and token is not None \
+                and token.startswith(api_tokens.TOKEN_PREFIX):
+            hook = None   # the hook's byok_ check is this gateway's own: take the cached path below
+        if hook is not None:   # a check of the caller's own, as it is given
             if token is None:
                 raise Unauthorized("the API token is missing or unknown; send Authorization: Bearer <token>")
-            identity = self._authenticate(self.backend.engine, token)
+            identity = hook(self.backend.engine, token)
             return Context(self.backend, Actor(org=identity.org, org_id=identity.org_id, user=identity.user),
                            await self._cache.aview())
         key = api_tokens.token_key(token)
