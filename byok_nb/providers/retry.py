@@ -12,7 +12,10 @@ The deadline bounds each attempt as well as the waits: on the sync path :func:`c
 makes it known to the transport for the length of each attempt (:func:`attempt_deadline`), so
 every HTTP operation of an attempt ends by the sooner of the provider timeout and the deadline,
 and an attempt cut short by the deadline is the 504 :func:`deadline_exceeded` (the async path
-cancels the attempt at the deadline instead, ``services.calls.within``).
+cancels the attempt at the deadline instead, ``services.calls.within``). When that attempt was a
+retry, the error raised is the provider's answer to the attempt before it: "the provider said 503
+three times" tells the caller more than "time ran out", and it does not depend on how fast the
+machine was.
 
 ``sleep``, ``clock`` and ``rand`` are injectable so tests run without real waits. Reading a
 ``Retry-After`` value is :mod:`.retry_after`'s job; the headers of a reply are read here.
@@ -104,8 +107,15 @@ class RetryPolicy:
 
 def deadline_exceeded() -> ProviderError:
     """The error for a call whose deadline passed before any provider answered."""
-    return ProviderError("The call did not complete within its time limit (deadline exceeded).",
-                         status_code=504, provider_message="deadline exceeded", transient=False)
+    error = ProviderError("The call did not complete within its time limit (deadline exceeded).",
+                          status_code=504, provider_message="deadline exceeded", transient=False)
+    error.deadline = True   # type: ignore[attr-defined]  # see is_deadline
+    return error
+
+
+def is_deadline(error: BaseException) -> bool:
+    """Whether ``error`` is :func:`deadline_exceeded`'s (not a provider's own 504)."""
+    return getattr(error, "deadline", False) is True
 
 
 def _next_wait(policy: RetryPolicy, error: ProviderError, retries_done: int, deadline: float | None,
@@ -132,6 +142,7 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, deadline: float 
     if deadline is not None and clock() >= deadline:
         raise deadline_exceeded()
     attempts = 0
+    previous: ProviderError | None = None
     while True:
         attempts += 1
         attempt = _Attempt(deadline)
@@ -145,10 +156,11 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, deadline: float 
                 wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
                 if wait is None:
                     raise
+                previous = exc
         finally:
             _attempt.reset(token)
         if cut_short:   # raised outside the except: no __context__ holding the provider's error
-            raise deadline_exceeded()
+            raise previous if previous is not None else deadline_exceeded()
         sleep(wait)
 
 
@@ -162,14 +174,23 @@ async def acall_with_retries(afn: Callable[[], Awaitable[T]], policy: RetryPolic
     if deadline is not None and clock() >= deadline:
         raise deadline_exceeded()
     attempts = 0
+    previous: ProviderError | None = None
     while True:
         attempts += 1
         try:
             return await afn(), attempts
         except ProviderError as exc:
-            wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
-            if wait is None:
-                raise
+            if previous is not None and is_deadline(exc):
+                cut_short = True
+            else:
+                cut_short = False
+                wait = _next_wait(policy, exc, attempts - 1, deadline, clock, rand)
+                if wait is None:
+                    raise
+                previous = exc
+        if cut_short:   # a retry the deadline cut off: the provider's last answer says more
+            assert previous is not None
+            raise previous
         await sleep(wait)
 
 
@@ -191,6 +212,6 @@ def retry_after_from_headers(headers: object, *, now: dt.datetime | None = None)
 
 
 __all__ = ["RetryPolicy", "TRANSIENT_STATUSES", "acall_with_retries", "attempt_deadline", "call_with_retries",
-           "deadline_exceeded", "is_transient_status", "retry_after_from_headers", "retry_after_seconds",
+           "deadline_exceeded", "is_deadline", "is_transient_status", "retry_after_from_headers", "retry_after_seconds",
            "within_total"]
 

@@ -13,8 +13,8 @@ from provider_kit import KEYS, chat, target_for
 
 from byok_nb.core.errors import ProviderError
 from byok_nb.providers.egress import EgressRefused
-from byok_nb.providers.retry import (RetryPolicy, acall_with_retries, call_with_retries,
-                                     retry_after_from_headers)
+from byok_nb.providers.retry import (RetryPolicy, acall_with_retries, attempt_deadline, call_with_retries,
+                                     deadline_exceeded, is_deadline, retry_after_from_headers)
 from byok_nb.providers.retry_after import retry_after_seconds
 from byok_nb.providers.transport import transport_error
 from byok_nb.testing import FakeOpenAIProvider
@@ -186,6 +186,51 @@ def test_g3_deadline_already_passed_is_a_504_without_calling():
         call_with_retries(fn, RetryPolicy(), 100.0, sleep=clock.sleep, clock=clock)
     assert caught.value.status_code == 504 and "deadline exceeded" in caught.value.message
     assert fn.calls == []
+
+
+def test_g3_a_retry_cut_off_by_the_deadline_reports_the_providers_last_answer():
+    """The first attempt got a 500; the retry ran into the total deadline (its read was bounded
+    by it): the caller learns what the provider said, not only that time ran out."""
+    clock = FakeClock(start=0.0)
+    first = transient(500)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) == 1:
+            raise first
+        attempt_deadline(30.0)          # the transport asks when its read must end: the deadline
+        clock.now = 10.0                # ... and the read timed out there
+        raise ProviderError("timed out", status_code=502, transient=True)
+    with pytest.raises(ProviderError) as caught:
+        call_with_retries(fn, RetryPolicy(), 10.0, sleep=clock.sleep, clock=clock, rand=lambda: 0.0)
+    assert caught.value is first and len(calls) == 2
+
+
+def test_g3_a_first_attempt_cut_off_by_the_deadline_is_the_504():
+    clock = FakeClock(start=0.0)
+
+    def fn():
+        attempt_deadline(30.0)
+        clock.now = 10.0
+        raise ProviderError("timed out", status_code=502, transient=True)
+    with pytest.raises(ProviderError) as caught:
+        call_with_retries(fn, RetryPolicy(), 10.0, sleep=clock.sleep, clock=clock)
+    assert caught.value.status_code == 504 and is_deadline(caught.value)
+
+
+def test_g3_async_retry_cut_off_by_the_deadline_reports_the_providers_last_answer():
+    clock = FakeClock(start=0.0)
+    first = transient(503)
+    outcomes = [first, deadline_exceeded()]
+
+    async def afn():
+        raise outcomes.pop(0)
+    with pytest.raises(ProviderError) as caught:
+        run_async(acall_with_retries(afn, RetryPolicy(), 60.0, sleep=clock.asleep, clock=clock,
+                                     rand=lambda: 0.0))
+    assert caught.value is first and outcomes == []
+    assert not is_deadline(first) and not is_deadline(transient(504))
 
 
 def test_g3_async_retries_follow_the_same_policy():
