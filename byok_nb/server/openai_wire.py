@@ -24,8 +24,12 @@ _FRAME = frozenset({"model", "messages", "stream", "stream_options"})
 _IGNORED = frozenset({"user", "store", "metadata", "service_tier"})
 
 
+# One encoder for every answer: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class ChatCall:
