@@ -9,6 +9,7 @@ the ASGI front is async; they share the cache.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -43,6 +44,9 @@ class HubAPI:
         self._lock = threading.Lock()
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
+        # One hub lookup per token at a time: a page load fires dozens of requests at once, and
+        # when the cached answer lapses each would otherwise ask the hub on its own.
+        self._inflight: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     def __repr__(self) -> str:
         return f"HubAPI({self.settings.api_url!r})"
@@ -83,10 +87,21 @@ class HubAPI:
         return model
 
     async def auser_for_token(self, token: str) -> dict[str, Any] | None:
-        """:meth:`user_for_token` without blocking the event loop."""
+        """:meth:`user_for_token` without blocking the event loop; concurrent calls for the same
+        token share one hub request."""
         found, model = self.cached(token)
         if found:
             return model
+        key = _key(token)
+        lookup = self._inflight.get(key)
+        if lookup is None:
+            # A task of its own: a visitor who goes away does not cancel the others' answer.
+            lookup = asyncio.ensure_future(self._alookup(token))
+            self._inflight[key] = lookup
+            lookup.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        return await asyncio.shield(lookup)
+
+    async def _alookup(self, token: str) -> dict[str, Any] | None:
         try:
             response = await self._client().get(self.settings.api_url + "/user",
                                                 headers={"Authorization": f"token {token}"})
