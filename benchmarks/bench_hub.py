@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests" / "hub"))
 import gateway_kit as kit
+from bench_voila_burst import browser_cpu_seconds, cpu_seconds, percentile   # the burst's own measures
 import hubkit
 
 import byok_nb
@@ -74,15 +75,6 @@ ADMIN_PAGE, BUTTON_PAGE = "admin app, Models table", "one-button notebook"
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default), as bench_voila_burst."""
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def visitors(n: int) -> list[str]:
@@ -135,20 +127,8 @@ async def wait_for_pool(hub: hubkit.RunningHub, timeout: float = 180.0) -> None:
         await asyncio.sleep(0.25)
 
 
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
 
 
-def browser_cpu_seconds() -> float:
-    total = 0.0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "chrom" in child.name().lower():
-                total += cpu_seconds(child)
-        except psutil.Error:
-            continue
-    return total
 
 
 # -- the visitors -------------------------------------------------------------------------------
