@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import os
+
 import pytest
 
 import byok_nb
@@ -50,6 +52,29 @@ def _isolated_byok_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("BYOK_NB_HOME", str(tmp_path_factory.mktemp("byok_home")))
     for name in _CLEARED_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium for every browser test of this session (this xdist worker): ONE
+    Playwright sync session per process — its sync API keeps an event loop marked running in the
+    main thread, so a second ``sync_playwright()`` in the same process fails. Skips without
+    Chromium, or fails when ``CI`` is set (.ci/run installs it)."""
+    from byok_nb.testing.voila import chromium_missing_reason, launch_chromium
+
+    reason = chromium_missing_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI={os.environ['CI']!r} is set, so Chromium is required)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture

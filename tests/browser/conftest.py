@@ -19,7 +19,7 @@ import pytest
 import byok_nb
 from byok_nb.server.admin_app import app_notebook
 from byok_nb.testing import FakeOpenAIProvider
-from byok_nb.testing.voila import VoilaServer, chromium_missing_reason, launch_chromium, sandbox_env
+from byok_nb.testing.voila import VoilaServer, sandbox_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -46,23 +46,6 @@ class VoilaApp:
     def registry_bytes(self) -> bytes:
         """Every byte SQLite wrote: the database, its WAL and shared-memory files."""
         return b"".join(p.read_bytes() for p in sorted(self.home.glob("registry.db*")))
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    reason = chromium_missing_reason()
-    if reason:
-        if os.environ.get("CI"):   # .ci/run installs Chromium: missing there is a failure, not a skip
-            pytest.fail(f"{reason} (CI={os.environ['CI']!r} is set, so Chromium is required)")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _serve_app(tmp_path_factory, name: str, user: str, seed=None):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from byok_nb.testing.voila import chromium_missing_reason, launch_chromium
 
 from .hubkit import RunningHub, proxy_missing_reason
 
@@ -43,19 +42,6 @@ def _required(reason: str | None, what: str) -> None:
 @pytest.fixture(scope="session")
 def proxy_available() -> None:
     _required(proxy_missing_reason(), "configurable-http-proxy")
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    _required(chromium_missing_reason(), "Chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from byok_nb.testing.voila import chromium_missing_reason, free_port, launch_chromium
+from byok_nb.testing.voila import free_port
 
 from . import wheelkit
 
@@ -85,13 +85,8 @@ def _wait_for_serving(proc: subprocess.Popen, log: Path, port: int, timeout: flo
     raise AssertionError(f"byok-nb demo did not serve within {timeout} s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
-def test_e1_byok_nb_demo_from_the_wheel_shows_the_models_page(installed, tmp_path):
-    reason = chromium_missing_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so Chromium is required)")
-        pytest.skip(reason)
-    from playwright.sync_api import expect, sync_playwright
+def test_e1_byok_nb_demo_from_the_wheel_shows_the_models_page(installed, tmp_path, chromium):
+    from playwright.sync_api import expect
 
     venv, home, _ = installed
     port = free_port()
@@ -102,19 +97,18 @@ def test_e1_byok_nb_demo_from_the_wheel_shows_the_models_page(installed, tmp_pat
                                 stdin=subprocess.DEVNULL)
     try:
         url = _wait_for_serving(proc, log, port).rstrip(".,)'\"")
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1600})
-                response = page.goto(url, timeout=300_000)     # Voila runs the notebook first: slow on a busy machine
-                assert response is not None and response.status == 200, log.read_text(errors="replace")[-3000:]
-                table = page.locator(".byok-models-table")
-                expect(table).to_be_visible(timeout=120_000)
-                expect(table).to_contain_text(DEMO_MODEL, timeout=60_000)      # the demo's custom model
-                expect(table).to_contain_text("openai/gpt-4o")                  # the shipped catalogue
-                page.screenshot(path=str(tmp_path / "models_page_from_wheel.png"))
-            finally:
-                browser.close()
+        context = chromium.new_context(viewport={"width": 1280, "height": 1600})
+        try:
+            page = context.new_page()
+            response = page.goto(url, timeout=300_000)     # Voila runs the notebook first: slow on a busy machine
+            assert response is not None and response.status == 200, log.read_text(errors="replace")[-3000:]
+            table = page.locator(".byok-models-table")
+            expect(table).to_be_visible(timeout=120_000)
+            expect(table).to_contain_text(DEMO_MODEL, timeout=60_000)      # the demo's custom model
+            expect(table).to_contain_text("openai/gpt-4o")                  # the shipped catalogue
+            page.screenshot(path=str(tmp_path / "models_page_from_wheel.png"))
+        finally:
+            context.close()
         text = log.read_text(errors="replace")
         assert "No Jupyter kernel" not in text and "No module named" not in text, text[-3000:]
     finally:
