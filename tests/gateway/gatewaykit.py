@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -13,28 +13,28 @@ import uvicorn
 from byok_nb.server.gateway import create_app
 
 
-class RunningGateway:
-    """``create_app(registry, **options)`` served on 127.0.0.1:<free port> until ``stop()``."""
+class ServedInThread:
+    """An ASGI ``app`` served by uvicorn (uvloop, httptools, lifespan) on 127.0.0.1:<free port> in a
+    thread until ``stop()``; ``served`` wraps it when given (e.g. to record what it sends)."""
 
-    def __init__(self, registry: Any, **options: Any) -> None:
-        self.app = create_app(registry, **options)
+    def __init__(self, app: Any, served: Any = None) -> None:
+        self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.base_url = self.url + "/v1"
-        config = uvicorn.Config(self.app, loop="uvloop", http="httptools", lifespan="on",
+        config = uvicorn.Config(served or app, loop="uvloop", http="httptools", lifespan="on",
                                 log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def start(self) -> RunningGateway:
+    def start(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the gateway did not start")
+                raise RuntimeError(f"{type(self).__name__} did not start")
             time.sleep(0.01)
         return self
 
@@ -43,6 +43,14 @@ class RunningGateway:
         self.thread.join(20)
         self.app.close()
         self.sock.close()
+
+
+class RunningGateway(ServedInThread):
+    """``create_app(registry, **options)`` served on 127.0.0.1:<free port> until ``stop()``."""
+
+    def __init__(self, registry: Any, **options: Any) -> None:
+        super().__init__(create_app(registry, **options))
+        self.base_url = self.url + "/v1"
 
 
 def get(gw: RunningGateway, path: str, token: str | None, **kw: Any) -> httpx.Response:

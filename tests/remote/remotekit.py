@@ -2,47 +2,23 @@
 service and ``byok-nb gateway`` serve it), over a test registry."""
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from typing import Any
 
-import uvicorn
 
 from byok_nb.remote.server import create_app
+from tests.gateway.gatewaykit import ServedInThread
 
 
-class RunningApi:
+class RunningApi(ServedInThread):
     """``RemoteApiApp(registry's backend, **options)`` on 127.0.0.1:<free port> until ``stop()``;
     ``url`` is the service root a client connects to."""
 
     def __init__(self, registry: Any, **options: Any) -> None:
-        self.app = create_app(registry, **options)
+        app = create_app(registry, **options)
         self.sent: list[bytes] = []     # every response's status line headers and body bytes
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
-        config = uvicorn.Config(_Tap(self.app, self.sent), loop="uvloop", http="httptools", lifespan="on",
-                                log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def start(self) -> "RunningApi":
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the remote API did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-        self.app.close()
-        self.sock.close()
+        super().__init__(app, _Tap(app, self.sent))
+        self.url += "/"
 
 
 class _Tap:
