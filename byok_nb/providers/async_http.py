@@ -84,15 +84,17 @@ def build_async_http_client(*, timeout: float, policy: EgressPolicy, max_connect
     install_http_log_scrubbing()
 
     def session() -> aiohttp.ClientSession:
+        # No cookie jar: a provider's cookie is never sent on a later call (perhaps with another
+        # model's key), and no request pays for filtering or storing cookies.
         return verbatim_session_class()(connector=guarded_connector(policy, max_connections=max_connections),
-                                        trust_env=False)
+                                        trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
     sessions = _SessionHolder(session)
     transport = sessions.transport = AiohttpTransport(client=sessions, verify=default_ssl_context(),
                                                       trust_env=False)
     client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout),
                                follow_redirects=False, trust_env=False)
-    client.byok_direct = DirectSender(sessions, timeout)   # what direct_sender() finds
+    client.byok_direct = DirectSender(sessions)   # what direct_sender() finds
     return client
 
 
@@ -132,12 +134,14 @@ class DirectSender:
     refuse (not ASCII) and a URL httpx cannot parse are refused here the same way, before any
     I/O."""
 
-    def __init__(self, sessions: _SessionHolder, timeout: float) -> None:
+    def __init__(self, sessions: _SessionHolder) -> None:
         import aiohttp
 
         self._sessions = sessions
-        # As the httpx-aiohttp transport maps httpx.Timeout(timeout) for each request.
-        self._timeout = aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout, connect=timeout)
+        # No timers of aiohttp's own: its one caller (http_streams.aexchange) bounds the whole
+        # exchange — connect, send, every read — by ``timeout`` already, so a per-read timer (re-armed
+        # on every chunk received) would only add work to every request.
+        self._timeout = aiohttp.ClientTimeout()
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> DirectResponse:
         from httpx_aiohttp.transport import map_aiohttp_exceptions
@@ -164,16 +168,31 @@ def _wire_url(url: str) -> str:
 
 class DirectResponse:
     """The part of ``httpx.Response`` the whole-reply readers use: ``status_code``, ``headers``
-    (``httpx.Headers``), ``aiter_raw()`` and ``aclose()``."""
+    (read as ``httpx.Headers`` are), ``aiter_raw()``, ``read_whole()`` and ``aclose()``."""
 
     __slots__ = ("_response", "headers", "status_code")
 
     def __init__(self, response: Any) -> None:
-        import httpx
-
         self._response = response
         self.status_code = response.status
-        self.headers = httpx.Headers(response.raw_headers)
+        self.headers = ReplyHeaders(response)
+
+    def plain_length(self) -> int | None:
+        """The body's length when the reply says it (Content-Length) and the body is sent as is
+        (no Content-Encoding, not chunked): what :meth:`read_whole` may read in one go."""
+        response = self._response
+        if response.headers.get("Content-Encoding"):
+            return None
+        length = response.content_length
+        return length if isinstance(length, int) and length >= 0 else None
+
+    async def read_whole(self) -> bytes:
+        """The whole body in one read (for a reply whose :meth:`plain_length` is known and
+        acceptable: aiohttp reads exactly that many bytes)."""
+        from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        with map_aiohttp_exceptions():
+            return bytes(await self._response.read())
 
     async def aiter_raw(self) -> Any:
         from httpx_aiohttp.transport import map_aiohttp_exceptions
@@ -187,3 +206,50 @@ class DirectResponse:
 
         with map_aiohttp_exceptions():
             await self._response.__aexit__(None, None, None)
+
+
+class ReplyHeaders:
+    """``httpx.Headers``' reading API (``get``, ``get_list``, ``[]``, ``in``) straight over
+    aiohttp's case-insensitive headers of a reply: building an ``httpx.Headers`` for every reply
+    cost more than reading the two headers a reply is asked for. Anything else builds the
+    ``httpx.Headers`` once and asks it."""
+
+    __slots__ = ("_built", "_response")
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._built: Any = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        values = self._response.headers.getall(key, None)
+        return default if values is None else ", ".join(values)
+
+    def get_list(self, key: str, split_commas: bool = False) -> list[str]:
+        values = self._response.headers.getall(key, [])
+        if not split_commas:
+            return list(values)
+        return [part.strip() for value in values for part in value.split(",")]
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._response.headers
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._built is None:
+            import httpx
+
+            self._built = httpx.Headers(self._response.raw_headers)
+        return getattr(self._built, name)
+
+    def __iter__(self) -> Any:
+        return iter(self.__getattr__("keys")())
+
+    def __repr__(self) -> str:   # names only: a header value may be anything a provider sent
+        return f"ReplyHeaders({sorted(set(k.lower() for k in self._response.headers))!r})"

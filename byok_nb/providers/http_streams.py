@@ -20,7 +20,7 @@ import zlib
 from typing import Any
 
 from ..core.errors import InvalidRequest
-from .async_http import direct_sender
+from .async_http import DirectResponse, direct_sender
 from .retry import attempt_deadline
 from .transport import (
     ACCEPT_ENCODING,
@@ -124,6 +124,10 @@ async def aexchange(client: Any, call: Any, *, timeout: float, label: str) -> Ht
             if status >= 400:
                 body = await aread_error_body(response, timeout=timeout)
                 return HttpReply(status, response.headers, body)
+            length = response.plain_length() if isinstance(response, DirectResponse) else None
+            if length is not None and length <= MAX_RESPONSE_BYTES:
+                # Sent as is with its length: one read of exactly that many bytes.
+                return HttpReply(status, response.headers, await response.read_whole())
             decoder = _decoder(response)
             chunks: list[bytes] = []
             size = 0

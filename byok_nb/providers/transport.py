@@ -539,9 +539,18 @@ def loads_bounded(data: bytes | str) -> Any:
         value = json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    if isinstance(value, (dict, list)) and _deeper_than(value, MAX_JSON_DEPTH):
+    # Nesting needs an opening bracket a level: text with fewer cannot be too deep (a count in C,
+    # where the walk below is Python for every container of every reply).
+    if isinstance(value, (dict, list)) and _brackets(data) > MAX_JSON_DEPTH \
+            and _deeper_than(value, MAX_JSON_DEPTH):
         raise ValueError("JSON nested too deeply")
     return value
+
+
+def _brackets(data: bytes | str) -> int:
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -679,12 +688,14 @@ def scrubbed_result(result: Any, secrets: Iterable[str]) -> Any:
     def clean(value: Any) -> Any:
         return scrub(value, secrets, shapes=False) if isinstance(value, str) and value else value
 
+    text, reasoning_text = clean(result.text), clean(result.reasoning_text)
+    if text == result.text and reasoning_text == result.reasoning_text and not result.tool_calls:
+        return result   # nothing found: the result as it is (a copy costs more than the scan)
     tool_calls = [{**call, "id": clean(call.get("id")),
                    "function": {**call["function"], "name": clean(call["function"].get("name")),
                                 "arguments": clean(call["function"].get("arguments"))}}
                   for call in result.tool_calls]
-    return result.replace(text=clean(result.text), reasoning_text=clean(result.reasoning_text),
-                          tool_calls=tool_calls)
+    return result.replace(text=text, reasoning_text=reasoning_text, tool_calls=tool_calls)
 
 
 # What reading an odd reply shape raises: a missing key or index, a value of the wrong type

@@ -61,6 +61,7 @@ class UsageWriter:
         self.written = 0       # rows committed to the store by this writer
         self.spooled = 0       # rows handed to the spool because the store refused them
         self.rejected = 0      # rows the store refused as invalid (logged; they can never go in)
+        self._org_ids: dict[str, int] = {}   # org name -> id, kept across batches (record_rows)
         self._thread = threading.Thread(target=self._run, name="byok-nb-usage-writer", daemon=True)
         self._thread.start()
 
@@ -106,7 +107,7 @@ class UsageWriter:
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
-            record_rows(self._engine, batch, fixed=None, default_user="")
+            record_rows(self._engine, batch, fixed=None, default_user="", org_ids=self._org_ids)
         except InvalidRequest:
             # One bad row must not take the batch's good rows with it: write them one by one.
             if len(batch) == 1:

@@ -60,6 +60,20 @@ class TokenIdentity(NamedTuple):
     user: str
 
 
+class TokenRow(NamedTuple):
+    """What :func:`identity_row` read of a token: a plain tuple with its times made aware
+    (UTC), so that checking it on every request costs no row-proxy or timezone work."""
+
+    id: int
+    org: str
+    org_id: int
+    user_name: str
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    member: bool
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -217,7 +231,7 @@ def authenticate(engine: "Engine", token: Any, *, now: dt.datetime | None = None
     now = now or _now()
     row = identity_row(engine, token_hash)
     identity = check_identity(row, now)
-    last_used = _aware(row.last_used_at)
+    last_used = row.last_used_at
     if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
         touch(engine, row.id, now)
     return identity
@@ -230,32 +244,37 @@ def token_key(token: Any) -> str:
     return hash_token(token)
 
 
-def identity_row(engine: "Engine", token_hash: str) -> Any:
+def identity_row(engine: "Engine", token_hash: str) -> TokenRow | None:
     """The token's row with its org's name and whether its user is a member (one query, one
     snapshot); None for an unknown hash. What :func:`check_identity` judges."""
     with read_tx(engine) as conn:
-        return conn.execute(_IDENTITY, {"token_hash": token_hash}).first()
+        row = conn.execute(_IDENTITY, {"token_hash": token_hash}).first()
+    if row is None:
+        return None
+    return TokenRow(id=int(row.id), org=row.org, org_id=int(row.org_id), user_name=row.user_name,
+                    expires_at=_aware(row.expires_at), revoked_at=_aware(row.revoked_at),
+                    last_used_at=_aware(row.last_used_at), member=bool(row.member))
 
 
-def last_used_at(row: Any) -> dt.datetime | None:
+def last_used_at(row: TokenRow) -> dt.datetime | None:
     """When an :func:`identity_row`'s token was last recorded as used (UTC), None if never."""
-    return _aware(row.last_used_at)
+    return row.last_used_at
 
 
-def check_identity(row: Any, now: dt.datetime | None = None) -> TokenIdentity:
+def check_identity(row: TokenRow | None, now: dt.datetime | None = None) -> TokenIdentity:
     """Whom an :func:`identity_row` acts as at ``now``; ``Unauthorized`` when it is None
     (unknown), revoked, expired, or its user is no longer a member."""
     if row is None:
         raise Unauthorized(_BAD_TOKEN)
     if row.revoked_at is not None:
         raise Unauthorized("the API token has been revoked; ask an org admin for a new one")
-    expires_at = _aware(row.expires_at)
+    expires_at = row.expires_at
     if expires_at is not None and expires_at <= (now or _now()):
         raise Unauthorized(f"the API token expired at {expires_at.isoformat(timespec='seconds')}; "
                            f"ask an org admin for a new one")
     if not row.member:
         raise Unauthorized(f"the API token's user is no longer a member of org {row.org!r}")
-    return TokenIdentity(org=row.org, org_id=int(row.org_id), user=row.user_name)
+    return TokenIdentity(row.org, row.org_id, row.user_name)
 
 
 def touch(engine: "Engine", token_id: int, now: dt.datetime) -> None:

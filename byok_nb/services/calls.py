@@ -12,7 +12,7 @@ answer would cost more than the rest of the call).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import copy
 import re
 import time
 from collections.abc import Awaitable
@@ -87,7 +87,9 @@ def bind(call: Call, target: Target | None = None) -> "tuple[Any, ChatRequest]":
     if target is None:
         target = target_of(call)
     adapter = call.ctx.providers.adapter(target)
-    return adapter, dataclasses.replace(call.request, model=target.provider_model_id)
+    request = copy.copy(call.request)   # a shallow copy: dataclasses.replace re-runs __init__
+    request.model = target.provider_model_id
+    return adapter, request
 
 
 def target_of(call: Call) -> Target:
