@@ -264,6 +264,16 @@ _SQLITE_LOG_INSERT = (f"INSERT INTO usage_log ({', '.join(_LOG_COLUMNS)}) "
                       f"VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})")
 
 
+# PostgreSQL: the rows as one array a column, unnested server-side — one short statement of 18
+# parameters whatever the batch size (psycopg prepares it once; a statement with a placeholder a
+# value is re-parsed by psycopg in Python every time, and executemany binds and executes a row at
+# a time: either cost ~100-150 us of CPU a row on the gateway's writer thread, measured).
+_PG_LOG_TYPES = {"org_id": "integer", "ts_us": "bigint", "input_tokens": "bigint", "output_tokens": "bigint",
+                 "latency_ms": "double precision", "ok": "boolean", "attempts": "integer"}
+_PG_LOG_INSERT = (f"INSERT INTO usage_log ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
+                  + ", ".join(f"%b::{_PG_LOG_TYPES.get(c, 'text')}[]" for c in _LOG_COLUMNS) + ")")
+
+
 def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
     """Insert the log rows and add them to the rollup, in the caller's transaction."""
     totals: dict[tuple, list[int]] = {}
@@ -286,6 +296,9 @@ def _write(conn: "Connection", rows: list[dict[str, Any]]) -> None:
         # The driver's executemany straight away: SQLAlchemy's per-row parameter processing would
         # be most of the cost of recording (F-2). Booleans are stored as 0/1 as SQLAlchemy would.
         conn.exec_driver_sql(_SQLITE_LOG_INSERT, log_params)
+    elif conn.dialect.name == "postgresql":
+        # One INSERT of column arrays, straight to the driver (_PG_LOG_INSERT).
+        conn.exec_driver_sql(_PG_LOG_INSERT, tuple(list(column) for column in zip(*log_params)))
     else:
         conn.execute(schema.usage_log.insert(), [dict(zip(_LOG_COLUMNS, p)) for p in log_params])
     # Sorted keys: concurrent writers take row locks in one order (no deadlock on PostgreSQL).
