@@ -24,7 +24,7 @@ import warnings
 from typing import Any
 
 from .egress import EgressPolicy
-from .transport import default_ssl_context, install_http_log_scrubbing
+from .transport import cookieless_jar, default_ssl_context, install_http_log_scrubbing
 
 KEEPALIVE_EXPIRY = 30.0
 
@@ -93,7 +93,7 @@ def build_async_http_client(*, timeout: float, policy: EgressPolicy, max_connect
     transport = sessions.transport = AiohttpTransport(client=sessions, verify=default_ssl_context(),
                                                       trust_env=False)
     client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout),
-                               follow_redirects=False, trust_env=False)
+                               follow_redirects=False, trust_env=False, cookies=cookieless_jar())
     client.byok_direct = DirectSender(sessions)   # what direct_sender() finds
     return client
 

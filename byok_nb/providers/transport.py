@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 from ..core.errors import InvalidRequest, ProviderError
@@ -216,7 +217,14 @@ def build_http_client(*, timeout: float, policy: EgressPolicy, max_connections: 
         network_backend=deadline_network_backend(guarded_network_backend(policy)),
     )
     return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout),
-                        follow_redirects=False, trust_env=False)
+                        follow_redirects=False, trust_env=False, cookies=cookieless_jar())
+
+
+def cookieless_jar() -> CookieJar:
+    """A cookie jar that keeps nothing, for the provider clients: a cookie one provider endpoint
+    sets is never sent on a later call (perhaps another model's, with another key). httpx copies
+    a ``Cookies`` object into a jar of its own, so the jar itself is what the client is given."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 @dataclass

@@ -4,6 +4,8 @@ egress refusal, a redirect, a header HTTP cannot carry, a URL httpx cannot parse
 what the httpx path gives, and it is the direct path that ran."""
 from __future__ import annotations
 
+import gzip
+import json
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ from provider_kit import KEYS, chat, target_for
 
 from byok_nb.providers import ProviderHub, Target
 from byok_nb.providers import http_streams
+from byok_nb.testing.fake_providers import Reply
 from asyncrun import run_async
 
 
@@ -97,3 +100,84 @@ def test_f7_direct_path_refuses_a_key_http_cannot_carry_without_showing_it(monke
     direct, through_httpx = _both(monkeypatch, _hub(), target)
     assert direct == through_httpx and direct[0] == "InvalidRequest"
     assert KEYS["openai"] not in direct[2] and fake.requests == []
+
+
+def _completion_body(text: str) -> bytes:
+    return json.dumps({"id": "chatcmpl-fixed", "object": "chat.completion", "model": "m-1",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "gzip", "chunked"])
+def test_f7_direct_path_reads_whole_gzip_and_chunked_replies_as_httpx_does(monkeypatch, openai_fake, framing):
+    # A reply with a Content-Length and no encoding is read in one go; the others chunk by chunk
+    # through the bounded decoder. Each must give what the httpx path gives.
+    fake = openai_fake("openai")
+    body = _completion_body(f"sent with {framing}")
+
+    def reply(request):
+        headers = {"Content-Type": "application/json", "x-request-id": "req-framing-0001"}
+        if framing == "gzip":
+            return Reply(200, gzip.compress(body), {**headers, "Content-Encoding": "gzip"})
+        if framing == "chunked":
+            return Reply(200, None, headers, chunks=[body[:20], body[20:]])
+        return Reply(200, body, headers)
+
+    fake.add_route("POST", fake.chat_path, reply)
+    direct, through_httpx = _both(monkeypatch, _hub(), target_for("openai", fake))
+    assert direct == through_httpx == ("ok", f"sent with {framing}", 3, 2, "req-frami")
+
+
+def test_f7_a_cookie_a_provider_sets_is_never_sent_on_a_later_call(monkeypatch, openai_fake):
+    # One hub's client serves every model; a cookie one endpoint sets must not ride along on the
+    # next call (maybe another model's, with another key) — on the direct, httpx and sync paths.
+    fake = openai_fake("openai")
+    body = _completion_body("here is a cookie")
+    fake.add_route("POST", fake.chat_path, lambda request: Reply(
+        200, body, {"Content-Type": "application/json", "Set-Cookie": "session=provider-set-0001; Path=/"}))
+
+    async def twice(hub):
+        adapter = hub.adapter(target_for("openai", fake))
+        try:
+            await adapter.achat(chat())
+            await adapter.achat(chat())
+        finally:
+            await hub.aclose()
+
+    with ProviderHub(timeout=3.0) as hub:
+        run_async(twice(hub))                                   # direct (aiohttp)
+    with monkeypatch.context() as patch:
+        patch.setattr(http_streams, "direct_sender", lambda client: None)
+        with ProviderHub(timeout=3.0) as hub:
+            run_async(twice(hub))                               # httpx on the aiohttp transport
+    with ProviderHub(timeout=3.0) as hub:
+        adapter = hub.adapter(target_for("openai", fake))
+        adapter.chat(chat())
+        adapter.chat(chat())                                    # sync httpx
+    assert len(fake.requests) == 6
+    assert [r.headers.get("cookie") for r in fake.requests] == [None] * 6
+
+
+def test_f7_reply_headers_read_in_place_as_httpx_headers_are():
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from byok_nb.providers.async_http import ReplyHeaders
+
+    raw = [(b"Content-Encoding", b"gzip, br"), (b"Content-Encoding", b"zstd"),
+           (b"X-Request-Id", b"req-0001"), (b"Set-Cookie", b"session=secret-value-0001")]
+
+    class Response:   # the two attributes of an aiohttp reply that ReplyHeaders reads
+        raw_headers = tuple(raw)
+        headers = CIMultiDictProxy(CIMultiDict((k.decode(), v.decode()) for k, v in raw))
+
+    mine, theirs = ReplyHeaders(Response()), httpx.Headers(list(raw))
+    for name in ("content-encoding", "X-REQUEST-ID", "retry-after"):
+        assert mine.get(name) == theirs.get(name)
+        assert mine.get_list(name, split_commas=True) == theirs.get_list(name, split_commas=True)
+        assert (name in mine) == (name in theirs)
+    assert mine["x-request-id"] == "req-0001"
+    with pytest.raises(KeyError):
+        mine["retry-after"]
+    assert dict(mine.items()) == dict(theirs.items())          # anything else: httpx.Headers' answer
+    assert "secret-value" not in repr(mine) and "set-cookie" in repr(mine)
