@@ -25,6 +25,8 @@ from .settings import HubSettings
 if TYPE_CHECKING:  # pragma: no cover
     from sqlalchemy import Engine
 
+    from ..services.call_cache import View
+
 __all__ = ["HubTokenAuth"]
 
 _BAD_TOKEN = ("the token is missing or unknown; send Authorization: Bearer <token> with a byok_ API "
@@ -35,6 +37,10 @@ class HubTokenAuth:
     # The gateway checks byok_ tokens itself, the same check as authenticate_byok_token below but
     # from its per-request-proven cache (an uncached check cost ~1 ms a call behind the hub).
     defers_byok_tokens = True
+    # The gateway passes its per-request-proven view (services/call_cache.py) as ``view=`` and runs
+    # the hook through ``resolve``: a hub user's membership is then read once per store generation,
+    # in a thread, instead of from the store on the event loop on every call.
+    reads_through_view = True
 
     def __init__(self, settings: HubSettings, hub: HubAPI) -> None:
         self.settings = settings
@@ -49,15 +55,22 @@ class HubTokenAuth:
             return False
         return bool(self.settings.access_scopes & set(model.get("scopes") or ()))
 
-    def identity(self, engine: Engine, user: str) -> TokenIdentity:
-        """The identity of the hub user ``user``, auto-joined when new; 401 when removed."""
-        try:
-            org_id = members.admit(engine, self.settings.org, self.settings.project, user)
-        except Forbidden as exc:
-            raise Unauthorized(exc.message) from None
-        return TokenIdentity(org=self.settings.org, org_id=org_id, user=user)
+    def identity(self, engine: Engine, user: str, view: View | None = None) -> TokenIdentity:
+        """The identity of the hub user ``user``, auto-joined when new; 401 when removed. With a
+        ``view`` a member's org id is remembered for that store generation (a removal moves the
+        generation, so it is seen on the next request; a refusal is never remembered)."""
+        org, project = self.settings.org, self.settings.project
 
-    def __call__(self, engine: Engine, token: Any) -> TokenIdentity:
+        def admit() -> int:
+            try:
+                return members.admit(engine, org, project, user)
+            except Forbidden as exc:
+                raise Unauthorized(exc.message) from None
+
+        org_id = admit() if view is None else view.get(("hub-member", org, project, user), admit)
+        return TokenIdentity(org=org, org_id=org_id, user=user)
+
+    def __call__(self, engine: Engine, token: Any, view: View | None = None) -> TokenIdentity:
         if not isinstance(token, str) or not token:
             raise Unauthorized(_BAD_TOKEN)
         if token.startswith(TOKEN_PREFIX):
@@ -66,7 +79,7 @@ class HubTokenAuth:
         if not self.allowed(model):
             raise Unauthorized(_BAD_TOKEN)
         assert model is not None
-        return self.identity(engine, model["name"])
+        return self.identity(engine, model["name"], view)
 
     async def prefetch(self, token: str | None) -> None:
         """Ask the hub about a non-``byok_`` token without blocking (fills the cache)."""

@@ -163,9 +163,13 @@ class GatewayApp:
         if hook is not None:   # a check of the caller's own, as it is given
             if token is None:
                 raise Unauthorized("the API token is missing or unknown; send Authorization: Bearer <token>")
-            identity = hook(self.backend.engine, token)
+            view = await self._cache.aview()
+            if getattr(hook, "reads_through_view", False):   # its store reads: from the view, or a thread
+                identity = await resolve(lambda: hook(self.backend.engine, token, view=view))
+            else:
+                identity = hook(self.backend.engine, token)
             return Context(self.backend, Actor(org=identity.org, org_id=identity.org_id, user=identity.user),
-                           await self._cache.aview())
+                           view)
         key = api_tokens.token_key(token)
         # The store's generation, read after this request arrived: what the view holds (token,
         # membership, model, target) is current for it — a revoked token, a removed member or an

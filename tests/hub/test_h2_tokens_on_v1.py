@@ -107,3 +107,22 @@ def test_h2_hub_down_is_a_502_naming_the_hub_not_a_401(registry, start_service):
     assert token not in answer.text
     page = httpx.get(f"{service.url}{PREFIX}", cookies={"service-byok": token}, timeout=30)
     assert page.status_code == 502 and "cannot reach the hub API" in page.text
+
+
+def test_h2_hub_token_membership_read_once_a_store_generation_and_removal_seen_at_once(
+        registry, start_service, monkeypatch):
+    # The auto-join check of a hub token (a store read) is remembered in the gateway's view, as a
+    # byok_ token's check is: later calls read nothing; a removal moves the store's generation.
+    members.start(registry._backend.engine, "default", "default", ["ana"])
+    service = start_service(registry)
+    admitted = []
+    real_admit = members.admit
+    monkeypatch.setattr(members, "admit", lambda *a, **kw: admitted.append(a[-1]) or real_admit(*a, **kw))
+    bo = service.hub.issue_token("bo")
+    assert _models(service, bo).status_code == 200           # joins bo (a write: the generation moves)
+    for _ in range(5):
+        assert _models(service, bo).status_code == 200
+    assert admitted == ["bo", "bo"]                          # the join, then once for the new generation
+    registry.remove_member("default", "bo")
+    answer = _models(service, bo)
+    assert answer.status_code == 401 and "removed from org 'default'" in answer.json()["error"]["message"]
