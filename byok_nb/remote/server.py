@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..core.asgi_body import read_body
 from ..core.errors import InvalidRequest, NotFound, RegistryError, Unauthorized
 from ..core.secrets import scrub
 from ..registry import Registry, Session, open_registry
@@ -46,7 +47,6 @@ from .errors import INTERNAL_MESSAGE, error_payload
 __all__ = ["SESSION_METHODS", "RemoteApiApp", "create_app", "session_methods"]
 
 log = logging.getLogger("byok_nb.remote")
-MAX_BODY = 32 * 2**20          # bytes: images inline, a seeding CSV (1 MiB at most) stay well under
 DEFAULT_WORKERS = 32           # concurrent blocking calls (a chat holds one for the provider's answer)
 _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 _NDJSON = [(b"content-type", b"application/x-ndjson"), (b"cache-control", b"no-store"),
@@ -121,7 +121,7 @@ class RemoteApiApp:
                                    f"{', '.join(sorted(SESSION_METHODS))}")
                 if method != "POST":
                     raise InvalidRequest(f"use POST for /api/session/{name}", status_code=405)
-                body = await _body(receive)
+                body = await read_body(receive)
                 outcome = await self._run(self._call, token, name, body)
                 if isinstance(outcome, ChatStream):
                     return await self._relay(outcome, receive, send)
@@ -273,21 +273,6 @@ def _require_uploaded_file(args: list[Any], kwargs: dict[str, Any]) -> None:
     if not hasattr(source, "read"):
         raise InvalidRequest("seed_assignments_csv on a remote session takes a local path or an open "
                              "file; it is uploaded, never read on the service's machine")
-
-
-async def _body(receive: Receive) -> bytes:
-    parts, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequest("the client went away before sending the request body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise InvalidRequest(f"the request body is larger than {MAX_BODY // 2**20} MiB", status_code=413)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def _dumps(payload: Any) -> bytes:

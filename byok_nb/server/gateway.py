@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.asgi_body import read_body
 from ..core.errors import InvalidRequest, NotFound, RegistryError, Unauthorized
 from ..remote.server import RemoteApiApp
 from ..services import api_tokens
@@ -52,7 +53,6 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "GatewayApp", "app_from_env", "create
 log = logging.getLogger("byok_nb.gateway")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8870
-MAX_BODY = 32 * 2**20        # bytes: a request with images inline stays well under this
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no")]
@@ -122,7 +122,7 @@ class GatewayApp:
                 if method != "POST":
                     return await _answer(send, 405, _error("use POST", "invalid_request_error", "method_not_allowed"))
                 ctx = await self._context(scope)
-                call = wire.parse_chat_request(await _body(receive))
+                call = wire.parse_chat_request(await read_body(receive))
                 if call.stream:
                     return await self._stream(ctx, call, receive, send)
                 return await self._complete(ctx, call, send)
@@ -284,23 +284,6 @@ async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
         if message["type"] == "http.disconnect":
             gone.set()
             return
-
-
-async def _body(receive: Receive) -> bytes:
-    parts = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequest("the client went away before sending the request body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise InvalidRequest(f"the request body is larger than {MAX_BODY // 2**20} MiB",
-                                 status_code=413)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def _error(message: str, type_: str, code: str) -> dict[str, Any]:

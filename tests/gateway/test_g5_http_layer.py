@@ -247,7 +247,7 @@ def test_g5_client_going_away_mid_stream_closes_the_call_and_records_it(gw, toke
 def test_g5_oversized_body_is_413_and_health_needs_no_token(gw, tokens):
     import httpx
 
-    from byok_nb.server.gateway import MAX_BODY
+    from byok_nb.core.asgi_body import MAX_BODY
 
     r = httpx.post(gw.base_url + "/chat/completions", content=b"x" * (MAX_BODY + 1),
                    headers={"Authorization": f"Bearer {tokens.member}"})
