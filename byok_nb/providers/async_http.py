@@ -239,17 +239,21 @@ class ReplyHeaders:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self._response.headers
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
+    def _full(self) -> Any:
+        """The reply's ``httpx.Headers``, built on first need."""
         if self._built is None:
             import httpx
 
             self._built = httpx.Headers(self._response.raw_headers)
-        return getattr(self._built, name)
+        return self._built
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._full(), name)
 
     def __iter__(self) -> Any:
-        return iter(self.__getattr__("keys")())
+        return iter(self._full())
 
     def __repr__(self) -> str:   # names only: a header value may be anything a provider sent
         return f"ReplyHeaders({sorted(set(k.lower() for k in self._response.headers))!r})"

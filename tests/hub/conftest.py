@@ -45,6 +45,15 @@ def proxy_available() -> None:
 
 
 @pytest.fixture
+def start_service():
+    """``start_service(registry, **kw)`` -> a started hub service in a thread (svckit), every one
+    stopped after the test."""
+    from .svckit import service_starter
+
+    yield from service_starter()
+
+
+@pytest.fixture
 def page(chromium):
     context = chromium.new_context(viewport={"width": 1280, "height": 1400})
     page = context.new_page()

@@ -102,6 +102,11 @@ class RunningService:
         return callback
 
 
+def models_answer(service: "RunningService", token: str) -> httpx.Response:
+    """``GET <prefix>v1/models`` on the service with ``token`` as the bearer."""
+    return httpx.get(f"{service.url}{PREFIX}v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
 def service_starter():
     """The body of a test module's ``start_service`` fixture: yields ``start(registry, **kw)``,
     which returns a started :class:`RunningService`; every one is stopped afterwards."""

@@ -2,21 +2,9 @@
 direct) — and a revocation or a member's removal is still seen on the very next call."""
 from __future__ import annotations
 
-import httpx
-import pytest
-
 from byok_nb.hub import members
 
-from .svckit import PREFIX, service_starter
-
-
-@pytest.fixture
-def start_service():
-    yield from service_starter()
-
-
-def _models(service, token):
-    return httpx.get(f"{service.url}{PREFIX}v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+from .svckit import models_answer
 
 
 def test_h2_byok_token_behind_the_hub_revoked_or_removed_is_refused_at_once(registry, start_service):
@@ -27,11 +15,11 @@ def test_h2_byok_token_behind_the_hub_revoked_or_removed_is_refused_at_once(regi
     revoked = ana.create_api_token("ana", "laptop")
     bos = ana.create_api_token("bo", "bo-laptop")
     for token in (revoked, bos, revoked, bos):   # each checked, then served from the warm cache
-        assert _models(service, token).status_code == 200
+        assert models_answer(service, token).status_code == 200
     assert service.app.gateway._authenticate.defers_byok_tokens
     ana.revoke_api_token("laptop")
     registry.remove_member("default", "bo")
     for token in (revoked, bos):
-        answer = _models(service, token)
+        answer = models_answer(service, token)
         assert answer.status_code == 401, answer.text
     assert service.hub.user_lookups == 0      # a byok_ token is never shown to the hub

@@ -17,14 +17,9 @@ from websockets.sync.client import connect as ws_connect
 
 from byok_nb.hub import members
 
-from .svckit import CLIENT_ID, PREFIX, service_starter, write_who_notebook
+from .svckit import CLIENT_ID, PREFIX, write_who_notebook
 
 CULL_IDLE = 10   # seconds
-
-
-@pytest.fixture
-def start_service():
-    yield from service_starter()
 
 
 @pytest.mark.sqlite_only

@@ -9,23 +9,14 @@ import byok_nb
 from byok_nb.hub import members
 
 from .fake_hub import SERVICE_SCOPE
-from .svckit import PREFIX, service_starter
-
-
-@pytest.fixture
-def start_service():
-    yield from service_starter()
-
-
-def _models(service, token):
-    return httpx.get(f"{service.url}{PREFIX}v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+from .svckit import PREFIX, models_answer
 
 
 def test_h2_hub_token_of_a_user_acts_as_that_user(registry, start_service):
     members.start(registry._backend.engine, "default", "default", ["ana"])
     service = start_service(registry)
     bo = service.hub.issue_token("bo")
-    answer = _models(service, bo)
+    answer = models_answer(service, bo)
     assert answer.status_code == 200, answer.text
     assert answer.json()["object"] == "list"
     assert ("bo", "contributor", "default") in {(m.user, m.role, m.project) for m in registry.members("default")}
@@ -40,7 +31,7 @@ def test_h2_hub_tokens_without_the_access_scope_or_of_a_service_are_refused(regi
     no_scope = service.hub.issue_token("bo", scopes=("self",))
     a_service = service.hub.issue_token("other-service", scopes=(SERVICE_SCOPE,), kind="service")
     for token in (no_scope, a_service, "not-a-token", service.hub.service_token + "x"):
-        answer = _models(service, token)
+        answer = models_answer(service, token)
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"]["code"] == "invalid_api_key"
     assert {m.user for m in registry.members("default")} == {"ana"}
@@ -50,7 +41,7 @@ def test_h2_byok_tokens_still_work_behind_the_hub(registry, start_service):
     members.start(registry._backend.engine, "default", "default", ["ana"])
     token = registry.session("default", "ana").create_api_token("ana", "ci")
     service = start_service(registry)
-    assert _models(service, token).status_code == 200
+    assert models_answer(service, token).status_code == 200
     assert service.hub.user_lookups == 0      # a byok_ token is never shown to the hub
 
 
@@ -58,13 +49,13 @@ def test_h2_removed_user_hub_token_stops_working_and_visiting_does_not_readmit(r
     members.start(registry._backend.engine, "default", "default", ["ana"])
     service = start_service(registry)
     bo = service.hub.issue_token("bo")
-    assert _models(service, bo).status_code == 200
+    assert models_answer(service, bo).status_code == 200
     byok = registry.session("default", "ana").create_api_token("bo", "bo-laptop")
     registry.remove_member("default", "bo")
     for token in (bo, byok):
-        answer = _models(service, token)
+        answer = models_answer(service, token)
         assert answer.status_code == 401, answer.text
-    assert "removed from org 'default'" in _models(service, bo).json()["error"]["message"]
+    assert "removed from org 'default'" in models_answer(service, bo).json()["error"]["message"]
     assert "bo" not in {m.user for m in registry.members("default")}
 
 
@@ -73,9 +64,9 @@ def test_h2_hub_revoking_a_token_is_seen(registry, start_service):
     service = start_service(registry)
     service.app.hub.cache_seconds = 0      # no cache: the next request asks the hub again
     bo = service.hub.issue_token("bo")
-    assert _models(service, bo).status_code == 200
+    assert models_answer(service, bo).status_code == 200
     service.hub.revoke(bo)
-    assert _models(service, bo).status_code == 401
+    assert models_answer(service, bo).status_code == 401
 
 
 def test_h3_remote_api_behind_the_hub_acts_as_the_hub_tokens_user(registry, start_service):
@@ -101,7 +92,7 @@ def test_h2_hub_down_is_a_502_naming_the_hub_not_a_401(registry, start_service):
     service = start_service(registry)
     token = service.hub.issue_token("bo")
     service.hub.__exit__()                      # the hub's API stops answering
-    answer = _models(service, token)
+    answer = models_answer(service, token)
     assert answer.status_code == 502, answer.text
     assert "cannot reach the hub API" in answer.json()["error"]["message"]
     assert token not in answer.text
@@ -119,10 +110,10 @@ def test_h2_hub_token_membership_read_once_a_store_generation_and_removal_seen_a
     real_admit = members.admit
     monkeypatch.setattr(members, "admit", lambda *a, **kw: admitted.append(a[-1]) or real_admit(*a, **kw))
     bo = service.hub.issue_token("bo")
-    assert _models(service, bo).status_code == 200           # joins bo (a write: the generation moves)
+    assert models_answer(service, bo).status_code == 200           # joins bo (a write: the generation moves)
     for _ in range(5):
-        assert _models(service, bo).status_code == 200
+        assert models_answer(service, bo).status_code == 200
     assert admitted == ["bo", "bo"]                          # the join, then once for the new generation
     registry.remove_member("default", "bo")
-    answer = _models(service, bo)
+    answer = models_answer(service, bo)
     assert answer.status_code == 401 and "removed from org 'default'" in answer.json()["error"]["message"]
